@@ -1,0 +1,231 @@
+"""One product: cleaned text, a 180-token training prompt, and its price.
+
+An `Item` is built from one raw Amazon metadata record and its price. It keeps the course's
+attributes (title, price, category, token_count, details, prompt, include) so that the
+course's own pickled splits load straight into this class.
+
+>>> item = Item({"title": "Kettle", "description": ["Boils water. " * 60], "features": [],
+...              "details": "{}"}, price=24.99, category="Appliances")
+>>> item.include, item.prompt.splitlines()[0]
+(True, 'How much does this cost to the nearest dollar?')
+>>> item.test_prompt().endswith("Price is $")
+True
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import llama_tokens
+
+MIN_PRICE = 0.5
+MAX_PRICE = 999.49
+MIN_CHARS = 300
+MIN_TOKENS = 150
+MAX_TOKENS = 160
+CEILING_CHARS = MAX_TOKENS * 7
+# A cut at the last sentence end is preferred when it drops at most this share of the text.
+SENTENCE_SLACK = 0.12
+
+
+def parse_price(raw: Any) -> tuple[float | None, str | None]:
+    """Read a raw price field: (price, None) when unambiguous, else (None, reason).
+
+    >>> parse_price("$1,299.99"), parse_price("None"), parse_price("12.99 - 19.99")
+    ((1299.99, None), (None, 'missing'), (None, 'a range'))
+    """
+    if raw is None or isinstance(raw, bool):
+        return None, "missing"
+    if isinstance(raw, (int, float)):
+        value = float(raw)
+    else:
+        text = str(raw).strip().lower()
+        if text in {"", "none", "null", "nan", "n/a", "-", "—"}:
+            return None, "missing"
+        if re.search(r"\d\s*(-|–|to)\s*\$?\s*\d", text):
+            return None, "a range"
+        if re.search(r"[a-z]", text.replace("usd", "")):
+            return None, "qualified or not a price"
+        match = re.fullmatch(r"\$?\s*((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)\s*(usd)?", text)
+        if not match:
+            return None, "malformed"
+        value = float(match.group(1).replace(",", ""))
+    if not math.isfinite(value) or value <= 0:
+        return None, "not positive"
+    return value, None
+
+
+def _lines(value: Any) -> list[str]:
+    """A raw text field as a list of strings: lists stay, a lone string is one line."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value if v]
+
+
+def details_text(details: Any) -> str:
+    """The raw `details` field as a JSON string (it arrives as a string or as a dict)."""
+    if not details:
+        return ""
+    if isinstance(details, dict):
+        # The hub's JSON builder gives every record every key seen in the file; drop the Nones.
+        return json.dumps({k: v for k, v in details.items() if v is not None})
+    return str(details)
+
+
+class Item:
+    """A curated product: `prompt` ends with its price, `test_prompt()` stops before it."""
+
+    PREFIX = "Price is $"
+    QUESTION = "How much does this cost to the nearest dollar?"
+    REMOVALS = [
+        '"Batteries Included?": "No"', '"Batteries Included?": "Yes"',
+        '"Batteries Required?": "No"', '"Batteries Required?": "Yes"',
+        "By Manufacturer", "Item", "Date First", "Package", ":", "Number of",
+        "Best Sellers", "Number", "Product ",
+    ]
+
+    title: str
+    price: float
+    category: str = ""
+    token_count: int = 0
+    details: str | None = None
+    prompt: str | None = None
+    include: bool = False
+    excluded_because: str | None = None
+
+    def __init__(self, data: dict, price: float, category: str = "",
+                 course_compatible: bool = False):
+        self.title = str(data.get("title") or "")
+        self.price = price
+        self.category = category
+        self.parse(data, course_compatible)
+
+    def scrub_details(self) -> str:
+        """Details with the course's boilerplate keys and colons removed."""
+        details = self.details or ""
+        for remove in self.REMOVALS:
+            details = details.replace(remove, "")
+        return details
+
+    @staticmethod
+    def scrub(stuff: str) -> str:
+        """Collapse JSON punctuation and whitespace; drop part-number-like words.
+
+        >>> Item.scrub('{"Model": "WR57X10051", "Color": "Red"}')
+        'Model Color Red'
+        """
+        stuff = re.sub(r'[:\[\]"{}【】\s]+', " ", stuff).strip()
+        stuff = stuff.replace(" ,", ",").replace(",,,", ",").replace(",,", ",")
+        words = stuff.split(" ")
+        return " ".join(w for w in words if len(w) < 7 or not any(c.isdigit() for c in w))
+
+    def parse(self, data: dict, course_compatible: bool = False) -> None:
+        """Apply the curation rules; set `prompt` and `include` when the item qualifies.
+
+        `course_compatible` reproduces the course's cut exactly, mid-word ends and all.
+        """
+        contents = "\n".join(_lines(data.get("description")))
+        if contents:
+            contents += "\n"
+        features = "\n".join(_lines(data.get("features")))
+        if features:
+            contents += features + "\n"
+        self.details = details_text(data.get("details"))
+        if self.details:
+            contents += self.scrub_details() + "\n"
+        if len(contents) <= MIN_CHARS:
+            self.excluded_because = "too short"
+            return
+        contents = _ceiling(contents, CEILING_CHARS, course_compatible)
+        text = f"{self.scrub(self.title)}\n{self.scrub(contents)}"
+        tokens = llama_tokens.encode(text)
+        if len(tokens) <= MIN_TOKENS:
+            self.excluded_because = "too few tokens"
+            return
+        self.make_prompt(truncate(text, tokens, MAX_TOKENS, course_compatible))
+        self.include = True
+
+    def make_prompt(self, text: str) -> None:
+        """The training prompt: question, text, and the price rounded to the dollar."""
+        self.prompt = f"{self.QUESTION}\n\n{text}\n\n{self.PREFIX}{round(self.price)}.00"
+        self.token_count = llama_tokens.count(self.prompt)
+
+    def test_prompt(self) -> str:
+        """The prompt up to and including "Price is $": what a model completes."""
+        return self.prompt.split(self.PREFIX)[0] + self.PREFIX
+
+    @property
+    def text(self) -> str:
+        """The curated description (title line first), without the question or price."""
+        body = self.prompt.split(self.PREFIX)[0]
+        return body.removeprefix(f"{self.QUESTION}\n\n").rstrip("\n")
+
+    def __repr__(self) -> str:
+        return f"<{self.title} = ${self.price}>"
+
+
+def _ceiling(contents: str, limit: int, course_compatible: bool) -> str:
+    """Cap the raw contents at `limit` characters; the fixed mode backs off to a space."""
+    if len(contents) <= limit or course_compatible:
+        return contents[:limit]
+    cut = contents[:limit]
+    space = max(cut.rfind(" "), cut.rfind("\n"))
+    return cut[:space] if space > 0 else cut
+
+
+def truncate(text: str, tokens: list[int], max_tokens: int, course_compatible: bool) -> str:
+    """Cut `text` to at most `max_tokens` tokens.
+
+    The course decodes the first `max_tokens` tokens, which often ends mid-word. The fixed
+    cut never ends inside a word, and ends at a sentence when that loses little.
+    """
+    if len(tokens) <= max_tokens:
+        return text
+    if course_compatible:
+        return llama_tokens.decode(tokens[:max_tokens])
+    head = llama_tokens.encoding().decode_bytes(tokens[:max_tokens]).decode("utf-8", "ignore")
+    if not text[len(head)].isspace():
+        space = max(head.rfind(" "), head.rfind("\n"))
+        head = head[:space] if space > 0 else head
+    head = head.rstrip()
+    ends = [m.end() for m in re.finditer(r"[.!?](?=\s)|\n", head)]
+    if ends and len(head) - ends[-1] <= SENTENCE_SLACK * len(head):
+        head = head[: ends[-1]].rstrip()
+    return head
+
+
+class _ItemsOnly(pickle.Unpickler):
+    """An unpickler that builds Items and plain containers, and refuses every other class."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) == ("items", "Item"):
+            return Item
+        raise pickle.UnpicklingError(
+            f"refusing to load {module}.{name}: only items.Item is allowed in a split pickle"
+        )
+
+
+def load_pickle(path: str | Path) -> list[Item]:
+    """Load a list of Items from a pickle, such as the course's train.pkl, safely.
+
+    A pickle can run any code when loaded; this one only ever builds `items.Item`s.
+    """
+    data = Path(path).read_bytes()
+    loaded = _ItemsOnly(io.BytesIO(data)).load()
+    if not isinstance(loaded, list) or not all(isinstance(i, Item) for i in loaded):
+        raise pickle.UnpicklingError(f"{path} does not hold a list of Items")
+    return loaded
+
+
+def save_pickle(items: list[Item], path: str | Path) -> None:
+    """Save Items as the course did (a pickled list), loadable by `load_pickle`."""
+    with open(path, "wb") as f:
+        pickle.dump(items, f)

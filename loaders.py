@@ -1,0 +1,205 @@
+"""Raw Amazon metadata -> curated Items, from the hub, a local file, or the bundled sample.
+
+>>> loader = ItemLoader("Appliances")          # the offline sample unless told otherwise
+>>> items = loader.load(workers=2)              # doctest: +SKIP
+>>> print(loader.report)                        # doctest: +SKIP
+
+One code path serves every source: records arrive in chunks, worker processes turn each
+chunk into Items, and a report counts every record read, priced, in range, rejected (by
+reason) and kept.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from tqdm import tqdm
+
+import sample_data
+from items import MAX_PRICE, MIN_PRICE, Item, parse_price
+
+HUB_DATASET = "McAuley-Lab/Amazon-Reviews-2023"
+HUB_FILE = "raw/meta_categories/meta_{category}.jsonl"
+DATA_DIR = Path(os.environ.get("PRICER_DATA_DIR", Path(__file__).parent / "data"))
+SAMPLE_SIZE = 3000  # raw records per category in the offline sample
+CHUNK_SIZE = 1000
+FIELDS = ("title", "description", "features", "details", "price")
+
+
+def default_source() -> str:
+    """`sample` unless the PRICER_SOURCE environment variable says `hub` or a path."""
+    return os.environ.get("PRICER_SOURCE", "sample")
+
+
+@dataclass
+class LoadReport:
+    """What happened to every raw record of one load."""
+
+    category: str
+    read: int = 0
+    kept: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    @property
+    def priced(self) -> int:
+        unpriced = sum(n for why, n in self.rejected.items() if why.startswith("price "))
+        return self.read - self.rejected["malformed record"] - unpriced
+
+    @property
+    def in_range(self) -> int:
+        return self.priced - self.rejected["out of price range"]
+
+    def add(self, kept: int, rejected: Counter) -> None:
+        self.kept += kept
+        self.rejected.update(rejected)
+        self.read += kept + sum(rejected.values())
+
+    def __str__(self) -> str:
+        lines = [f"{self.category}: read {self.read:,}, priced {self.priced:,}, "
+                 f"in range {self.in_range:,}, kept {self.kept:,} in {self.seconds:.1f}s"]
+        lines += [f"  rejected {n:>8,}  {reason}" for reason, n in self.rejected.most_common()]
+        return "\n".join(lines)
+
+
+def item_from_record(record: dict, category: str,
+                     course_compatible: bool = False) -> tuple[Item | None, str | None]:
+    """One raw record -> (Item, None) when it qualifies, else (None, why it was rejected).
+
+    The price is checked first: it is the cheapest test and rejects the most records.
+    """
+    if not isinstance(record, dict) or not isinstance(record.get("title"), str) \
+            or not record["title"].strip():
+        return None, "malformed record"
+    price, why = parse_price(record.get("price"))
+    if price is None:
+        return None, f"price {why}"
+    if not MIN_PRICE <= price <= MAX_PRICE:
+        return None, "out of price range"
+    item = Item(record, price, category, course_compatible)
+    return (item, None) if item.include else (None, item.excluded_because)
+
+
+def items_from_chunk(chunk: list, category: str,
+                     course_compatible: bool = False) -> tuple[list[Item], Counter]:
+    """A chunk of raw records (dicts or JSON lines) -> the Items kept and rejection counts."""
+    kept, rejected = [], Counter()
+    for raw in chunk:
+        if not isinstance(raw, dict):
+            try:
+                raw = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                rejected["malformed record"] += 1
+                continue
+        item, why = item_from_record(raw, category, course_compatible)
+        if item is None:
+            rejected[why] += 1
+        else:
+            kept.append(item)
+    return kept, rejected
+
+
+def _file_chunks(path: Path, size: int) -> Iterator[list[bytes]]:
+    """Raw lines of a .jsonl or .jsonl.gz file, `size` at a time (parsed in the workers)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        chunk = []
+        for line in f:
+            if line.strip():
+                chunk.append(line)
+            if len(chunk) == size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+
+def _json_builder_chunks(data_files: str, size: int) -> Iterator[list[dict]]:
+    """Records through the `datasets` generic JSON builder (the hub's loading script is gone)."""
+    from datasets import load_dataset
+
+    dataset = load_dataset("json", data_files=data_files, split="train")
+    dataset = dataset.select_columns([c for c in FIELDS if c in dataset.column_names])
+    for batch in dataset.iter(batch_size=size):
+        yield [dict(zip(batch, row, strict=True)) for row in zip(*batch.values(), strict=True)]
+
+
+def hub_url(category: str) -> str:
+    """The hub address of a category's raw metadata file."""
+    return f"hf://datasets/{HUB_DATASET}/{HUB_FILE.format(category=category)}"
+
+
+def sample_path(category: str, n: int = SAMPLE_SIZE, seed: int = 42) -> Path:
+    """The cached offline sample of `category`, generated on first use."""
+    path = DATA_DIR / "sample" / f"meta_{category}_{n}_{seed}.jsonl.gz"
+    return path if path.exists() else sample_data.write(category, path, n, seed)
+
+
+class ItemLoader:
+    """Load one category of raw metadata into Items.
+
+    `source` is "sample" (the offline synthetic sample, the default), "hub" (the Amazon
+    Reviews 2023 raw metadata on the Hugging Face hub), or the path of a .jsonl/.jsonl.gz
+    file or of a folder holding meta_<Category>.jsonl[.gz].
+    """
+
+    def __init__(self, name: str, source: str | Path | None = None,
+                 course_compatible: bool = False):
+        self.name = name
+        self.source = str(source or default_source())
+        self.course_compatible = course_compatible
+        self.report = LoadReport(name)
+
+    def chunks(self, size: int = CHUNK_SIZE) -> Iterator[list]:
+        """The raw records of this category, `size` at a time."""
+        if self.source == "sample":
+            return _file_chunks(sample_path(self.name), size)
+        if self.source == "hub":
+            return _json_builder_chunks(hub_url(self.name), size)
+        path = Path(self.source)
+        if path.is_dir():
+            found = sorted(path.glob(f"meta_{self.name}.jsonl*"))
+            if not found:
+                raise FileNotFoundError(f"no meta_{self.name}.jsonl or .jsonl.gz in {path}")
+            path = found[0]
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{path} not found: source must be 'sample', 'hub', or a .jsonl(.gz) path")
+        return _file_chunks(path, size)
+
+    def load(self, workers: int = 8) -> list[Item]:
+        """Every qualifying Item of this category, stamped with it; see `self.report`."""
+        start = time.perf_counter()
+        self.report = LoadReport(self.name)
+        results: list[Item] = []
+        bar = tqdm(desc=self.name, unit=" records", unit_scale=True)
+        for kept, rejected in self._map(self.chunks(), workers):
+            results.extend(kept)
+            self.report.add(len(kept), rejected)
+            bar.update(len(kept) + sum(rejected.values()))
+        bar.close()
+        self.report.seconds = time.perf_counter() - start
+        return results
+
+    def _map(self, chunks: Iterator[list], workers: int) -> Iterator[tuple[list[Item], Counter]]:
+        """Apply `items_from_chunk` to every chunk, in order, with a bounded queue."""
+        args = (self.name, self.course_compatible)
+        if workers <= 1:
+            yield from (items_from_chunk(chunk, *args) for chunk in chunks)
+            return
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            pending = []
+            for chunk in chunks:
+                pending.append(pool.submit(items_from_chunk, chunk, *args))
+                if len(pending) >= 2 * workers:
+                    yield pending.pop(0).result()
+            for future in pending:
+                yield future.result()
