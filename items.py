@@ -108,6 +108,20 @@ class Item:
         self.category = category
         self.parse(data, course_compatible)
 
+    @classmethod
+    def from_prompt(cls, prompt: str, price: float, category: str = "",
+                    title: str | None = None) -> Item:
+        """Rebuild an Item from a saved training prompt, e.g. a row of a columnar split.
+
+        >>> Item.from_prompt(f"{Item.QUESTION}\\n\\nKettle\\nBoils.\\n\\nPrice is $25.00", 24.99)
+        <Kettle = $24.99>
+        """
+        item = cls.__new__(cls)
+        item.prompt, item.price, item.category, item.include = prompt, price, category, True
+        item.title = title if title is not None else item.text.split("\n", 1)[0]
+        item.token_count = llama_tokens.count(prompt)
+        return item
+
     def scrub_details(self) -> str:
         """Details with the course's boilerplate keys and colons removed."""
         details = self.details or ""
