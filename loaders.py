@@ -175,6 +175,21 @@ class ItemLoader:
                 f"{path} not found: source must be 'sample', 'hub', or a .jsonl(.gz) path")
         return _file_chunks(path, size)
 
+    def records(self) -> Iterator[dict]:
+        """Every raw record of this category as a dict, for looking at the raw data.
+
+        Lines that are not valid JSON are skipped here; `load` counts them.
+        """
+        for chunk in self.chunks():
+            for raw in chunk:
+                if isinstance(raw, dict):
+                    yield raw
+                else:
+                    try:
+                        yield orjson.loads(raw)
+                    except orjson.JSONDecodeError:
+                        continue
+
     def load(self, workers: int = 8) -> list[Item]:
         """Every qualifying Item of this category, stamped with it; see `self.report`."""
         start = time.perf_counter()
