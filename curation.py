@@ -80,10 +80,15 @@ def source_tag(source: str) -> str:
     return "file-" + hashlib.sha1(str(Path(source).resolve()).encode()).hexdigest()[:10]
 
 
+def folder_for(dataset: str, source: str) -> Path:
+    """Where a dataset curated from `source` is saved, e.g. data/lite-sample."""
+    return DATA_DIR / f"{dataset}-{source_tag(source)}"
+
+
 def lite(source: str | None = None, workers: int = 2) -> tuple[list[Item], list[Item]]:
     """The lite dataset: Appliances only, split and saved on first use, then read back."""
     source = source or default_source()
-    folder = DATA_DIR / f"lite-{source_tag(source)}"
+    folder = folder_for("lite", source)
     if (folder / "train.parquet").exists():
         return load_split(folder)
     items = ItemLoader("Appliances", source).load(workers=workers)
