@@ -132,7 +132,8 @@ def _part_number(rng: random.Random) -> str:
 def record(rng: random.Random, category: str) -> dict:
     """One raw metadata record of `category`, in the hub's raw_meta schema."""
     main_category, products = PRODUCTS[category]
-    product, base = rng.choice(products)
+    # Cheap products are far more common than dear ones, as on Amazon.
+    product, base = rng.choices(products, weights=[b ** -0.8 for _, b in products])[0]
     tier = rng.choices(list(BRANDS), weights=[4, 4, 2])[0]
     brand = rng.choice(BRANDS[tier][1])
     material, size = rng.choice(list(MATERIALS)), rng.choice(list(SIZES))
