@@ -192,7 +192,7 @@ def write(category: str, path: Path, n: int = 3000, seed: int = 42) -> Path:
     """Write the sample of `category` as gzipped JSON lines (atomically) and return `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
-    with open(partial, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+    with open(partial, "wb") as raw, gzip.GzipFile("", "wb", fileobj=raw, mtime=0) as f:
         for rec in generate(category, n, seed):
             f.write((json.dumps(rec) + "\n").encode())
     partial.replace(path)

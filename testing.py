@@ -26,7 +26,7 @@ RESET = "\033[0m"
 def color_for(error: float, truth: float) -> str:
     """The course's traffic light for one guess.
 
-    >>> color_for(39, 1000), color_for(50, 300), color_for(100, 150)
+    >>> color_for(39, 1000), color_for(50, 200), color_for(100, 150)
     ('green', 'orange', 'red')
     """
     if error < 40 or error / truth < 0.2:

@@ -1,0 +1,225 @@
+"""Item's curation rules, prompts, price parsing and pickle compatibility."""
+
+import json
+import os
+import pickle
+
+import pytest
+
+import llama_tokens
+import testing
+from items import MAX_TOKENS, MIN_TOKENS, Item, load_pickle, parse_price, save_pickle, truncate
+from loaders import ItemLoader
+
+WORDS = ("The sturdy kettle boils water quickly and switches itself off when done. "
+         "It holds enough for eight cups of tea and pours without dripping. ").split()
+
+
+def record(text: str = " ".join(WORDS * 8), title: str = "Kettle", **fields) -> dict:
+    return {"title": title, "description": [text], "features": [], "details": "", **fields}
+
+
+# --- price parsing -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw, price", [
+    ("$1,299.99", 1299.99), ("12.99", 12.99), (" $5 ", 5.0), ("1299", 1299.0), (".99", 0.99),
+    (12.5, 12.5), (7, 7.0), ("19.99 USD", 19.99),
+])
+def test_parse_price_reads_unambiguous_prices(raw, price):
+    assert parse_price(raw) == (price, None)
+
+
+@pytest.mark.parametrize("raw, why", [
+    (None, "missing"), ("", "missing"), ("None", "missing"), ("nan", "missing"),
+    (True, "missing"), ("12.99 - 19.99", "a range"), ("$12.99 to $19.99", "a range"),
+    ("from 12.99", "qualified or not a price"),
+    ("Currently unavailable", "qualified or not a price"),
+    ("$12.99+", "malformed"), ("1.2.3", "malformed"), ("12,99", "malformed"), ("-5", "malformed"),
+    ("0", "not positive"), (0.0, "not positive"), (float("nan"), "not positive"),
+])
+def test_parse_price_rejects_with_a_reason(raw, why):
+    assert parse_price(raw) == (None, why)
+
+
+# --- scrubbing and thresholds --------------------------------------------------------------
+
+def test_scrub_drops_part_numbers_and_json_punctuation():
+    assert Item.scrub('{"Model": "WR57X10051", "Size": "12x4"}') == "Model Size 12x4"
+    assert Item.scrub("fits ABCDEFGH and AB12345 and 1234567") == "fits ABCDEFGH and and"
+    assert Item.scrub("a  [b]\n\n c ,d,,e") == "a b c,d,e"
+
+
+def test_scrub_details_removes_boilerplate_keys():
+    details = json.dumps({"Batteries Required?": "No", "Item Weight": "2 pounds",
+                          "Date First Available": "May 1, 2020", "Best Sellers Rank": 5})
+    scrubbed = Item(record(details=details), 10.0).scrub_details()
+    assert "Weight" in scrubbed and "Available" in scrubbed and "Rank" in scrubbed
+    for gone in ("Batteries", "Item", "Date First", "Best Sellers", ":"):
+        assert gone not in scrubbed
+
+
+def test_details_given_as_a_dict_drop_missing_keys():
+    item = Item(record(details={"Brand": "Acme", "Color": None}), 10.0)
+    assert json.loads(item.details) == {"Brand": "Acme"}
+
+
+def test_content_must_exceed_300_characters():
+    # The description plus its newline: 299 + 1 characters is too short, 300 + 1 is enough.
+    assert Item(record("x" * 299), 10.0).excluded_because == "too short"
+    assert Item(record("x" * 300), 10.0).excluded_because == "too few tokens"
+
+
+def test_text_must_exceed_150_tokens():
+    def text_tokens(n: int) -> int:
+        return llama_tokens.count("Kettle\n" + " ".join(["apple"] * n))
+
+    n = next(n for n in range(100, 200) if text_tokens(n) == MIN_TOKENS)
+    at, above = (Item(record(" ".join(["apple"] * k)), 10.0) for k in (n, n + 1))
+    assert not at.include and at.excluded_because == "too few tokens"
+    assert above.include and above.prompt
+
+
+def test_odd_field_shapes_are_tolerated():
+    item = Item({"title": "Kettle", "description": " ".join(WORDS * 8), "features": None,
+                 "details": None}, 10.0)
+    assert item.include
+
+
+# --- truncation ----------------------------------------------------------------------------
+
+def is_whole_word_end(item: Item, source: str) -> bool:
+    return item.text.split()[-1].strip(",.") in {w.strip(",.") for w in source.split()}
+
+
+def test_fixed_cut_never_ends_inside_a_word():
+    # Long made-up words are several tokens each, so a token cut lands inside them.
+    text = " ".join(["Superconductive Thermoregulating Electroluminescent"] * 30)
+    fixed, course = Item(record(text), 10.0), Item(record(text), 10.0, course_compatible=True)
+    assert fixed.include and course.include
+    assert is_whole_word_end(fixed, text)
+    assert not is_whole_word_end(course, text)  # the course's known bug, kept in its mode
+
+
+def test_fixed_cut_prefers_a_nearby_sentence_end():
+    item = Item(record(), 10.0)
+    assert item.text.endswith(".")
+    assert llama_tokens.count(item.text) <= MAX_TOKENS
+    # ...but never gives up much text for it.
+    assert llama_tokens.count(item.text) >= MAX_TOKENS * (1 - 0.12) - 5
+
+
+def test_truncate_leaves_short_text_alone():
+    text = "Short text."
+    assert truncate(text, llama_tokens.encode(text), MAX_TOKENS, False) == text
+
+
+def course_item_text(data: dict) -> str | None:
+    """The course's own curation, line for line, as the reference for its compatible mode."""
+    contents = "\n".join(data["description"])
+    if contents:
+        contents += "\n"
+    features = "\n".join(data["features"])
+    if features:
+        contents += features + "\n"
+    details = data["details"]
+    if details:
+        for remove in Item.REMOVALS:
+            details = details.replace(remove, "")
+        contents += details + "\n"
+    if len(contents) > 300:
+        contents = contents[:1120]
+        text = f"{Item.scrub(data['title'])}\n{Item.scrub(contents)}"
+        tokens = llama_tokens.encode(text)
+        if len(tokens) > 150:
+            return llama_tokens.decode(tokens[:160])
+    return None
+
+
+def test_course_compatible_mode_reproduces_the_course_text():
+    compared = 0
+    for raw in ItemLoader("Appliances").records():
+        price, _ = parse_price(raw["price"])
+        if price is None:
+            continue
+        expected = course_item_text(raw)
+        item = Item(raw, price, course_compatible=True)
+        assert item.include == (expected is not None)
+        if expected is not None:
+            assert item.text == expected
+            compared += 1
+    assert compared > 500
+
+
+# --- prompts -------------------------------------------------------------------------------
+
+def test_prompts():
+    item = Item(record(), 24.99, category="Appliances")
+    assert item.prompt.startswith("How much does this cost to the nearest dollar?\n\nKettle\n")
+    assert item.prompt.endswith("\n\nPrice is $25.00")
+    assert item.test_prompt() == item.prompt[: -len("25.00")]
+    assert item.test_prompt().endswith("Price is $")
+    assert item.token_count == llama_tokens.count(item.prompt)
+    assert item.category == "Appliances"
+    assert repr(item) == "<Kettle = $24.99>"
+    assert item.text.startswith("Kettle\nThe sturdy kettle")
+
+
+def test_from_prompt_round_trip():
+    item = Item(record(), 24.99, category="Appliances")
+    back = Item.from_prompt(item.prompt, item.price, item.category, item.title)
+    assert (back.prompt, back.price, back.title, back.category, back.token_count) == \
+        (item.prompt, item.price, item.title, item.category, item.token_count)
+    assert Item.from_prompt(item.prompt, 24.99).title == "Kettle"
+
+
+# --- pickles -------------------------------------------------------------------------------
+
+def course_pickle(items: list[Item]) -> bytes:
+    """Pickle Items holding only the course's attributes, as the course's train.pkl does."""
+    course_fields = ["title", "price", "category", "token_count", "details", "prompt", "include"]
+    stripped = []
+    for item in items:
+        old = Item.__new__(Item)
+        old.__dict__ = {k: getattr(item, k) for k in course_fields}
+        stripped.append(old)
+    return pickle.dumps(stripped)
+
+
+def test_course_pickles_load_and_work_with_the_tester(tmp_path, capsys):
+    made = [Item(record(), p, category="Appliances") for p in (10.0, 99.0, 450.0)]
+    path = tmp_path / "test.pkl"
+    path.write_bytes(course_pickle(made))
+    loaded = load_pickle(path)
+    assert [i.test_prompt() for i in loaded] == [i.test_prompt() for i in made]
+    assert loaded[0].text == made[0].text
+    scores = testing.Tester.test(lambda item: 100.0, loaded)
+    assert scores.size == 3 and round(scores.average_error, 2) == round((90 + 1 + 350) / 3, 2)
+
+
+def test_save_and_load_pickle(tmp_path):
+    made = [Item(record(), 10.0)]
+    save_pickle(made, tmp_path / "x.pkl")
+    assert load_pickle(tmp_path / "x.pkl")[0].prompt == made[0].prompt
+
+
+class Exploit:
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_safe_loader_refuses_code(tmp_path):
+    Exploit.marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps([Exploit()]))
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load"):
+        load_pickle(path)
+    assert not Exploit.marker.exists()
+
+
+def test_safe_loader_refuses_anything_but_a_list_of_items(tmp_path):
+    path = tmp_path / "dict.pkl"
+    path.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(pickle.UnpicklingError, match="list of Items"):
+        load_pickle(path)
+
+
