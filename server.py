@@ -210,9 +210,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--api-key", help="require this key from clients")
     args = parser.parse_args(argv)
     model = args.model or args.predictor.partition(":")[2]
-    app = app_for(load_predictor(args.predictor), model, args.api_key)
-    print(f"Serving {model} at http://{args.host}:{args.port}/v1", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    running = start(load_predictor(args.predictor), model, args.api_key, args.host, args.port)
+    print(f"Serving {model} at {running.base_url}", flush=True)
+    try:
+        while running.thread.is_alive():
+            running.thread.join(0.5)
+    except KeyboardInterrupt:
+        running.stop()
 
 
 if __name__ == "__main__":
