@@ -165,7 +165,9 @@ class Running:
 
 def serve(app: FastAPI, model: str, host: str = "127.0.0.1", port: int = 0) -> Running:
     """Run `app` in a background thread on `port` (0: a free one) and wait until it listens."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP spelled out: asyncio only turns Nagle off (TCP_NODELAY) on sockets that say
+    # so, and with Nagle on every keep-alive reply waits ~40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
