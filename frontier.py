@@ -1,6 +1,6 @@
 """Frontier LLMs as price predictors: over any chat API, cached, resilient and metered.
 
->>> pricer = Pricer(OpenAIChat("gpt-4o-mini"))          # needs OPENAI_API_KEY  # doctest: +SKIP
+>>> pricer = ChatPricer(OpenAIChat("gpt-4o-mini"))      # needs OPENAI_API_KEY  # doctest: +SKIP
 >>> pricer.prefetch(test[:250])                         # 8 calls at a time     # doctest: +SKIP
 >>> Tester.test(pricer, test)                           # doctest: +SKIP
 >>> print(pricer.meter)                                 # doctest: +SKIP
@@ -210,7 +210,7 @@ class AnthropicChat:
 
 
 class Chat(Protocol):
-    """What a Pricer needs of an API: a model, an endpoint, and one completion per call."""
+    """What a ChatPricer needs of an API: a model, an endpoint, and one completion per call."""
 
     model: str
     endpoint: str
@@ -385,7 +385,7 @@ def cache_key(identity: dict, messages: list[dict]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-class Pricer:
+class ChatPricer:
     """An LLM as a price predictor for `Tester`: item -> chat -> cached or fresh answer -> price.
 
     An answer with no number in it, or an item given up on after every retry, scores as
@@ -463,17 +463,17 @@ class Pricer:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def openai_pricer(model: str = OPENAI_MODELS[0], **kwargs) -> Pricer:
-    """A Pricer over OpenAI (needs OPENAI_API_KEY)."""
-    return Pricer(OpenAIChat(model), **kwargs)
+def openai_pricer(model: str = OPENAI_MODELS[0], **kwargs) -> ChatPricer:
+    """A ChatPricer over OpenAI (needs OPENAI_API_KEY)."""
+    return ChatPricer(OpenAIChat(model), **kwargs)
 
 
-def anthropic_pricer(model: str = ANTHROPIC_MODELS[0], **kwargs) -> Pricer:
-    """A Pricer over Anthropic (needs ANTHROPIC_API_KEY)."""
-    return Pricer(AnthropicChat(model), **kwargs)
+def anthropic_pricer(model: str = ANTHROPIC_MODELS[0], **kwargs) -> ChatPricer:
+    """A ChatPricer over Anthropic (needs ANTHROPIC_API_KEY)."""
+    return ChatPricer(AnthropicChat(model), **kwargs)
 
 
 def compatible_pricer(base_url: str, model: str, api_key: str | None = None,
-                      **kwargs) -> Pricer:
-    """A Pricer over any OpenAI-compatible server: Ollama, vLLM, llama.cpp, OpenRouter, local."""
-    return Pricer(OpenAIChat(model, base_url=base_url, api_key=api_key), **kwargs)
+                      **kwargs) -> ChatPricer:
+    """A ChatPricer over any OpenAI-compatible server: Ollama, vLLM, llama.cpp, OpenRouter..."""
+    return ChatPricer(OpenAIChat(model, base_url=base_url, api_key=api_key), **kwargs)

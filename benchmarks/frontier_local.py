@@ -14,14 +14,16 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import curation
 import frontier
 import server
+from items import Item
 
 
-def mean_price(train: list) -> frontier.Item:
+def mean_price(train: list[Item]) -> Callable[[Item], float]:
     """The simplest trained predictor: the training set's mean price."""
     mean = statistics.fmean(item.price for item in train)
     return lambda item: mean

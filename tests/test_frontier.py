@@ -37,9 +37,9 @@ def local(served):
     return served
 
 
-def pricer_for(running, cache=None, timeout=30.0, **kwargs) -> frontier.Pricer:
+def pricer_for(running, cache=None, timeout=30.0, **kwargs) -> frontier.ChatPricer:
     chat = frontier.OpenAIChat(running.model, base_url=running.base_url, timeout=timeout)
-    return frontier.Pricer(chat, cache=Cache(":memory:") if cache is None else cache,
+    return frontier.ChatPricer(chat, cache=Cache(":memory:") if cache is None else cache,
                            backoff=kwargs.pop("backoff", FAST), **kwargs)
 
 
@@ -197,7 +197,7 @@ def test_a_bad_key_stops_the_run_with_a_clear_error():
     recorder = faults.Recorder()
     with faults.start(recorder, faults.Faults(), api_key="right") as running:
         chat = frontier.OpenAIChat(running.model, base_url=running.base_url, api_key="wrong")
-        pricer = frontier.Pricer(chat, Cache(":memory:"), backoff=FAST, concurrency=2)
+        pricer = frontier.ChatPricer(chat, Cache(":memory:"), backoff=FAST, concurrency=2)
         with pytest.raises(FrontierError, match=r"rejected the API key \(HTTP 401\)"):
             pricer.prefetch(faults.make_items(20), progress=False)
         assert (pricer.meter.retries, recorder.calls, len(pricer.cache)) == (0, 0, 0)
@@ -213,7 +213,7 @@ def test_missing_keys_and_unknown_models_are_clear(local, monkeypatch):
     running, _, _ = local
     chat = frontier.OpenAIChat("retired-model", base_url=running.base_url)
     with pytest.raises(FrontierError, match=r"no such model \(HTTP 404\)"):
-        frontier.Pricer(chat, Cache(":memory:"))(faults.make_items(1)[0])
+        frontier.ChatPricer(chat, Cache(":memory:"))(faults.make_items(1)[0])
 
 
 def test_concurrency_is_bounded(local):
@@ -247,7 +247,7 @@ def test_anthropic_over_the_local_server(local):
     for prefill in (True, False):
         chat = frontier.AnthropicChat(running.model, api_key="any", base_url=base,
                                       prefill=prefill)
-        pricer = frontier.Pricer(chat, Cache(":memory:"), backoff=FAST)
+        pricer = frontier.ChatPricer(chat, Cache(":memory:"), backoff=FAST)
         assert pricer(item) == faults.widget_price(item)
     assert chat.complete(frontier.messages_for(item)).text == "Price is $22.50"
     prefilled = frontier.AnthropicChat(running.model, api_key="any", base_url=base)
