@@ -38,9 +38,20 @@ from tqdm import tqdm
 from items import Item
 from loaders import DATA_DIR
 
-# Settings: models retire, so the names are overridable (comma-separated) from the environment.
-OPENAI_MODELS = os.environ.get("PRICER_OPENAI_MODELS", "gpt-4o-mini,gpt-4o").split(",")
-ANTHROPIC_MODELS = os.environ.get("PRICER_ANTHROPIC_MODELS", "claude-haiku-4-5").split(",")
+
+def setting(name: str, default: str) -> list[str]:
+    """A comma-separated list from the environment, else `default`.
+
+    >>> setting("PRICER_NO_SUCH_SETTING", "a, b")
+    ['a', 'b']
+    """
+    names = [n.strip() for n in (os.environ.get(name) or default).split(",")]
+    return [n for n in names if n]
+
+
+# Settings: models retire, so their names can be changed from the environment (or .env).
+OPENAI_MODELS = setting("PRICER_OPENAI_MODELS", "gpt-4o-mini,gpt-4o")
+ANTHROPIC_MODELS = setting("PRICER_ANTHROPIC_MODELS", "claude-haiku-4-5")
 OPENAI_PARAMS = {"max_tokens": 5, "seed": 42}
 ANTHROPIC_PARAMS = {"max_tokens": 5}
 CACHE_PATH = DATA_DIR / "frontier" / "replies.sqlite"

@@ -117,7 +117,10 @@ def app_for(predictor: Predictor, model: str = "pricer", api_key: str | None = N
             item = frontier.item_from_messages(messages)
         except ValueError as e:
             return error(400, str(e), "invalid_messages")
-        price = float(predictor(item))
+        try:
+            price = float(predictor(item))
+        except Exception as e:  # the client sees why, and retries as after any 500
+            return error(500, f"the predictor failed: {e!r}", "predictor_error")
         if not math.isfinite(price):
             return error(500, f"the predictor returned {price}", "predictor_error")
         text = f"{Item.PREFIX}{max(price, 0.0):.2f}"

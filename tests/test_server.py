@@ -25,6 +25,8 @@ def served():
 
     def predictor(item):
         seen.append(item)
+        if item.title == "Widget 3":
+            raise ValueError("no features")
         return {"Widget 1": -5.0, "Widget 2": math.nan}.get(item.title) or faults.widget_price(item)
 
     with server.start(predictor, model="widgets", api_key="key") as running:
@@ -88,11 +90,13 @@ def test_refuses_what_it_cannot_answer(served):
 
 def test_prices_are_never_negative_nor_nan(served):
     running, _ = served
-    low, nan = faults.make_items(2, start=1)
+    low, nan, failing = faults.make_items(3, start=1)
     reply = post(running, model="widgets", messages=frontier.messages_for(low))
     assert reply.json()["choices"][0]["message"]["content"] == "Price is $0.00"
-    reply = post(running, model="widgets", messages=frontier.messages_for(nan))
-    assert (reply.status_code, reply.json()["error"]["code"]) == (500, "predictor_error")
+    for item, why in ((nan, "returned nan"), (failing, "failed: ValueError('no features')")):
+        reply = post(running, model="widgets", messages=frontier.messages_for(item))
+        assert (reply.status_code, reply.json()["error"]["code"]) == (500, "predictor_error")
+        assert why in reply.json()["error"]["message"]
 
 
 def test_stops_and_frees_its_port():
