@@ -234,12 +234,13 @@ class Chat(Protocol):
 
 CONNECTION_ERRORS = (openai.APIConnectionError, anthropic.APIConnectionError)  # and timeouts
 STATUS_ERRORS = (openai.APIStatusError, anthropic.APIStatusError)
+VALIDATION_ERRORS = (openai.APIResponseValidationError, anthropic.APIResponseValidationError)
 RETRYABLE_STATUS = {408, 409, 429}  # and every 5xx
 
 
 def retryable(error: Exception, chat: Chat) -> bool:
     """True for a transient failure; a FrontierError for a request that can never succeed."""
-    if isinstance(error, (MalformedReply, openai.APIResponseValidationError, *CONNECTION_ERRORS)):
+    if isinstance(error, (MalformedReply, *VALIDATION_ERRORS, *CONNECTION_ERRORS)):
         return True
     if not isinstance(error, STATUS_ERRORS):
         return False
@@ -254,7 +255,8 @@ def retryable(error: Exception, chat: Chat) -> bool:
     elif status == 404:
         message = f"{where} has no such model (HTTP 404): models retire, pick a current one"
     else:
-        message = f"{where} rejected the request (HTTP {status}): {error.message}"
+        why = re.sub(r"^Error code: \d+ - ", "", error.message)
+        message = f"{where} rejected the request (HTTP {status}): {why}"
         if "prefill" in message.lower():
             message += " (for this model use AnthropicChat(..., prefill=False))"
     raise FrontierError(message) from error

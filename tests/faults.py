@@ -76,10 +76,10 @@ class Faults:
         return await (fault(request, call_next) if fault else call_next(request))
 
 
-def status(code: int, **headers: str) -> Fault:
+def status(code: int, message: str = "injected", **headers: str) -> Fault:
     """An error reply, e.g. status(429, **{"Retry-After": "1"})."""
     async def reply(request, call_next) -> Response:
-        response = server.error(code, f"injected {code}", "injected")
+        response = server.error(code, message, "injected")
         response.headers.update(headers)
         return response
     return reply

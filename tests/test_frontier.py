@@ -216,6 +216,14 @@ def test_missing_keys_and_unknown_models_are_clear(local, monkeypatch):
         frontier.ChatPricer(chat, Cache(":memory:"))(faults.make_items(1)[0])
 
 
+def test_a_rejected_request_says_why(local):
+    running, recorder, script = local
+    script.then(faults.status(400, "Prefilling is not supported for this model"))
+    with pytest.raises(FrontierError, match=r"HTTP 400\): Prefilling .* prefill=False"):
+        pricer_for(running)(faults.make_items(1)[0])
+    assert recorder.calls == 0
+
+
 def test_concurrency_is_bounded(local):
     running, recorder, _ = local
     recorder.delay = 0.05
