@@ -25,7 +25,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -412,7 +412,7 @@ class ChatPricer:
         self.backoff = backoff or Backoff()
         self.concurrency, self.fallback = concurrency, fallback
         self.meter = Meter(chat.model)
-        self.__name__ = chat.model
+        self.name = self.__name__ = chat.model  # the Tester's title
         self._answers: dict[str, Reply] = {}  # this run's answers, so reading one is free
 
     def __call__(self, item: Item) -> float:
@@ -421,6 +421,11 @@ class ChatPricer:
         if reply is not None and price is None:
             self.meter.add(no_price=1)
         return self.fallback if price is None else price
+
+    def predict_many(self, items: Sequence[Item]) -> list[float]:
+        """Prices for `items`, asked `concurrency` at a time (a Tester scores with this)."""
+        self.prefetch(items, progress=False)
+        return [self(item) for item in items]
 
     def key(self, item: Item) -> str:
         return cache_key(self.chat.identity(), messages_for(item))

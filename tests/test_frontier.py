@@ -227,8 +227,8 @@ def test_a_rejected_request_says_why(local):
 def test_concurrency_is_bounded(local):
     running, recorder, _ = local
     recorder.delay = 0.05
-    pricer = pricer_for(running, concurrency=3)
-    pricer.prefetch(faults.make_items(15), progress=False)
+    pricer, items = pricer_for(running, concurrency=3), faults.make_items(15)
+    assert pricer.predict_many(items) == [faults.widget_price(i) for i in items]
     assert 2 <= recorder.most_in_flight <= 3
     assert pricer.meter.calls == 15
 
