@@ -158,7 +158,7 @@ def test_server_errors_are_retried(local):
 def test_timeouts_are_retried(local):
     running, recorder, script = local
     script.then(faults.slow(2.0))
-    pricer, item = pricer_for(running, timeout=0.3), faults.make_items(1)[0]
+    pricer, item = pricer_for(running, timeout=0.5), faults.make_items(1)[0]
     assert pricer(item) == faults.widget_price(item)
     assert pricer.meter.retries == 1
     assert pricer.meter.errors == {"APITimeoutError": 1}
