@@ -1,0 +1,497 @@
+"""Frontier LLMs as price predictors: over any chat API, cached, resilient and metered.
+
+>>> pricer = ChatPricer(OpenAIChat("gpt-4o-mini"))      # needs OPENAI_API_KEY  # doctest: +SKIP
+>>> pricer.prefetch(test[:250])                         # 8 calls at a time     # doctest: +SKIP
+>>> Tester.test(pricer, test)                           # doctest: +SKIP
+>>> print(pricer.meter)                                 # doctest: +SKIP
+
+Every answer is stored in a SQLite cache the moment it arrives, keyed by endpoint, model,
+messages and parameters: re-running, or resuming after a crash, never pays for a call twice.
+Rate limits (429), server errors (5xx), timeouts and malformed replies are retried with
+backoff and jitter, honouring Retry-After; a rejected key or an unknown model stops the run
+with a clear error. `OpenAIChat(model, base_url=...)` talks to any OpenAI-compatible server
+(Ollama, vLLM, llama.cpp, OpenRouter, or this repository's own `server.py`).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import os
+import random
+import re
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import anthropic
+import openai
+from tqdm import tqdm
+
+from items import Item
+from loaders import DATA_DIR
+
+
+def setting(name: str, default: str) -> list[str]:
+    """A comma-separated list from the environment, else `default`.
+
+    >>> setting("PRICER_NO_SUCH_SETTING", "a, b")
+    ['a', 'b']
+    """
+    names = [n.strip() for n in (os.environ.get(name) or default).split(",")]
+    return [n for n in names if n]
+
+
+# Settings: models retire, so their names can be changed from the environment (or .env).
+OPENAI_MODELS = setting("PRICER_OPENAI_MODELS", "gpt-4o-mini,gpt-4o")
+ANTHROPIC_MODELS = setting("PRICER_ANTHROPIC_MODELS", "claude-haiku-4-5")
+OPENAI_PARAMS = {"max_tokens": 5, "seed": 42}
+ANTHROPIC_PARAMS = {"max_tokens": 5}
+CACHE_PATH = DATA_DIR / "frontier" / "replies.sqlite"
+
+# List prices in USD per million tokens (input, output). Edit as providers change them.
+PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-5": (1.25, 10.00),
+    "gpt-5-mini": (0.25, 2.00),
+    "gpt-5-nano": (0.05, 0.40),
+    "claude-haiku-4-5": (1.00, 5.00),
+    "claude-sonnet-4-5": (3.00, 15.00),
+    "claude-opus-4-5": (5.00, 25.00),
+}
+
+SYSTEM = "You estimate prices of items. Reply only with the price, no explanation"
+SHORT_QUESTION = Item.QUESTION.replace(" to the nearest dollar", "")
+
+
+def messages_for(item: Item) -> list[dict]:
+    """The course's chat: a system line, the item, and an answer prefilled with "Price is $".
+
+    >>> item = Item.from_prompt(f"{Item.QUESTION}\\n\\nKettle\\nBoils.\\n\\nPrice is $25.00", 25)
+    >>> [m["content"] for m in messages_for(item)][1:]
+    ['How much does this cost?\\n\\nKettle\\nBoils.', 'Price is $']
+    """
+    user = item.test_prompt().replace(" to the nearest dollar", "").replace("\n\nPrice is $", "")
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": Item.PREFIX},
+    ]
+
+
+def item_from_messages(messages: list[dict]) -> Item:
+    """The Item that `messages_for` was given, rebuilt from its chat (price unknown: 0).
+
+    >>> item = Item.from_prompt(f"{Item.QUESTION}\\n\\nKettle\\nBoils.\\n\\nPrice is $25.00", 25)
+    >>> item_from_messages(messages_for(item)).test_prompt() == item.test_prompt()
+    True
+    """
+    users = [m for m in messages if m.get("role") == "user"]
+    if not users:
+        raise ValueError("the chat has no user message describing an item")
+    text = users[-1].get("content") or ""
+    if isinstance(text, list):  # OpenAI content parts
+        text = "".join(part.get("text", "") for part in text if isinstance(part, dict))
+    text = text.removeprefix(f"{SHORT_QUESTION}\n\n").strip()
+    if not text:
+        raise ValueError("the user message is empty")
+    return Item.from_prompt(f"{Item.QUESTION}\n\n{text}\n\n{Item.PREFIX}0.00", 0.0)
+
+
+_NUMBER = r"(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
+
+
+def get_price(text: str | None) -> float | None:
+    """The price in a reply: the first dollar amount, else the first number, else None.
+
+    >>> get_price("$1,299.99"), get_price("about 45 dollars"), get_price("Price is $99")
+    (1299.99, 45.0, 99.0)
+    >>> get_price("2 for $30"), get_price("I cannot tell"), get_price("")
+    (30.0, None, None)
+    """
+    if not text:
+        return None
+    match = re.search(r"\$\s*" + _NUMBER, text) or re.search(_NUMBER, text)
+    return float(match.group(1).replace(",", "")) if match else None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One answer and the tokens it was billed for."""
+
+    text: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class FrontierError(RuntimeError):
+    """A call that cannot succeed as configured: a rejected key, an unknown model, a bad request."""
+
+
+class MalformedReply(Exception):
+    """The endpoint answered 2xx with something that is not a chat completion."""
+
+
+class OpenAIChat:
+    """OpenAI's chat completions, or any compatible endpoint when `base_url` is given.
+
+    The OpenAI key is only ever sent to OpenAI: another endpoint gets `api_key` or "none".
+    """
+
+    def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None,
+                 params: dict | None = None, timeout: float = 30.0):
+        if base_url is None:
+            api_key = api_key or os.environ.get("OPENAI_API_KEY")
+            if not api_key:
+                raise FrontierError("no OpenAI key: set OPENAI_API_KEY (e.g. in .env)")
+        self.key_hint = "OPENAI_API_KEY" if base_url is None else "the api_key you passed"
+        self.client = openai.OpenAI(api_key=api_key or "none", base_url=base_url,
+                                    timeout=timeout, max_retries=0)
+        self.model = model
+        self.params = dict(OPENAI_PARAMS if params is None else params)
+        self.endpoint = str(self.client.base_url).rstrip("/")
+
+    def identity(self) -> dict:
+        """What, besides the messages, decides the answer (the cache key)."""
+        return {"endpoint": self.endpoint, "model": self.model, "params": self.params}
+
+    def complete(self, messages: list[dict]) -> Reply:
+        try:
+            response = self.client.chat.completions.create(model=self.model, messages=messages,
+                                                           **self.params)
+        except json.JSONDecodeError as e:
+            raise MalformedReply(f"the body is not JSON: {e}") from e
+        try:
+            text = response.choices[0].message.content or ""
+            usage = response.usage
+            return Reply(str(text), usage.prompt_tokens if usage else 0,
+                         usage.completion_tokens if usage else 0)
+        except (AttributeError, IndexError, TypeError) as e:
+            raise MalformedReply(f"not a chat completion: {str(response)[:200]!r}") from e
+
+
+class AnthropicChat:
+    """Anthropic's messages API: the system prompt goes apart, the answer is prefilled.
+
+    Set `prefill=False` for models that refuse a prefilled assistant turn.
+    """
+
+    def __init__(self, model: str, api_key: str | None = None, base_url: str | None = None,
+                 params: dict | None = None, timeout: float = 30.0, prefill: bool = True):
+        api_key = api_key or os.environ.get("ANTHROPIC_API_KEY")
+        if not api_key:
+            raise FrontierError("no Anthropic key: set ANTHROPIC_API_KEY (e.g. in .env)")
+        self.key_hint = "ANTHROPIC_API_KEY"
+        self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url, timeout=timeout,
+                                          max_retries=0)
+        self.model, self.prefill = model, prefill
+        self.params = dict(ANTHROPIC_PARAMS if params is None else params)
+        self.endpoint = str(self.client.base_url).rstrip("/")
+
+    def identity(self) -> dict:
+        return {"endpoint": self.endpoint, "model": self.model, "params": self.params,
+                "prefill": self.prefill}
+
+    def complete(self, messages: list[dict]) -> Reply:
+        system, turns = messages[0]["content"], messages[1:]
+        if not self.prefill and turns[-1]["role"] == "assistant":
+            turns = turns[:-1]
+        try:
+            response = self.client.messages.create(model=self.model, system=system,
+                                                   messages=turns, **self.params)
+        except json.JSONDecodeError as e:
+            raise MalformedReply(f"the body is not JSON: {e}") from e
+        try:
+            text = "".join(b.text for b in response.content if getattr(b, "type", "") == "text")
+            usage = response.usage
+            return Reply(text, usage.input_tokens, usage.output_tokens)
+        except (AttributeError, TypeError) as e:
+            raise MalformedReply(f"not a message: {str(response)[:200]!r}") from e
+
+
+class Chat(Protocol):
+    """What a ChatPricer needs of an API: a model, an endpoint, and one completion per call."""
+
+    model: str
+    endpoint: str
+    key_hint: str
+
+    def identity(self) -> dict: ...
+
+    def complete(self, messages: list[dict]) -> Reply: ...
+
+
+CONNECTION_ERRORS = (openai.APIConnectionError, anthropic.APIConnectionError)  # and timeouts
+STATUS_ERRORS = (openai.APIStatusError, anthropic.APIStatusError)
+VALIDATION_ERRORS = (openai.APIResponseValidationError, anthropic.APIResponseValidationError)
+RETRYABLE_STATUS = {408, 409, 429}  # and every 5xx
+
+
+def retryable(error: Exception, chat: Chat) -> bool:
+    """True for a transient failure; a FrontierError for a request that can never succeed."""
+    if isinstance(error, (MalformedReply, *VALIDATION_ERRORS, *CONNECTION_ERRORS)):
+        return True
+    if not isinstance(error, STATUS_ERRORS):
+        return False
+    status = error.status_code
+    if status in RETRYABLE_STATUS or status >= 500:
+        return True
+    where = f"{chat.endpoint} ({chat.model})"
+    if status == 401:
+        message = f"{where} rejected the API key (HTTP 401): check {chat.key_hint}"
+    elif status == 403:
+        message = f"{where} refused access (HTTP 403): check {chat.key_hint} and the account"
+    elif status == 404:
+        message = f"{where} has no such model (HTTP 404): models retire, pick a current one"
+    else:
+        why = re.sub(r"^Error code: \d+ - ", "", error.message)
+        message = f"{where} rejected the request (HTTP {status}): {why}"
+        if "prefill" in message.lower():
+            message += " (for this model use AnthropicChat(..., prefill=False))"
+    raise FrontierError(message) from error
+
+
+def retry_after(error: Exception) -> float | None:
+    """The seconds a server asked us to wait (Retry-After or retry-after-ms), if it did."""
+    response = getattr(error, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    try:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        if re.fullmatch(r"\s*\d+(\.\d+)?\s*", value):
+            return float(value)
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass
+class Backoff:
+    """Retry policy: exponential backoff with jitter, unless the server says how long to wait.
+
+    >>> 0.5 <= Backoff(base=1.0).delay(0, None) <= 1.0, Backoff().delay(3, 2.0) >= 2.0
+    (True, True)
+    """
+
+    attempts: int = 6
+    base: float = 1.0
+    cap: float = 60.0
+
+    def delay(self, attempt: int, asked: float | None) -> float:
+        if asked is not None:
+            return min(asked, self.cap) + random.uniform(0, self.base / 10)
+        ceiling = min(self.cap, self.base * 2 ** attempt)
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+@dataclass
+class Meter:
+    """Calls, tokens and estimated dollars of one pricer's run."""
+
+    model: str
+    calls: int = 0  # answered calls: what is billed
+    cached: int = 0  # answers read from the cache instead of calling
+    retries: int = 0
+    failed: int = 0  # items given up on after every retry, scored as the fallback
+    no_price: int = 0  # answers with no number in them, scored as the fallback
+    input_tokens: int = 0
+    output_tokens: int = 0
+    errors: Counter = field(default_factory=Counter)  # why calls were retried or given up
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, n in counts.items():
+                setattr(self, name, getattr(self, name) + n)
+
+    def error(self, why: str) -> None:
+        with self._lock:
+            self.errors[why] += 1
+
+    def dollars(self, prices: tuple[float, float] | None = None) -> float | None:
+        """Estimated cost at `prices` (USD per million tokens in, out), by default PRICES'.
+
+        >>> Meter("gpt-4o-mini", input_tokens=2_000_000, output_tokens=500_000).dollars()
+        0.6
+        """
+        prices = prices or PRICES.get(self.model)
+        if prices is None:
+            return None
+        return (self.input_tokens * prices[0] + self.output_tokens * prices[1]) / 1_000_000
+
+    def __str__(self) -> str:
+        dollars = self.dollars()
+        cost = (f"about ${dollars:,.4f}" if dollars is not None
+                else f"cost unknown: add {self.model!r} to frontier.PRICES")
+        text = (f"{self.model}: {self.calls:,} calls, {self.cached:,} from cache, "
+                f"{self.retries:,} retries, {self.failed:,} failed, {self.no_price:,} without "
+                f"a price; {self.input_tokens:,} tokens in, {self.output_tokens:,} out; {cost}")
+        if self.errors:
+            text += "\n  errors: " + ", ".join(f"{n} {why}" for why, n in self.errors.items())
+        return text
+
+
+SCHEMA = """CREATE TABLE IF NOT EXISTS replies (
+    key TEXT PRIMARY KEY, endpoint TEXT, model TEXT, request TEXT, text TEXT,
+    input_tokens INTEGER, output_tokens INTEGER, created REAL)"""
+
+
+class Cache:
+    """Answers on disk (SQLite), one row per call, committed as each one arrives.
+
+    >>> cache = Cache(":memory:")
+    >>> cache.put("k", {"model": "m"}, Reply("Price is $12", 30, 4))
+    >>> cache.get("k"), cache.get("other"), len(cache)
+    (Reply(text='Price is $12', input_tokens=30, output_tokens=4), None, 1)
+    """
+
+    def __init__(self, path: str | Path = CACHE_PATH):
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        # Autocommit: every answer is durable once `put` returns, whatever happens next.
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
+                                   timeout=30)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(SCHEMA)
+
+    def get(self, key: str) -> Reply | None:
+        with self._lock:
+            row = self._db.execute("SELECT text, input_tokens, output_tokens FROM replies "
+                                   "WHERE key = ?", (key,)).fetchone()
+        return Reply(*row) if row else None
+
+    def put(self, key: str, request: dict, reply: Reply) -> None:
+        row = (key, request.get("endpoint"), request.get("model"), json.dumps(request),
+               reply.text, reply.input_tokens, reply.output_tokens, time.time())
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def cache_key(identity: dict, messages: list[dict]) -> str:
+    """A digest of everything that decides an answer: endpoint, model, params, messages."""
+    blob = json.dumps({**identity, "messages": messages}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class ChatPricer:
+    """An LLM as a price predictor for `Tester`: item -> chat -> cached or fresh answer -> price.
+
+    An answer with no number in it, or an item given up on after every retry, scores as
+    `fallback` (the course scored those as 0) and is counted in `meter`.
+    """
+
+    def __init__(self, chat: Chat, cache: Cache | None = None, backoff: Backoff | None = None,
+                 concurrency: int = 8, fallback: float = 0.0):
+        self.chat = chat
+        self.cache = cache if cache is not None else Cache()
+        self.backoff = backoff or Backoff()
+        self.concurrency, self.fallback = concurrency, fallback
+        self.meter = Meter(chat.model)
+        self.name = self.__name__ = chat.model  # the Tester's title
+        self._answers: dict[str, Reply] = {}  # this run's answers, so reading one is free
+
+    def __call__(self, item: Item) -> float:
+        reply = self.reply(item)
+        price = get_price(reply.text) if reply is not None else None
+        if reply is not None and price is None:
+            self.meter.add(no_price=1)
+        return self.fallback if price is None else price
+
+    def predict_many(self, items: Sequence[Item]) -> list[float]:
+        """Prices for `items`, asked `concurrency` at a time (a Tester scores with this)."""
+        self.prefetch(items, progress=False)
+        return [self(item) for item in items]
+
+    def key(self, item: Item) -> str:
+        return cache_key(self.chat.identity(), messages_for(item))
+
+    def reply(self, item: Item) -> Reply | None:
+        """The answer for `item`: from this run, the cache, or the API (None if it failed)."""
+        key = self.key(item)
+        if key in self._answers:
+            return self._answers[key]
+        reply = self.cache.get(key)
+        if reply is not None:
+            self.meter.add(cached=1)
+        else:
+            messages = messages_for(item)
+            reply = self._call(messages)
+            if reply is None:
+                return None
+            self.cache.put(key, {**self.chat.identity(), "messages": messages}, reply)
+            self.meter.add(calls=1, input_tokens=reply.input_tokens,
+                           output_tokens=reply.output_tokens)
+        self._answers[key] = reply
+        return reply
+
+    def _call(self, messages: list[dict]) -> Reply | None:
+        """One answer, retrying transient failures; None once every attempt has failed."""
+        for attempt in range(self.backoff.attempts):
+            try:
+                return self.chat.complete(messages)
+            except Exception as error:
+                if not retryable(error, self.chat):
+                    raise
+                self.meter.error(type(error).__name__)
+                if attempt + 1 < self.backoff.attempts:
+                    self.meter.add(retries=1)
+                    time.sleep(self.backoff.delay(attempt, retry_after(error)))
+        self.meter.add(failed=1)
+        return None
+
+    def prefetch(self, items: Iterable[Item], progress: bool = True) -> None:
+        """Fetch the answers for `items`, `concurrency` calls at a time, so scoring is instant.
+
+        On a FrontierError the calls not yet started are cancelled; every answer that
+        arrived is already in the cache.
+        """
+        unique = {self.key(item): item for item in items}
+        pool = ThreadPoolExecutor(max_workers=self.concurrency)
+        try:
+            futures = [pool.submit(self.reply, item) for item in unique.values()]
+            for future in tqdm(as_completed(futures), total=len(futures), desc=self.chat.model,
+                               disable=not progress):
+                future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def openai_pricer(model: str = OPENAI_MODELS[0], **kwargs) -> ChatPricer:
+    """A ChatPricer over OpenAI (needs OPENAI_API_KEY)."""
+    return ChatPricer(OpenAIChat(model), **kwargs)
+
+
+def anthropic_pricer(model: str = ANTHROPIC_MODELS[0], **kwargs) -> ChatPricer:
+    """A ChatPricer over Anthropic (needs ANTHROPIC_API_KEY)."""
+    return ChatPricer(AnthropicChat(model), **kwargs)
+
+
+def compatible_pricer(base_url: str, model: str, api_key: str | None = None,
+                      **kwargs) -> ChatPricer:
+    """A ChatPricer over any OpenAI-compatible server: Ollama, vLLM, llama.cpp, OpenRouter..."""
+    return ChatPricer(OpenAIChat(model, base_url=base_url, api_key=api_key), **kwargs)

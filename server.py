@@ -1,0 +1,228 @@
+"""Serve any price predictor on localhost behind the OpenAI chat-completions API.
+
+From a shell (the predictor is any importable callable Item -> price):
+
+    python server.py --predictor mymodule:predict --model my-pricer --port 8000
+
+From a notebook cell:
+
+>>> local = start(lambda item: 99.0, model="flat")          # a free port  # doctest: +SKIP
+>>> pricer = frontier.compatible_pricer(local.base_url, local.model)      # doctest: +SKIP
+>>> local.stop()                                                          # doctest: +SKIP
+
+The chat that `frontier.messages_for` builds is turned back into an Item, the predictor
+prices it, and the answer comes back as "Price is $X.XX" in an OpenAI-shaped completion with
+token usage (counted with the Llama 3 tokenizer), so the same client code that calls OpenAI
+scores it over real HTTP. It also answers Anthropic's /v1/messages, continuing a prefill.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import uvicorn
+from fastapi import Depends, FastAPI, Header
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+
+import frontier
+import llama_tokens
+from items import Item
+
+Predictor = Callable[[Item], float]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | list[dict] | None = None
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")  # max_tokens, seed, temperature...: accepted
+    model: str
+    messages: list[Message]
+    system: str | list[dict] | None = None  # Anthropic's messages API passes it apart
+    stream: bool = False
+
+
+class KeyRefused(Exception):
+    """The caller did not present the server's API key."""
+
+
+def error(status: int, message: str, code: str) -> JSONResponse:
+    """An error in OpenAI's shape, which the OpenAI client turns into its typed exceptions."""
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return JSONResponse(body, status_code=status)
+
+
+def completion(model: str, text: str, prompt_tokens: int) -> dict:
+    """A chat completion in OpenAI's shape, with usage."""
+    completion_tokens = llama_tokens.count(text)
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                     "logprobs": None, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    }
+
+
+def message(model: str, text: str, prompt_tokens: int) -> dict:
+    """The same answer in the shape of Anthropic's messages API."""
+    return {
+        "id": f"msg_{uuid.uuid4().hex}", "type": "message", "role": "assistant", "model": model,
+        "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": prompt_tokens, "output_tokens": llama_tokens.count(text)},
+    }
+
+
+def app_for(predictor: Predictor, model: str = "pricer", api_key: str | None = None) -> FastAPI:
+    """The app serving `predictor` as `model`; with `api_key`, callers must present it."""
+    app = FastAPI(title=f"{model}: an OpenAI-compatible price predictor")
+
+    def authorize(authorization: str | None = Header(default=None),
+                  x_api_key: str | None = Header(default=None)) -> None:
+        bearer = (authorization or "").removeprefix("Bearer ")
+        if api_key is not None and api_key not in (x_api_key, bearer):  # OpenAI's, Anthropic's
+            raise KeyRefused
+
+    @app.exception_handler(KeyRefused)
+    def refused(request, exc: KeyRefused) -> JSONResponse:
+        return error(401, "Incorrect API key provided", "invalid_api_key")
+
+    def answer(request: ChatRequest, shape: Callable[[str, str, int], dict],
+               continue_prefill: bool = False):
+        """Price the item in the chat; the reply in `shape`, or an error."""
+        if request.model != model:
+            return error(404, f"The model `{request.model}` does not exist; this server has "
+                              f"`{model}`", "model_not_found")
+        if request.stream:
+            return error(400, "streaming is not supported", "unsupported")
+        messages = [m.model_dump() for m in request.messages]
+        try:
+            item = frontier.item_from_messages(messages)
+        except ValueError as e:
+            return error(400, str(e), "invalid_messages")
+        try:
+            price = float(predictor(item))
+        except Exception as e:  # the client sees why, and retries as after any 500
+            return error(500, f"the predictor failed: {e!r}", "predictor_error")
+        if not math.isfinite(price):
+            return error(500, f"the predictor returned {price}", "predictor_error")
+        text = f"{Item.PREFIX}{max(price, 0.0):.2f}"
+        if continue_prefill and messages[-1]["role"] == "assistant":
+            text = text.removeprefix(str(messages[-1]["content"]))
+        texts = [str(request.system or "")] + [str(m["content"] or "") for m in messages]
+        return shape(model, text, sum(llama_tokens.count(t) for t in texts))
+
+    @app.get("/v1/models", dependencies=[Depends(authorize)])
+    def models() -> dict:
+        return {"object": "list",
+                "data": [{"id": model, "object": "model", "created": 0, "owned_by": "local"}]}
+
+    # Plain `def`s: FastAPI runs them in a thread pool, so slow predictors serve concurrently.
+    @app.post("/v1/chat/completions", dependencies=[Depends(authorize)])
+    def chat(request: ChatRequest):
+        return answer(request, completion)
+
+    @app.post("/v1/messages", dependencies=[Depends(authorize)])
+    def messages(request: ChatRequest):
+        return answer(request, message, continue_prefill=True)
+
+    return app
+
+
+@dataclass
+class Running:
+    """A server running in a background thread; `stop()` it (or use it in a `with`)."""
+
+    base_url: str
+    model: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def __enter__(self) -> Running:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def serve(app: FastAPI, model: str, host: str = "127.0.0.1", port: int = 0) -> Running:
+    """Run `app` in a background thread on `port` (0: a free one) and wait until it listens."""
+    # IPPROTO_TCP spelled out: asyncio only turns Nagle off (TCP_NODELAY) on sockets that say
+    # so, and with Nagle on every keep-alive reply waits ~40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the server for {model} did not start on {host}:{port}")
+        time.sleep(0.01)
+    return Running(f"http://{host}:{sock.getsockname()[1]}/v1", model, server, thread)
+
+
+def start(predictor: Predictor, model: str = "pricer", api_key: str | None = None,
+          host: str = "127.0.0.1", port: int = 0) -> Running:
+    """Serve `predictor` as `model` from a notebook: returns at once, with its base URL."""
+    return serve(app_for(predictor, model, api_key), model, host, port)
+
+
+def load_predictor(spec: str) -> Predictor:
+    """`module:name` -> that callable, e.g. "mymodule:predict".
+
+    >>> load_predictor("math:floor")(2.5)
+    2
+    """
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise SystemExit(f"--predictor must look like module:name, not {spec!r}")
+    predictor = getattr(importlib.import_module(module), name, None)
+    if not callable(predictor):
+        raise SystemExit(f"{spec} is not a callable Item -> price")
+    return predictor
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--predictor", required=True,
+                        help="module:name of a callable Item -> price")
+    parser.add_argument("--model", help="the model name clients ask for (default: the name)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--api-key", help="require this key from clients")
+    args = parser.parse_args(argv)
+    model = args.model or args.predictor.partition(":")[2]
+    running = start(load_predictor(args.predictor), model, args.api_key, args.host, args.port)
+    print(f"Serving {model} at {running.base_url}", flush=True)
+    try:
+        while running.thread.is_alive():
+            running.thread.join(0.5)
+    except KeyboardInterrupt:
+        running.stop()
+
+
+if __name__ == "__main__":
+    main()

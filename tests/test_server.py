@@ -1,0 +1,135 @@
+"""The local OpenAI-compatible server, over real HTTP."""
+
+import doctest
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import faults
+import httpx
+import pytest
+
+import frontier
+import llama_tokens
+import server
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def served():
+    seen = []
+
+    def predictor(item):
+        seen.append(item)
+        if item.title == "Widget 3":
+            raise ValueError("no features")
+        return {"Widget 1": -5.0, "Widget 2": math.nan}.get(item.title) or faults.widget_price(item)
+
+    with server.start(predictor, model="widgets", api_key="key") as running:
+        yield running, seen
+
+
+def post(running, path="/chat/completions", key="key", **body):
+    return httpx.post(f"{running.base_url}{path}", json=body, timeout=10,
+                      headers={"Authorization": f"Bearer {key}"})
+
+
+def test_doctests():
+    assert doctest.testmod(server).failed == 0
+
+
+def test_lists_its_model(served):
+    running, _ = served
+    reply = httpx.get(f"{running.base_url}/models", headers={"Authorization": "Bearer key"})
+    assert [m["id"] for m in reply.json()["data"]] == ["widgets"]
+
+
+def test_answers_a_chat_completion_with_usage(served):
+    running, seen = served
+    item = faults.make_items(1, start=4)[0]
+    messages = frontier.messages_for(item)
+    reply = post(running, model="widgets", messages=messages, max_tokens=5, seed=42)
+    assert reply.status_code == 200
+    answer = reply.json()
+    assert answer["object"] == "chat.completion"
+    assert answer["choices"][0]["message"] == {"role": "assistant", "content": "Price is $20.00"}
+    prompt = sum(llama_tokens.count(m["content"]) for m in messages)
+    assert answer["usage"] == {"prompt_tokens": prompt, "completion_tokens": 6,
+                               "total_tokens": prompt + 6}
+    assert seen[-1].test_prompt() == item.test_prompt()
+
+
+def test_answers_anthropic_messages_continuing_the_prefill(served):
+    running, _ = served
+    system, *turns = frontier.messages_for(faults.make_items(1, start=4)[0])
+    reply = httpx.post(running.base_url.removesuffix("/v1") + "/v1/messages",
+                       headers={"x-api-key": "key"}, timeout=10,
+                       json={"model": "widgets", "system": system["content"], "messages": turns,
+                             "max_tokens": 5})
+    assert reply.json()["content"] == [{"type": "text", "text": "20.00"}]
+    assert reply.json()["usage"]["output_tokens"] == llama_tokens.count("20.00")
+
+
+def test_refuses_what_it_cannot_answer(served):
+    running, _ = served
+    messages = frontier.messages_for(faults.make_items(1)[0])
+    cases = [
+        (post(running, key="wrong", model="widgets", messages=messages), 401, "invalid_api_key"),
+        (post(running, model="gpt-4o", messages=messages), 404, "model_not_found"),
+        (post(running, model="widgets", messages=messages[:1]), 400, "invalid_messages"),
+        (post(running, model="widgets", messages=messages, stream=True), 400, "unsupported"),
+    ]
+    for reply, status, code in cases:
+        assert (reply.status_code, reply.json()["error"]["code"]) == (status, code)
+    assert post(running, model="widgets").status_code == 422
+
+
+def test_prices_are_never_negative_nor_nan(served):
+    running, _ = served
+    low, nan, failing = faults.make_items(3, start=1)
+    reply = post(running, model="widgets", messages=frontier.messages_for(low))
+    assert reply.json()["choices"][0]["message"]["content"] == "Price is $0.00"
+    for item, why in ((nan, "returned nan"), (failing, "failed: ValueError('no features')")):
+        reply = post(running, model="widgets", messages=frontier.messages_for(item))
+        assert (reply.status_code, reply.json()["error"]["code"]) == (500, "predictor_error")
+        assert why in reply.json()["error"]["message"]
+
+
+def test_stops_and_frees_its_port():
+    running = server.start(faults.widget_price)
+    assert httpx.get(f"{running.base_url}/models").status_code == 200
+    running.stop()
+    assert not running.thread.is_alive()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{running.base_url}/models")
+
+
+def test_starts_from_one_command():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    command = [sys.executable, str(ROOT / "server.py"), "--predictor", "faults:widget_price",
+               "--port", str(port)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == \
+            f"Serving widget_price at http://127.0.0.1:{port}/v1"
+        pricer = frontier.compatible_pricer(f"http://127.0.0.1:{port}/v1", "widget_price",
+                                            cache=frontier.Cache(":memory:"))
+        item = faults.make_items(1, start=8)[0]
+        assert pricer(item) == faults.widget_price(item)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_a_bad_predictor_spec_is_a_clear_error():
+    with pytest.raises(SystemExit, match="module:name"):
+        server.load_predictor("faults.widget_price")
+    with pytest.raises(SystemExit, match="not a callable"):
+        server.load_predictor("faults:ROOT_MISSING")
