@@ -2,6 +2,9 @@
 
 import os
 
+import matplotlib
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("MPLBACKEND", "Agg")
+# Not through MPLBACKEND: the notebooks' kernels inherit the environment and must draw inline.
+matplotlib.use("Agg")
