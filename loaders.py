@@ -23,6 +23,7 @@ from pathlib import Path
 import orjson
 from tqdm import tqdm
 
+import llama_tokens
 import sample_data
 from items import MAX_PRICE, MIN_PRICE, Item, parse_price
 
@@ -68,6 +69,11 @@ class LoadReport:
                  f"in range {self.in_range:,}, kept {self.kept:,} in {self.seconds:.1f}s"]
         lines += [f"  rejected {n:>8,}  {reason}" for reason, n in self.rejected.most_common()]
         return "\n".join(lines)
+
+
+def progress(category: str, initial: int = 0) -> tqdm:
+    """The progress bar of a category's load (`initial` records already done)."""
+    return tqdm(desc=category, unit=" records", unit_scale=True, initial=initial)
 
 
 def item_from_record(record: dict, category: str,
@@ -160,10 +166,16 @@ class ItemLoader:
 
     def chunks(self, size: int = CHUNK_SIZE) -> Iterator[list]:
         """The raw records of this category, `size` at a time."""
-        if self.source == "sample":
-            return _file_chunks(sample_path(self.name), size)
         if self.source == "hub":
             return _json_builder_chunks(hub_url(self.name), size)
+        return _file_chunks(self.raw_path(), size)
+
+    def raw_path(self) -> Path:
+        """The local raw file of this category (the sample's is generated on first use)."""
+        if self.source == "sample":
+            return sample_path(self.name)
+        if self.source == "hub":
+            raise ValueError("hub data has no local raw file; it streams from the hub")
         path = Path(self.source)
         if path.is_dir():
             found = sorted(path.glob(f"meta_{self.name}.jsonl*"))
@@ -173,21 +185,27 @@ class ItemLoader:
         if not path.exists():
             raise FileNotFoundError(
                 f"{path} not found: source must be 'sample', 'hub', or a .jsonl(.gz) path")
-        return _file_chunks(path, size)
+        return path
 
     def load(self, workers: int = 8) -> list[Item]:
         """Every qualifying Item of this category, stamped with it; see `self.report`."""
+        results: list[Item] = []
+        for kept in self.stream(workers):
+            results.extend(kept)
+        return results
+
+    def stream(self, workers: int = 8) -> Iterator[list[Item]]:
+        """The qualifying Items a chunk at a time, in file order, so that a caller can write
+        them away instead of holding them all; `self.report` is complete at the end."""
         start = time.perf_counter()
         self.report = LoadReport(self.name)
-        results: list[Item] = []
-        bar = tqdm(desc=self.name, unit=" records", unit_scale=True)
+        bar = progress(self.name)
         for kept, rejected in self._map(self.chunks(), workers):
-            results.extend(kept)
             self.report.add(len(kept), rejected)
             bar.update(len(kept) + sum(rejected.values()))
+            yield kept
         bar.close()
         self.report.seconds = time.perf_counter() - start
-        return results
 
     def _map(self, chunks: Iterator[list], workers: int) -> Iterator[tuple[list[Item], Counter]]:
         """Apply `items_from_chunk` to every chunk, in order, with a bounded queue."""
@@ -195,6 +213,7 @@ class ItemLoader:
         if workers <= 1:
             yield from (items_from_chunk(chunk, *args) for chunk in chunks)
             return
+        llama_tokens.warm_up()  # forked workers inherit the loaded tokenizer
         with ProcessPoolExecutor(max_workers=workers) as pool:
             pending = []
             for chunk in chunks:
