@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import random
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,7 +115,10 @@ def save_split(train: list[Item], test: list[Item], folder: str | Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name, items in (("train", train), ("test", test)):
         save_pickle(items, folder / f"{name}.pkl")
-        to_frame(items).to_parquet(folder / f"{name}.parquet", index=False)
+        with pq.ParquetWriter(folder / f"{name}.parquet", SCHEMA) as writer:
+            for start in range(0, max(len(items), 1), ROW_GROUP):  # an empty split gets a schema
+                writer.write_table(pa.table(_columns(items[start:start + ROW_GROUP]),
+                                            schema=SCHEMA))
     return folder
 
 
@@ -239,11 +242,12 @@ def summary(curated: Sequence[Curated]) -> pd.DataFrame:
     read from the cache files without building Items (what the charts need)."""
     frames = []
     for part in curated:
-        table = pq.read_table(part.path, columns=["price", "token_count", "prompt"])
-        frames.append(pd.DataFrame({
-            "category": pd.Categorical([part.category] * table.num_rows, categories=CATEGORIES),
-            "price": table["price"].to_numpy(), "token_count": table["token_count"].to_numpy(),
-            "chars": pc.utf8_length(table["prompt"]).to_numpy()}))
+        batches = pq.ParquetFile(part.path).iter_batches(
+            batch_size=ROW_GROUP, columns=["price", "token_count", "prompt"])
+        frames += [pd.DataFrame({
+            "category": pd.Categorical([part.category] * batch.num_rows, categories=CATEGORIES),
+            "price": batch["price"].to_numpy(), "token_count": batch["token_count"].to_numpy(),
+            "chars": pc.utf8_length(batch["prompt"]).to_numpy()}) for batch in batches]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -263,19 +267,20 @@ def balanced_indices(prices: Sequence[float], categories: Sequence[str], cap: in
     """
     weights = {"Automotive": 1} if weights is None else weights
     rng = np.random.RandomState(seed)  # the stream of the course's np.random.seed(42)
-    buckets: dict[int, list[int]] = defaultdict(list)
-    for i, price in enumerate(prices):
-        buckets[round(float(price))].append(i)
-    chosen: list[int] = []
+    # round() and np.rint both round halves to even; a stable sort keeps each bucket in order.
+    rounded = np.rint(np.asarray(prices, dtype=float)).astype(np.int64)
+    order = np.argsort(rounded, kind="stable")
+    starts = np.searchsorted(rounded[order], np.arange(1, 1001))
+    chosen = []
     for price in range(1, 1000):
-        bucket = buckets.get(price, [])
+        bucket = order[starts[price - 1]:starts[price]]
         if price >= keep_from or len(bucket) <= cap:
-            chosen += bucket
+            chosen.append(bucket)
             continue
-        w = np.array([weights.get(categories[i], other_weight) for i in bucket], dtype=float)
-        chosen += [bucket[j] for j in rng.choice(len(bucket), size=cap, replace=False,
-                                                 p=w / w.sum())]
-    return chosen
+        w = np.array([weights.get(categories[i], other_weight) for i in bucket.tolist()],
+                     dtype=float)
+        chosen.append(bucket[rng.choice(len(bucket), size=cap, replace=False, p=w / w.sum())])
+    return np.concatenate(chosen).tolist()
 
 
 def balance(items: list[Item], **settings) -> list[Item]:
@@ -290,13 +295,11 @@ def balanced_split(curated: Sequence[Curated], train_size: int | None, test_size
 
     Only prices are read to choose; then only the chosen rows become Items.
     """
-    prices: list[float] = []
-    categories: list[str] = []
-    for part in curated:
-        column = pq.read_table(part.path, columns=["price"])["price"].to_pylist()
-        prices += column
-        categories += [part.category] * len(column)
-    chosen = balanced_indices(prices, categories, seed=seed, **settings)
+    prices = [pq.read_table(part.path, columns=["price"])["price"].to_numpy()
+              for part in curated]
+    categories = [part.category for part, column in zip(curated, prices, strict=True)
+                  for _ in range(len(column))]
+    chosen = balanced_indices(np.concatenate(prices), categories, seed=seed, **settings)
     if train_size is None:
         train_size = max(0, len(chosen) - test_size)
     train, test = split(chosen, train_size, test_size, seed)
