@@ -174,12 +174,13 @@ def _digest(value: object) -> str:
 
 def cache_path(category: str, source: str, course_compatible: bool = False) -> Path:
     """Where the curated Items of `category` from `source` are kept, named by everything
-    that decides them: the curation rules, and the raw file's size and time when local."""
-    loader = ItemLoader(category, source, course_compatible)
+    that decides them: the curation rules, and the raw file (its size and time if local)."""
     raw: object = source
     if source != "hub":
-        stat = Path(loader.raw_path()).stat()
-        raw = [Path(loader.raw_path()).name, stat.st_size, stat.st_mtime_ns]
+        path = ItemLoader(category, source).raw_path()
+        raw = path.name  # the sample's name says all: its size and seed
+        if source != "sample":
+            raw = [raw, path.stat().st_size, path.stat().st_mtime_ns]
     settings = [CACHE_VERSION, course_compatible, raw, rules.MIN_PRICE, rules.MAX_PRICE,
                 rules.MIN_CHARS, rules.MIN_TOKENS, rules.MAX_TOKENS, rules.CEILING_CHARS,
                 rules.SENTENCE_SLACK]
@@ -187,8 +188,9 @@ def cache_path(category: str, source: str, course_compatible: bool = False) -> P
 
 
 def curate(category: str, source: str | None = None, workers: int = 2,
-           course_compatible: bool = False) -> Curated:
-    """Curate one category into its cache file, or find it there from an earlier run.
+           course_compatible: bool = False, show_cached: bool = True) -> Curated:
+    """Curate one category into its cache file, or find it there from an earlier run (and
+    show its progress bar, complete, if `show_cached`).
 
     Items stream from the loader to disk a row group at a time; the file only takes its
     final name when complete, so an interrupted category is simply done again.
@@ -198,7 +200,8 @@ def curate(category: str, source: str | None = None, workers: int = 2,
     report_path = path.with_suffix(".json")
     if path.exists() and report_path.exists():
         report = _read_report(report_path)
-        progress(category, initial=report.read).close()
+        if show_cached:
+            progress(category, initial=report.read).close()
         return Curated(category, path, report)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
@@ -217,10 +220,10 @@ def curate(category: str, source: str | None = None, workers: int = 2,
 
 
 def curate_all(source: str | None = None, workers: int = 2,
-               categories: Sequence[str] = CATEGORIES,
-               course_compatible: bool = False) -> list[Curated]:
+               categories: Sequence[str] = CATEGORIES, course_compatible: bool = False,
+               show_cached: bool = True) -> list[Curated]:
     """`curate` every category in turn; a rerun picks up where an interrupted one stopped."""
-    return [curate(c, source, workers, course_compatible) for c in categories]
+    return [curate(c, source, workers, course_compatible, show_cached) for c in categories]
 
 
 def _write_report(report: LoadReport, path: Path) -> None:
@@ -326,16 +329,26 @@ def full(source: str | None = None, workers: int = 2, sizes: tuple[int | None, i
     """The full dataset: 8 categories curated (resumably), balanced, split and saved on
     first use, then read back. Sizes and cap default to the course's, or the sample's."""
     source = source or default_source()
-    train_size, test_size = sizes or SIZES[("full", scale(source))]
-    cap = cap or CAPS[scale(source)]
-    caches = [cache_path(c, source, course_compatible).name for c in CATEGORIES]
-    folder = DATA_DIR / f"full-{source_tag(source)}-{_digest([caches, train_size, test_size, cap])}"
+    folder = full_path(source, sizes, cap, course_compatible)
     if (folder / "train.parquet").exists():
         return load_split(folder)
-    curated = curate_all(source, workers, course_compatible=course_compatible)
-    train, test = balanced_split(curated, train_size, test_size, cap=cap)
+    curated = curate_all(source, workers, course_compatible=course_compatible,
+                         show_cached=False)
+    train_size, test_size = sizes or SIZES[("full", scale(source))]
+    train, test = balanced_split(curated, train_size, test_size,
+                                 cap=cap or CAPS[scale(source)])
     save_split(train, test, folder)
     return train, test
+
+
+def full_path(source: str | None = None, sizes: tuple[int | None, int] | None = None,
+              cap: int | None = None, course_compatible: bool = False) -> Path:
+    """The folder `full` saves its split in, named by its source and settings."""
+    source = source or default_source()
+    sizes = sizes or SIZES[("full", scale(source))]
+    caches = [cache_path(c, source, course_compatible).name for c in CATEGORIES]
+    settings = [caches, list(sizes), cap or CAPS[scale(source)]]
+    return DATA_DIR / f"full-{source_tag(source)}-{_digest(settings)}"
 
 
 # --- the hub's shape, and prebuilt data ------------------------------------------------------
@@ -432,7 +445,8 @@ def category_bars(counts: dict[str, int]) -> None:
 def category_donut(counts: dict[str, int]) -> None:
     """Each category's share of the items, as a donut."""
     plt.figure(figsize=(12, 10))
-    plt.pie(list(counts.values()), labels=list(counts), autopct="%1.0f%%", startangle=90)
+    plt.pie(list(counts.values()), labels=list(counts), autopct="%1.0f%%", startangle=90,
+            pctdistance=0.85)
     plt.gca().add_artist(plt.Circle((0, 0), 0.70, fc="white"))
     plt.title("Categories")
     plt.axis("equal")
