@@ -96,11 +96,17 @@ def items_from_columns(columns: dict[str, list]) -> list[Item]:
     for prompt, price, category, title, count in zip(
             prompts, columns["price"], columns.get("category") or [""] * n,
             columns.get("title") or [None] * n, counts, strict=True):
-        made.append(Item.from_prompt(prompt, float(price), category or "", title, int(count)))
+        made.append(Item.from_prompt(prompt, float(price), _text(category) or "",
+                                     _text(title), int(count)))
     if "details" in columns:
         for item, details in zip(made, columns["details"], strict=True):
-            item.details = details
+            item.details = _text(details)
     return made
+
+
+def _text(value: object) -> str | None:
+    """A string cell as a str, and a missing one (None, NaN, NA) as None."""
+    return value if isinstance(value, str) else None
 
 
 def _token_counts(texts: list[str], batch: int = 10_000) -> list[int]:
@@ -126,7 +132,7 @@ def load_split(folder: str | Path) -> tuple[list[Item], list[Item]]:
     """Read a saved split: the parquet files when present, else the pickles (safely)."""
     folder = Path(folder)
     if (folder / "train.parquet").exists():
-        return tuple(from_frame(pd.read_parquet(folder / f"{n}.parquet"))
+        return tuple(items_from_columns(pq.read_table(folder / f"{n}.parquet").to_pydict())
                      for n in ("train", "test"))
     if (folder / "train.pkl").exists():
         return load_pickle(folder / "train.pkl"), load_pickle(folder / "test.pkl")
@@ -298,16 +304,23 @@ def balanced_split(curated: Sequence[Curated], train_size: int | None, test_size
 
     Only prices are read to choose; then only the chosen rows become Items.
     """
-    prices = [pq.read_table(part.path, columns=["price"])["price"].to_numpy()
-              for part in curated]
-    categories = [part.category for part, column in zip(curated, prices, strict=True)
-                  for _ in range(len(column))]
-    chosen = balanced_indices(np.concatenate(prices), categories, seed=seed, **settings)
+    chosen = balanced_indices(*prices_and_categories(curated), seed=seed, **settings)
     if train_size is None:
         train_size = max(0, len(chosen) - test_size)
     train, test = split(chosen, train_size, test_size, seed)
     made = _read_rows(curated, set(train) | set(test))
     return [made[i] for i in train], [made[i] for i in test]
+
+
+def prices_and_categories(curated: Sequence[Curated]) -> tuple[np.ndarray, list[str]]:
+    """Every curated Item's price and category, in order, read without building Items."""
+    if not curated:
+        raise ValueError("nothing curated: give at least one category")
+    prices = [pq.read_table(part.path, columns=["price"])["price"].to_numpy()
+              for part in curated]
+    categories = [part.category for part, column in zip(curated, prices, strict=True)
+                  for _ in range(len(column))]
+    return np.concatenate(prices), categories
 
 
 def _read_rows(curated: Sequence[Curated], wanted: set[int]) -> dict[int, Item]:

@@ -41,6 +41,7 @@ _AMOUNT = re.compile(r"\$?\s*((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)\s*(usd
 _JSON_PUNCTUATION = ':[]"{}【】'
 # What str.isdigit() holds for: digits, superscripts, circled digits and the like.
 _DIGITS = frozenset(c for c in map(chr, range(sys.maxunicode + 1)) if c.isdigit())
+_ASCII_DIGIT = re.compile(r"[0-9]")
 
 
 def parse_price(raw: Any) -> tuple[float | None, str | None]:
@@ -151,7 +152,7 @@ class Item:
         # str.split() and regex's \s agree on what whitespace is.
         stuff = " ".join(stuff.split())
         stuff = stuff.replace(" ,", ",").replace(",,,", ",").replace(",,", ",")
-        return " ".join([w for w in stuff.split(" ") if len(w) < 7 or _DIGITS.isdisjoint(w)])
+        return _drop_part_numbers(stuff)
 
     def parse(self, data: dict, course_compatible: bool = False) -> None:
         """Apply the curation rules; set `prompt` and `include` when the item qualifies.
@@ -207,6 +208,30 @@ class Item:
 
     def __repr__(self) -> str:
         return f"<{self.title} = ${self.price}>"
+
+
+def _drop_part_numbers(text: str) -> str:
+    """The words of `text` (split at single spaces) but those of 7+ characters with a digit.
+
+    >>> _drop_part_numbers("Fits WR57X10051 and 2 more, model AB1234567")
+    'Fits and 2 more, model'
+    """
+    if not text.isascii():
+        return " ".join([w for w in text.split(" ") if len(w) < 7 or _DIGITS.isdisjoint(w)])
+    # ASCII text: jump from digit to digit instead of looking at every word.
+    pieces, start = [], 0
+    match = _ASCII_DIGIT.search(text)
+    while match:
+        left = text.rfind(" ", 0, match.start()) + 1
+        right = text.find(" ", match.start())
+        right = len(text) if right < 0 else right
+        if right - left >= 7:
+            pieces.append(text[start:left])  # up to the word, with the space before it
+            start = right + 1
+        match = _ASCII_DIGIT.search(text, right)
+    pieces.append(text[start:])
+    kept = "".join(pieces)
+    return kept[:-1] if kept.endswith(" ") else kept  # the last word went, and not its space
 
 
 @cache

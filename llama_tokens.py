@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import re
 import string
-from bisect import bisect_left
 from functools import lru_cache
-from itertools import accumulate
 
 import tiktoken
 
@@ -108,9 +106,12 @@ def count_joined(text: str, tokens: list[int], suffix: str) -> int:
     """
     cut = _last_gap(text)
     if cut:
-        ends = list(accumulate(map(_token_lengths().__getitem__, tokens)))
-        head_bytes = len(text[:cut].encode())
-        k = bisect_left(ends, head_bytes)
-        if k < len(ends) and ends[k] == head_bytes:
-            return k + 1 + count(text[cut:] + suffix)
+        # Walk back from the end of `tokens` to the token that ends at the cut.
+        lengths, k = _token_lengths(), len(tokens)
+        end, head_bytes = sum(map(lengths.__getitem__, tokens)), len(text[:cut].encode())
+        while end > head_bytes:
+            k -= 1
+            end -= lengths[tokens[k]]
+        if end == head_bytes:
+            return k + count(text[cut:] + suffix)
     return count(text + suffix)

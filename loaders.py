@@ -32,6 +32,7 @@ HUB_FILE = "raw/meta_categories/meta_{category}.jsonl"
 DATA_DIR = Path(os.environ.get("PRICER_DATA_DIR", Path(__file__).parent / "data"))
 SAMPLE_SIZE = 3000  # raw records per category in the offline sample
 CHUNK_SIZE = 1000
+SLICE_BYTES = 2 << 20  # a worker's share of a plain JSONL file: about 1,000 records
 FIELDS = ("title", "description", "features", "details", "price")
 
 
@@ -94,9 +95,12 @@ def item_from_record(record: dict, category: str,
     return (item, None) if item.include else (None, item.excluded_because)
 
 
-def items_from_chunk(chunk: list, category: str,
+def items_from_chunk(chunk: list | FileSlice, category: str,
                      course_compatible: bool = False) -> tuple[list[Item], Counter]:
-    """A chunk of raw records (dicts or JSON lines) -> the Items kept and rejection counts."""
+    """A chunk of raw records (dicts or JSON lines, or a slice of a file of them) -> the
+    Items kept and rejection counts."""
+    if isinstance(chunk, FileSlice):
+        chunk = chunk.lines()
     kept, rejected = [], Counter()
     for raw in chunk:
         if not isinstance(raw, dict):
@@ -111,6 +115,34 @@ def items_from_chunk(chunk: list, category: str,
         else:
             kept.append(item)
     return kept, rejected
+
+
+@dataclass(frozen=True)
+class FileSlice:
+    """The whole lines of a plain JSONL file from byte `start` to `end`: a worker reads them
+    itself, so the main process never copies the records."""
+
+    path: Path
+    start: int
+    end: int
+
+    def lines(self) -> list[bytes]:
+        with open(self.path, "rb") as f:
+            f.seek(self.start)
+            return [line for line in f.read(self.end - self.start).split(b"\n") if line.strip()]
+
+
+def _file_slices(path: Path, size: int) -> Iterator[FileSlice]:
+    """A plain file cut into slices of about `size` bytes, each ending at the end of a line."""
+    total = path.stat().st_size
+    with open(path, "rb") as f:
+        start = 0
+        while start < total:
+            f.seek(min(start + size, total))
+            f.readline()
+            end = min(f.tell(), total)
+            yield FileSlice(path, start, end)
+            start = end
 
 
 def _file_chunks(path: Path, size: int) -> Iterator[list[bytes]]:
@@ -170,6 +202,13 @@ class ItemLoader:
             return _json_builder_chunks(hub_url(self.name), size)
         return _file_chunks(self.raw_path(), size)
 
+    def _work(self) -> Iterator[list | FileSlice]:
+        """What the workers get: slices that they read themselves of a plain local file,
+        else chunks of records."""
+        if self.source != "hub" and self.raw_path().suffix != ".gz":
+            return _file_slices(self.raw_path(), SLICE_BYTES)
+        return self.chunks()
+
     def raw_path(self) -> Path:
         """The local raw file of this category (the sample's is generated on first use)."""
         if self.source == "sample":
@@ -200,7 +239,7 @@ class ItemLoader:
         start = time.perf_counter()
         self.report = LoadReport(self.name)
         bar = progress(self.name)
-        for kept, rejected in self._map(self.chunks(), workers):
+        for kept, rejected in self._map(self._work(), workers):
             self.report.add(len(kept), rejected)
             bar.update(len(kept) + sum(rejected.values()))
             yield kept

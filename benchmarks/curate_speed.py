@@ -113,29 +113,40 @@ def write_course_sized(raw: Path, total: int, folder: Path) -> None:
 
 
 def pipeline(source: str, workers: int) -> None:
-    """The whole curation in this (fresh) process; prints its figures."""
+    """The whole curation in this (fresh) process, step by step as `curation.full` runs it,
+    noting the peak memory after each step; prints its figures."""
     llama_tokens.warm_up()
-    base, _ = peak_mib()
+    base = peak_mib()[0]
     start, cpu = time.perf_counter(), cpu_seconds()
-    train, test = curation.full(source, workers, sizes=(None, 2_000))
+    curated = curation.curate_all(source, workers)
+    curated_peak = peak_mib()[0]
+    chosen = len(curation.balanced_indices(*curation.prices_and_categories(curated)))
+    chosen_peak = peak_mib()[0]
+    train, test = curation.balanced_split(curated, None, 2_000)
+    curation.save_split(train, test, curation.full_path(source, (None, 2_000)))
     wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
-    reports = [c.report for c in curation.curate_all(source, workers)]
-    read, kept = sum(r.read for r in reports), sum(r.kept for r in reports)
     own, child = peak_mib()
-    print(f"{read:,} raw records -> {kept:,} Items -> balanced split {len(train):,} train / "
-          f"{len(test):,} test in {wall:.1f}s with {workers} workers")
-    print(f"  raw records/s: {read / wall:,.0f} wall, {read / cpu:,.0f} per CPU second "
-          f"({cpu:.1f} CPU seconds in all)")
-    print(f"  Items/s:       {kept / wall:,.0f} wall, {kept / cpu:,.0f} per CPU second")
-    print(f"  peak RSS: main process {own:,.0f} MiB (after start-up {base:,.0f} MiB), "
-          f"largest worker {child:,.0f} MiB; main + {workers} workers <= "
-          f"{own + workers * child:,.0f} MiB")
-    grown = base + (own - base) * COURSE_RAW / read
-    print(f"  extrapolated to {COURSE_RAW / 1e6:.1f}M raw records (linear, an upper bound): "
-          f"main {grown / 1024:,.1f} GiB, with workers <= "
-          f"{(grown + workers * child) / 1024:,.1f} GiB")
-    print(f"  at this rate the course's {COURSE_RAW / 1e6:.1f}M raw records take "
-          f"{COURSE_RAW / (read / cpu) / 60 / 2:,.1f} minutes on 2 cores")
+    read, kept = sum(c.report.read for c in curated), sum(c.report.kept for c in curated)
+    print(f"{read:,} raw records -> {kept:,} Items -> balanced sample {chosen:,} -> split "
+          f"{len(train):,} train / {len(test):,} test, saved, in {wall:.1f}s, {workers} workers")
+    print(f"  raw records/s: {read / wall:>7,.0f} wall, {read / cpu:>7,.0f} per CPU second "
+          f"({cpu:.1f} CPU seconds in all processes)")
+    print(f"  Items/s:       {kept / wall:>7,.0f} wall, {kept / cpu:>7,.0f} per CPU second")
+    print(f"  the course's {COURSE_RAW / 1e6:.1f}M raw records at this rate: "
+          f"{COURSE_RAW * cpu / read / 60 / 2:.1f} minutes on 2 cores")
+    print(f"  peak RSS, main process: {base:,.0f} MiB after start-up, {curated_peak:,.0f} after "
+          f"curating, {chosen_peak:,.0f} after balancing, {own:,.0f} after the split")
+    print(f"  peak RSS, largest worker: {child:,.0f} MiB; main + {workers} workers "
+          f"<= {own + workers * child:,.0f} MiB")
+    # Curating streams (flat); balancing holds a few numbers per Item (grows with Items);
+    # the split holds its Items (grows with the split, at most 402,000 in the course).
+    scaled = (curated_peak + (chosen_peak - curated_peak) * COURSE_RAW / read
+              + (own - chosen_peak) * 402_000 / (len(train) + len(test)))
+    linear = base + (own - base) * COURSE_RAW / read
+    print(f"  extrapolated to {COURSE_RAW / 1e6:.1f}M raw records and a 400,000 / 2,000 split: "
+          f"main {scaled / 1024:.1f} GiB, with workers {(scaled + workers * child) / 1024:.1f} "
+          f"GiB (growing everything linearly instead: {(linear + workers * child) / 1024:.1f} "
+          f"GiB)")
 
 
 def main() -> None:
