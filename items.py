@@ -42,6 +42,7 @@ _JSON_PUNCTUATION = ':[]"{}【】'
 # What str.isdigit() holds for: digits, superscripts, circled digits and the like.
 _DIGITS = frozenset(c for c in map(chr, range(sys.maxunicode + 1)) if c.isdigit())
 _ASCII_DIGIT = re.compile(r"[0-9]")
+_SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
 
 
 def parse_price(raw: Any) -> tuple[float | None, str | None]:
@@ -264,7 +265,9 @@ def truncate(text: str, tokens: list[int], max_tokens: int, course_compatible: b
         space = max(head.rfind(" "), head.rfind("\n"))
         head = head[:space] if space > 0 else head
     head = head.rstrip()
-    ends = [m.end() for m in re.finditer(r"[.!?](?=\s)|\n", head)]
+    # Only a sentence end in the last SENTENCE_SLACK of the text can count: look there.
+    last_part = max(0, int(len(head) * (1 - SENTENCE_SLACK)) - 2)
+    ends = [m.end() for m in _SENTENCE_END.finditer(head, last_part)]
     if ends and len(head) - ends[-1] <= SENTENCE_SLACK * len(head):
         head = head[: ends[-1]].rstrip()
     return head

@@ -246,7 +246,8 @@ class ItemLoader:
         bar.close()
         self.report.seconds = time.perf_counter() - start
 
-    def _map(self, chunks: Iterator[list], workers: int) -> Iterator[tuple[list[Item], Counter]]:
+    def _map(self, chunks: Iterator[list | FileSlice],
+             workers: int) -> Iterator[tuple[list[Item], Counter]]:
         """Apply `items_from_chunk` to every chunk, in order, with a bounded queue."""
         args = (self.name, self.course_compatible)
         if workers <= 1:
