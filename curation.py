@@ -158,7 +158,7 @@ def lite(source: str | None = None, workers: int = 2) -> tuple[list[Item], list[
     if (folder / "train.parquet").exists():
         return load_split(folder)
     items = ItemLoader("Appliances", source).load(workers=workers)
-    train, test = split(items, *SIZES[("lite", scale(source))])
+    train, test = split(items, *SIZES[("lite", "hub" if source == "hub" else "sample")])
     save_split(train, test, folder)
     return train, test
 
