@@ -1,29 +1,57 @@
-"""Curated datasets: seeded splits, saved and loaded in the course's format and a safe one.
+"""Curated datasets: the course's balanced sample, seeded splits, saved and loaded every way.
 
 >>> train, test = lite()          # Appliances, built once then read from disk  # doctest: +SKIP
+>>> train, test = full()          # all 8 categories, balanced                  # doctest: +SKIP
+>>> train, test = load_prebuilt("data/full-sample-...")  # or the course's pickles  # doctest: +SKIP
 
 A split is saved twice in one folder: train.pkl / test.pkl, pickled lists of Items exactly
 as the course handed them out, and train.parquet / test.parquet, plain columns that load
-without running any code.
+without running any code. `to_dataset` gives the course's hub shape (text, price).
+
+A full curation keeps each category's Items on disk as it finishes it
+(DATA_DIR/curated/<source>/<Category>-<settings>.parquet), so an interrupted run resumes
+where it stopped, and memory holds only what the split needs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
+import items as rules
+import llama_tokens
 from items import Item, load_pickle, save_pickle
-from loaders import DATA_DIR, ItemLoader, default_source
+from loaders import DATA_DIR, ItemLoader, LoadReport, default_source, progress
+from sample_data import CATEGORIES
 
-COLUMNS = ["title", "category", "price", "prompt"]
+COLUMNS = ["title", "category", "price", "prompt", "details", "token_count"]
+SCHEMA = pa.schema([("title", pa.string()), ("category", pa.string()), ("price", pa.float64()),
+                    ("prompt", pa.string()), ("details", pa.string()),
+                    ("token_count", pa.int64())])
 # (train, test) sizes by dataset and source; the offline sample is far smaller than the hub.
 SIZES = {
     ("lite", "hub"): (25_000, 2_000),
     ("lite", "sample"): (800, 250),
+    ("full", "hub"): (400_000, 2_000),
+    ("full", "sample"): (6_000, 250),
 }
+# Most items a cheap price bucket keeps: the course's 1,200, scaled down for the sample.
+CAPS = {"hub": 1_200, "sample": 20}
+CACHE_VERSION = 1  # bump when a change to Item makes different Items of the same records
+ROW_GROUP = 20_000
 
 
 def split(items: list[Item], train_size: int, test_size: int,
@@ -42,14 +70,49 @@ def split(items: list[Item], train_size: int, test_size: int,
 
 
 def to_frame(items: list[Item]) -> pd.DataFrame:
-    """Items as plain columns: title, category, price, prompt."""
-    return pd.DataFrame([[getattr(i, c) for c in COLUMNS] for i in items], columns=COLUMNS)
+    """Items as plain columns: title, category, price, prompt, details, token_count."""
+    return pd.DataFrame(_columns(items))
+
+
+def _columns(items: list[Item]) -> dict[str, list]:
+    return {c: [getattr(i, c) for i in items] for c in COLUMNS}
 
 
 def from_frame(frame: pd.DataFrame) -> list[Item]:
-    """Items back from `to_frame` columns."""
-    return [Item.from_prompt(r.prompt, float(r.price), r.category, r.title)
-            for r in frame.itertuples(index=False)]
+    """Items back from `to_frame` columns (title, details and token_count are optional)."""
+    return items_from_columns({c: frame[c].tolist() for c in frame.columns})
+
+
+def items_from_columns(columns: dict[str, list]) -> list[Item]:
+    """Items from columns: prompt and price, and any of title, category, details, token_count.
+
+    >>> prompt = f"{Item.QUESTION}\\n\\nKettle\\nBoils.\\n\\nPrice is $25.00"
+    >>> items_from_columns({"prompt": [prompt], "price": [24.99]})
+    [<Kettle = $24.99>]
+    """
+    prompts, n = columns["prompt"], len(columns["prompt"])
+    counts = columns.get("token_count") or _token_counts(prompts)
+    made = []
+    for prompt, price, category, title, count in zip(
+            prompts, columns["price"], columns.get("category") or [""] * n,
+            columns.get("title") or [None] * n, counts, strict=True):
+        made.append(Item.from_prompt(prompt, float(price), _text(category) or "",
+                                     _text(title), int(count)))
+    if "details" in columns:
+        for item, details in zip(made, columns["details"], strict=True):
+            item.details = _text(details)
+    return made
+
+
+def _text(value: object) -> str | None:
+    """A string cell as a str, and a missing one (None, NaN, NA) as None."""
+    return value if isinstance(value, str) else None
+
+
+def _token_counts(texts: list[str], batch: int = 10_000) -> list[int]:
+    """Token counts of many texts, tokenized in batches on several threads."""
+    return [len(tokens) for start in range(0, len(texts), batch)
+            for tokens in llama_tokens.encode_batch(texts[start:start + batch])]
 
 
 def save_split(train: list[Item], test: list[Item], folder: str | Path) -> Path:
@@ -58,7 +121,10 @@ def save_split(train: list[Item], test: list[Item], folder: str | Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name, items in (("train", train), ("test", test)):
         save_pickle(items, folder / f"{name}.pkl")
-        to_frame(items).to_parquet(folder / f"{name}.parquet", index=False)
+        with pq.ParquetWriter(folder / f"{name}.parquet", SCHEMA) as writer:
+            for start in range(0, max(len(items), 1), ROW_GROUP):  # an empty split gets a schema
+                writer.write_table(pa.table(_columns(items[start:start + ROW_GROUP]),
+                                            schema=SCHEMA))
     return folder
 
 
@@ -66,7 +132,7 @@ def load_split(folder: str | Path) -> tuple[list[Item], list[Item]]:
     """Read a saved split: the parquet files when present, else the pickles (safely)."""
     folder = Path(folder)
     if (folder / "train.parquet").exists():
-        return tuple(from_frame(pd.read_parquet(folder / f"{n}.parquet"))
+        return tuple(items_from_columns(pq.read_table(folder / f"{n}.parquet").to_pydict())
                      for n in ("train", "test"))
     if (folder / "train.pkl").exists():
         return load_pickle(folder / "train.pkl"), load_pickle(folder / "test.pkl")
@@ -85,6 +151,11 @@ def folder_for(dataset: str, source: str) -> Path:
     return DATA_DIR / f"{dataset}-{source_tag(source)}"
 
 
+def scale(source: str) -> str:
+    """Which presets fit `source`: "sample" for the offline sample, else "hub"."""
+    return "sample" if source == "sample" else "hub"
+
+
 def lite(source: str | None = None, workers: int = 2) -> tuple[list[Item], list[Item]]:
     """The lite dataset: Appliances only, split and saved on first use, then read back."""
     source = source or default_source()
@@ -92,6 +163,319 @@ def lite(source: str | None = None, workers: int = 2) -> tuple[list[Item], list[
     if (folder / "train.parquet").exists():
         return load_split(folder)
     items = ItemLoader("Appliances", source).load(workers=workers)
-    train, test = split(items, *SIZES[("lite", "hub" if source == "hub" else "sample")])
+    train, test = split(items, *SIZES[("lite", scale(source))])
     save_split(train, test, folder)
     return train, test
+
+
+# --- one category at a time, cached on disk -------------------------------------------------
+
+@dataclass
+class Curated:
+    """One category's curated Items, saved as parquet, and the report of their load."""
+
+    category: str
+    path: Path
+    report: LoadReport
+
+
+def _digest(value: object) -> str:
+    return hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def cache_path(category: str, source: str, course_compatible: bool = False) -> Path:
+    """Where the curated Items of `category` from `source` are kept, named by everything
+    that decides them: the curation rules, and the raw file (its size and time if local)."""
+    raw: object = source
+    if source != "hub":
+        path = ItemLoader(category, source).raw_path()
+        raw = path.name  # the sample's name says all: its size and seed
+        if source != "sample":
+            raw = [raw, path.stat().st_size, path.stat().st_mtime_ns]
+    settings = [CACHE_VERSION, course_compatible, raw, rules.MIN_PRICE, rules.MAX_PRICE,
+                rules.MIN_CHARS, rules.MIN_TOKENS, rules.MAX_TOKENS, rules.CEILING_CHARS,
+                rules.SENTENCE_SLACK]
+    return DATA_DIR / "curated" / source_tag(source) / f"{category}-{_digest(settings)}.parquet"
+
+
+def curate(category: str, source: str | None = None, workers: int = 2,
+           course_compatible: bool = False, show_cached: bool = True) -> Curated:
+    """Curate one category into its cache file, or find it there from an earlier run (and
+    show its progress bar, complete, if `show_cached`).
+
+    Items stream from the loader to disk a row group at a time; the file only takes its
+    final name when complete, so an interrupted category is simply done again.
+    """
+    source = source or default_source()
+    path = cache_path(category, source, course_compatible)
+    report_path = path.with_suffix(".json")
+    if path.exists() and report_path.exists():
+        report = _read_report(report_path)
+        if show_cached:
+            progress(category, initial=report.read).close()
+        return Curated(category, path, report)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    loader = ItemLoader(category, source, course_compatible)
+    with pq.ParquetWriter(partial, SCHEMA) as writer:
+        pending: list[Item] = []
+        for kept in loader.stream(workers):
+            pending += kept
+            if len(pending) >= ROW_GROUP:
+                writer.write_table(pa.table(_columns(pending), schema=SCHEMA))
+                pending = []
+        writer.write_table(pa.table(_columns(pending), schema=SCHEMA))
+    partial.replace(path)
+    _write_report(loader.report, report_path)
+    return Curated(category, path, loader.report)
+
+
+def curate_all(source: str | None = None, workers: int = 2,
+               categories: Sequence[str] = CATEGORIES, course_compatible: bool = False,
+               show_cached: bool = True) -> list[Curated]:
+    """`curate` every category in turn; a rerun picks up where an interrupted one stopped."""
+    return [curate(c, source, workers, course_compatible, show_cached) for c in categories]
+
+
+def _write_report(report: LoadReport, path: Path) -> None:
+    fields = dict(category=report.category, read=report.read, kept=report.kept,
+                  rejected=dict(report.rejected), seconds=report.seconds)
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(fields, indent=1))
+    partial.replace(path)
+
+
+def _read_report(path: Path) -> LoadReport:
+    fields = json.loads(path.read_text())
+    fields["rejected"] = Counter(fields["rejected"])
+    return LoadReport(**fields)
+
+
+def summary(curated: Sequence[Curated]) -> pd.DataFrame:
+    """One small row per curated Item: category, price, token_count and prompt length (chars),
+    read from the cache files without building Items (what the charts need)."""
+    frames = []
+    for part in curated:
+        batches = pq.ParquetFile(part.path).iter_batches(
+            batch_size=ROW_GROUP, columns=["price", "token_count", "prompt"])
+        frames += [pd.DataFrame({
+            "category": pd.Categorical([part.category] * batch.num_rows, categories=CATEGORIES),
+            "price": batch["price"].to_numpy(), "token_count": batch["token_count"].to_numpy(),
+            "chars": pc.utf8_length(batch["prompt"]).to_numpy()}) for batch in batches]
+    return pd.concat(frames, ignore_index=True)
+
+
+# --- the balanced sample and the full dataset -----------------------------------------------
+
+def balanced_indices(prices: Sequence[float], categories: Sequence[str], cap: int = 1_200,
+                     keep_from: int = 240, weights: dict[str, float] | None = None,
+                     other_weight: float = 5, seed: int = 42) -> list[int]:
+    """Positions of the course's balanced sample, in the course's order.
+
+    Items are bucketed by price rounded to the dollar (1..999). A bucket from `keep_from` up
+    is kept whole, as is one of at most `cap` items; from every other bucket `cap` items are
+    drawn without replacement, each weighted by its category (Automotive 1, others 5).
+
+    >>> balanced_indices([10, 10, 10, 300], ["Automotive", "Toys", "Toys", "Toys"], cap=2)
+    [1, 2, 3]
+    """
+    weights = {"Automotive": 1} if weights is None else weights
+    rng = np.random.RandomState(seed)  # the stream of the course's np.random.seed(42)
+    # round() and np.rint both round halves to even; a stable sort keeps each bucket in order.
+    rounded = np.rint(np.asarray(prices, dtype=float)).astype(np.int64)
+    order = np.argsort(rounded, kind="stable")
+    starts = np.searchsorted(rounded[order], np.arange(1, 1001))
+    chosen = []
+    for price in range(1, 1000):
+        bucket = order[starts[price - 1]:starts[price]]
+        if price >= keep_from or len(bucket) <= cap:
+            chosen.append(bucket)
+            continue
+        w = np.array([weights.get(categories[i], other_weight) for i in bucket.tolist()],
+                     dtype=float)
+        chosen.append(bucket[rng.choice(len(bucket), size=cap, replace=False, p=w / w.sum())])
+    return np.concatenate(chosen).tolist()
+
+
+def balance(items: list[Item], **settings) -> list[Item]:
+    """The course's balanced sample of `items`; settings as `balanced_indices`."""
+    chosen = balanced_indices([i.price for i in items], [i.category for i in items], **settings)
+    return [items[i] for i in chosen]
+
+
+def balanced_split(curated: Sequence[Curated], train_size: int | None, test_size: int,
+                   seed: int = 42, **settings) -> tuple[list[Item], list[Item]]:
+    """Balance the curated categories, shuffle, split; `train_size` None takes the rest.
+
+    Only prices are read to choose; then only the chosen rows become Items.
+    """
+    chosen = balanced_indices(*prices_and_categories(curated), seed=seed, **settings)
+    if train_size is None:
+        train_size = max(0, len(chosen) - test_size)
+    train, test = split(chosen, train_size, test_size, seed)
+    made = _read_rows(curated, set(train) | set(test))
+    return [made[i] for i in train], [made[i] for i in test]
+
+
+def prices_and_categories(curated: Sequence[Curated]) -> tuple[np.ndarray, list[str]]:
+    """Every curated Item's price and category, in order, read without building Items."""
+    if not curated:
+        raise ValueError("nothing curated: give at least one category")
+    prices = [pq.read_table(part.path, columns=["price"])["price"].to_numpy()
+              for part in curated]
+    categories = [part.category for part, column in zip(curated, prices, strict=True)
+                  for _ in range(len(column))]
+    return np.concatenate(prices), categories
+
+
+def _read_rows(curated: Sequence[Curated], wanted: set[int]) -> dict[int, Item]:
+    """Items of the wanted positions (counted across the categories in order)."""
+    made: dict[int, Item] = {}
+    offset = 0
+    for part in curated:
+        for batch in pq.ParquetFile(part.path).iter_batches(batch_size=ROW_GROUP):
+            rows = [i for i in range(offset, offset + batch.num_rows) if i in wanted]
+            if rows:
+                taken = batch.take([i - offset for i in rows]).to_pydict()
+                made.update(zip(rows, items_from_columns(taken), strict=True))
+            offset += batch.num_rows
+    return made
+
+
+def full(source: str | None = None, workers: int = 2, sizes: tuple[int | None, int] | None = None,
+         cap: int | None = None, course_compatible: bool = False) -> tuple[list[Item], list[Item]]:
+    """The full dataset: 8 categories curated (resumably), balanced, split and saved on
+    first use, then read back. Sizes and cap default to the course's, or the sample's."""
+    source = source or default_source()
+    folder = full_path(source, sizes, cap, course_compatible)
+    if (folder / "train.parquet").exists():
+        return load_split(folder)
+    curated = curate_all(source, workers, course_compatible=course_compatible,
+                         show_cached=False)
+    train_size, test_size = sizes or SIZES[("full", scale(source))]
+    train, test = balanced_split(curated, train_size, test_size,
+                                 cap=cap or CAPS[scale(source)])
+    save_split(train, test, folder)
+    return train, test
+
+
+def full_path(source: str | None = None, sizes: tuple[int | None, int] | None = None,
+              cap: int | None = None, course_compatible: bool = False) -> Path:
+    """The folder `full` saves its split in, named by its source and settings."""
+    source = source or default_source()
+    sizes = sizes or SIZES[("full", scale(source))]
+    caches = [cache_path(c, source, course_compatible).name for c in CATEGORIES]
+    settings = [caches, list(sizes), cap or CAPS[scale(source)]]
+    return DATA_DIR / f"full-{source_tag(source)}-{_digest(settings)}"
+
+
+# --- the hub's shape, and prebuilt data ------------------------------------------------------
+
+def to_dataset(train: list[Item], test: list[Item]):
+    """The course's hub dataset: a DatasetDict {train, test} of text and price, where a
+    training text is the whole prompt and a test text stops at "Price is $"."""
+    from datasets import Dataset, DatasetDict
+
+    return DatasetDict({
+        "train": Dataset.from_dict({"text": [i.prompt for i in train],
+                                    "price": [i.price for i in train]}),
+        "test": Dataset.from_dict({"text": [i.test_prompt() for i in test],
+                                   "price": [i.price for i in test]}),
+    })
+
+
+def push_to_hub(train: list[Item], test: list[Item], name: str, token: str | None = None,
+                private: bool = True) -> None:
+    """Upload the split to the Hugging Face hub as `name` (user/dataset), as the course does."""
+    token = token or os.environ.get("HF_TOKEN")
+    if not token:
+        raise ValueError("set HF_TOKEN (in .env or the environment) to push to the hub")
+    to_dataset(train, test).push_to_hub(name, private=private, token=token)
+
+
+def from_dataset(dataset) -> tuple[list[Item], list[Item]]:
+    """Train and test Items from a DatasetDict of the course's shape (text, price, and
+    optionally category); a test text that stops at "Price is $" gets its price back."""
+    def made(part) -> list[Item]:
+        columns = part.to_dict()
+        columns["prompt"] = [text + f"{round(price)}.00" if text.endswith(Item.PREFIX) else text
+                             for text, price in zip(columns.pop("text"), columns["price"],
+                                                    strict=True)]
+        return items_from_columns(columns)
+
+    return made(dataset["train"]), made(dataset["test"])
+
+
+def load_prebuilt(where) -> tuple[list[Item], list[Item]]:
+    """Ready-made train and test Items, skipping curation: from a folder of parquet files or
+    of the course's train.pkl / test.pkl (loaded safely), a DatasetDict saved to disk or in
+    memory, or the name of a hub dataset of the course's shape."""
+    if hasattr(where, "keys"):
+        return from_dataset(where)
+    path = Path(where)
+    if path.is_dir() and (path / "dataset_dict.json").exists():
+        from datasets import load_from_disk
+
+        return from_dataset(load_from_disk(str(path)))
+    if path.is_dir():
+        return load_split(path)
+    from datasets import load_dataset
+
+    return from_dataset(load_dataset(str(where)))
+
+
+# --- the course's charts ---------------------------------------------------------------------
+
+def price_histogram(prices: Sequence[float], color: str = "darkblue") -> None:
+    """Prices in $10 bins, with the average and the highest in the title."""
+    plt.figure(figsize=(15, 6))
+    plt.title(f"Prices: Avg {np.mean(prices):,.2f} and highest {max(prices):,}\n")
+    plt.xlabel("Price ($)")
+    plt.ylabel("Count")
+    plt.hist(prices, rwidth=0.7, color=color, bins=range(0, 1000, 10))
+    plt.show()
+
+
+def token_histogram(token_counts: Sequence[int]) -> None:
+    """Tokens per prompt, with the average and the highest in the title."""
+    plt.figure(figsize=(15, 6))
+    plt.title(f"Token counts: Avg {np.mean(token_counts):,.1f} and "
+              f"highest {max(token_counts):,}\n")
+    plt.xlabel("Length (tokens)")
+    plt.ylabel("Count")
+    plt.hist(token_counts, rwidth=0.7, color="green", bins=range(0, 300, 10))
+    plt.show()
+
+
+def category_bars(counts: dict[str, int]) -> None:
+    """How many items in each category: bars with their values on top."""
+    plt.figure(figsize=(15, 6))
+    plt.bar(list(counts), list(counts.values()), color="goldenrod")
+    plt.title("How many in each category")
+    plt.xlabel("Categories")
+    plt.ylabel("Count")
+    plt.xticks(rotation=30, ha="right")
+    for i, value in enumerate(counts.values()):
+        plt.text(i, value, f"{value:,}", ha="center", va="bottom")
+    plt.show()
+
+
+def category_donut(counts: dict[str, int]) -> None:
+    """Each category's share of the items, as a donut."""
+    plt.figure(figsize=(12, 10))
+    plt.pie(list(counts.values()), labels=list(counts), autopct="%1.0f%%", startangle=90,
+            pctdistance=0.85)
+    plt.gca().add_artist(plt.Circle((0, 0), 0.70, fc="white"))
+    plt.title("Categories")
+    plt.axis("equal")
+    plt.show()
+
+
+def size_against_price(chars: Sequence[int], prices: Sequence[float]) -> None:
+    """Prompt length in characters against price: is there a simple correlation?"""
+    plt.figure(figsize=(15, 8))
+    plt.scatter(chars, prices, s=0.2, color="red")
+    plt.xlabel("Size")
+    plt.ylabel("Price")
+    plt.title("Is there a simple correlation?")
+    plt.show()

@@ -19,6 +19,8 @@ import json
 import math
 import pickle
 import re
+import sys
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,15 @@ MAX_TOKENS = 160
 CEILING_CHARS = MAX_TOKENS * 7
 # A cut at the last sentence end is preferred when it drops at most this share of the text.
 SENTENCE_SLACK = 0.12
+
+_RANGE = re.compile(r"\d\s*(-|–|to)\s*\$?\s*\d")
+_LETTER = re.compile(r"[a-z]")
+_AMOUNT = re.compile(r"\$?\s*((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)\s*(usd)?")
+_JSON_PUNCTUATION = ':[]"{}【】'
+# What str.isdigit() holds for: digits, superscripts, circled digits and the like.
+_DIGITS = frozenset(c for c in map(chr, range(sys.maxunicode + 1)) if c.isdigit())
+_ASCII_DIGIT = re.compile(r"[0-9]")
+_SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
 
 
 def parse_price(raw: Any) -> tuple[float | None, str | None]:
@@ -48,11 +59,11 @@ def parse_price(raw: Any) -> tuple[float | None, str | None]:
         text = str(raw).strip().lower()
         if text in {"", "none", "null", "nan", "n/a", "-", "—"}:
             return None, "missing"
-        if re.search(r"\d\s*(-|–|to)\s*\$?\s*\d", text):
+        if _RANGE.search(text):
             return None, "a range"
-        if re.search(r"[a-z]", text.replace("usd", "")):
+        if _LETTER.search(text.replace("usd", "")):
             return None, "qualified or not a price"
-        match = re.fullmatch(r"\$?\s*((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)\s*(usd)?", text)
+        match = _AMOUNT.fullmatch(text)
         if not match:
             return None, "malformed"
         value = float(match.group(1).replace(",", ""))
@@ -110,8 +121,9 @@ class Item:
 
     @classmethod
     def from_prompt(cls, prompt: str, price: float, category: str = "",
-                    title: str | None = None) -> Item:
-        """Rebuild an Item from a saved training prompt, e.g. a row of a columnar split.
+                    title: str | None = None, token_count: int | None = None) -> Item:
+        """Rebuild an Item from a saved training prompt, e.g. a row of a columnar split
+        (pass a saved `token_count` to skip counting again).
 
         >>> Item.from_prompt(f"{Item.QUESTION}\\n\\nKettle\\nBoils.\\n\\nPrice is $25.00", 24.99)
         <Kettle = $24.99>
@@ -119,7 +131,7 @@ class Item:
         item = cls.__new__(cls)
         item.prompt, item.price, item.category, item.include = prompt, price, category, True
         item.title = title if title is not None else item.text.split("\n", 1)[0]
-        item.token_count = llama_tokens.count(prompt)
+        item.token_count = llama_tokens.count(prompt) if token_count is None else token_count
         return item
 
     def scrub_details(self) -> str:
@@ -136,10 +148,12 @@ class Item:
         >>> Item.scrub('{"Model": "WR57X10051", "Color": "Red"}')
         'Model Color Red'
         """
-        stuff = re.sub(r'[:\[\]"{}【】\s]+', " ", stuff).strip()
+        for mark in _JSON_PUNCTUATION:
+            stuff = stuff.replace(mark, " ")
+        # str.split() and regex's \s agree on what whitespace is.
+        stuff = " ".join(stuff.split())
         stuff = stuff.replace(" ,", ",").replace(",,,", ",").replace(",,", ",")
-        words = stuff.split(" ")
-        return " ".join(w for w in words if len(w) < 7 or not any(c.isdigit() for c in w))
+        return _drop_part_numbers(stuff)
 
     def parse(self, data: dict, course_compatible: bool = False) -> None:
         """Apply the curation rules; set `prompt` and `include` when the item qualifies.
@@ -153,24 +167,35 @@ class Item:
         if features:
             contents += features + "\n"
         self.details = details_text(data.get("details"))
-        if self.details:
+        # Past the ceiling already, the details would be cut off whole: skip scrubbing them.
+        if self.details and len(contents) <= CEILING_CHARS:
             contents += self.scrub_details() + "\n"
         if len(contents) <= MIN_CHARS:
             self.excluded_because = "too short"
             return
         contents = _ceiling(contents, CEILING_CHARS, course_compatible)
         text = f"{self.scrub(self.title)}\n{self.scrub(contents)}"
-        tokens = llama_tokens.encode(text)
+        # One more token than is kept tells whether the text needs cutting.
+        tokens = llama_tokens.encode_head(text, MAX_TOKENS + 1)
         if len(tokens) <= MIN_TOKENS:
             self.excluded_because = "too few tokens"
             return
-        self.make_prompt(truncate(text, tokens, MAX_TOKENS, course_compatible))
+        self.make_prompt(truncate(text, tokens, MAX_TOKENS, course_compatible), tokens)
         self.include = True
 
-    def make_prompt(self, text: str) -> None:
-        """The training prompt: question, text, and the price rounded to the dollar."""
-        self.prompt = f"{self.QUESTION}\n\n{text}\n\n{self.PREFIX}{round(self.price)}.00"
-        self.token_count = llama_tokens.count(self.prompt)
+    def make_prompt(self, text: str, tokens: list[int] | None = None) -> None:
+        """The training prompt: question, text, and the price rounded to the dollar.
+
+        `tokens`, the start of the encoding of a text that begins with `text`, spare
+        encoding the whole prompt again to count its tokens.
+        """
+        price = f"\n\n{self.PREFIX}{round(self.price)}.00"
+        self.prompt = f"{self.QUESTION}\n\n{text}{price}"
+        # A text that starts with a line break would merge into the question's last token.
+        if tokens and text[:1] not in ("", "\n", "\r"):
+            self.token_count = _question_tokens() + llama_tokens.count_joined(text, tokens, price)
+        else:
+            self.token_count = llama_tokens.count(self.prompt)
 
     def test_prompt(self) -> str:
         """The prompt up to and including "Price is $": what a model completes."""
@@ -184,6 +209,36 @@ class Item:
 
     def __repr__(self) -> str:
         return f"<{self.title} = ${self.price}>"
+
+
+def _drop_part_numbers(text: str) -> str:
+    """The words of `text` (split at single spaces) but those of 7+ characters with a digit.
+
+    >>> _drop_part_numbers("Fits WR57X10051 and 2 more, model AB1234567")
+    'Fits and 2 more, model'
+    """
+    if not text.isascii():
+        return " ".join([w for w in text.split(" ") if len(w) < 7 or _DIGITS.isdisjoint(w)])
+    # ASCII text: jump from digit to digit instead of looking at every word.
+    pieces, start = [], 0
+    match = _ASCII_DIGIT.search(text)
+    while match:
+        left = text.rfind(" ", 0, match.start()) + 1
+        right = text.find(" ", match.start())
+        right = len(text) if right < 0 else right
+        if right - left >= 7:
+            pieces.append(text[start:left])  # up to the word, with the space before it
+            start = right + 1
+        match = _ASCII_DIGIT.search(text, right)
+    pieces.append(text[start:])
+    kept = "".join(pieces)
+    return kept[:-1] if kept.endswith(" ") else kept  # the last word went, and not its space
+
+
+@cache
+def _question_tokens() -> int:
+    """Tokens of the prompt's opening question and the blank line after it."""
+    return llama_tokens.count(f"{Item.QUESTION}\n\n")
 
 
 def _ceiling(contents: str, limit: int, course_compatible: bool) -> str:
@@ -210,7 +265,9 @@ def truncate(text: str, tokens: list[int], max_tokens: int, course_compatible: b
         space = max(head.rfind(" "), head.rfind("\n"))
         head = head[:space] if space > 0 else head
     head = head.rstrip()
-    ends = [m.end() for m in re.finditer(r"[.!?](?=\s)|\n", head)]
+    # Only a sentence end in the last SENTENCE_SLACK of the text can count: look there.
+    last_part = max(0, int(len(head) * (1 - SENTENCE_SLACK)) - 2)
+    ends = [m.end() for m in _SENTENCE_END.finditer(head, last_part)]
     if ends and len(head) - ends[-1] <= SENTENCE_SLACK * len(head):
         head = head[: ends[-1]].rstrip()
     return head

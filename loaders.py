@@ -23,6 +23,7 @@ from pathlib import Path
 import orjson
 from tqdm import tqdm
 
+import llama_tokens
 import sample_data
 from items import MAX_PRICE, MIN_PRICE, Item, parse_price
 
@@ -31,6 +32,7 @@ HUB_FILE = "raw/meta_categories/meta_{category}.jsonl"
 DATA_DIR = Path(os.environ.get("PRICER_DATA_DIR", Path(__file__).parent / "data"))
 SAMPLE_SIZE = 3000  # raw records per category in the offline sample
 CHUNK_SIZE = 1000
+SLICE_BYTES = 2 << 20  # a worker's share of a plain JSONL file: about 1,000 records
 FIELDS = ("title", "description", "features", "details", "price")
 
 
@@ -70,6 +72,11 @@ class LoadReport:
         return "\n".join(lines)
 
 
+def progress(category: str, initial: int = 0) -> tqdm:
+    """The progress bar of a category's load (`initial` records already done)."""
+    return tqdm(desc=category, unit=" records", unit_scale=True, initial=initial)
+
+
 def item_from_record(record: dict, category: str,
                      course_compatible: bool = False) -> tuple[Item | None, str | None]:
     """One raw record -> (Item, None) when it qualifies, else (None, why it was rejected).
@@ -88,9 +95,12 @@ def item_from_record(record: dict, category: str,
     return (item, None) if item.include else (None, item.excluded_because)
 
 
-def items_from_chunk(chunk: list, category: str,
+def items_from_chunk(chunk: list | FileSlice, category: str,
                      course_compatible: bool = False) -> tuple[list[Item], Counter]:
-    """A chunk of raw records (dicts or JSON lines) -> the Items kept and rejection counts."""
+    """A chunk of raw records (dicts or JSON lines, or a slice of a file of them) -> the
+    Items kept and rejection counts."""
+    if isinstance(chunk, FileSlice):
+        chunk = chunk.lines()
     kept, rejected = [], Counter()
     for raw in chunk:
         if not isinstance(raw, dict):
@@ -105,6 +115,34 @@ def items_from_chunk(chunk: list, category: str,
         else:
             kept.append(item)
     return kept, rejected
+
+
+@dataclass(frozen=True)
+class FileSlice:
+    """The whole lines of a plain JSONL file from byte `start` to `end`: a worker reads them
+    itself, so the main process never copies the records."""
+
+    path: Path
+    start: int
+    end: int
+
+    def lines(self) -> list[bytes]:
+        with open(self.path, "rb") as f:
+            f.seek(self.start)
+            return [line for line in f.read(self.end - self.start).split(b"\n") if line.strip()]
+
+
+def _file_slices(path: Path, size: int) -> Iterator[FileSlice]:
+    """A plain file cut into slices of about `size` bytes, each ending at the end of a line."""
+    total = path.stat().st_size
+    with open(path, "rb") as f:
+        start = 0
+        while start < total:
+            f.seek(min(start + size, total))
+            f.readline()
+            end = min(f.tell(), total)
+            yield FileSlice(path, start, end)
+            start = end
 
 
 def _file_chunks(path: Path, size: int) -> Iterator[list[bytes]]:
@@ -160,10 +198,23 @@ class ItemLoader:
 
     def chunks(self, size: int = CHUNK_SIZE) -> Iterator[list]:
         """The raw records of this category, `size` at a time."""
-        if self.source == "sample":
-            return _file_chunks(sample_path(self.name), size)
         if self.source == "hub":
             return _json_builder_chunks(hub_url(self.name), size)
+        return _file_chunks(self.raw_path(), size)
+
+    def _work(self) -> Iterator[list | FileSlice]:
+        """What the workers get: slices that they read themselves of a plain local file,
+        else chunks of records."""
+        if self.source != "hub" and self.raw_path().suffix != ".gz":
+            return _file_slices(self.raw_path(), SLICE_BYTES)
+        return self.chunks()
+
+    def raw_path(self) -> Path:
+        """The local raw file of this category (the sample's is generated on first use)."""
+        if self.source == "sample":
+            return sample_path(self.name)
+        if self.source == "hub":
+            raise ValueError("hub data has no local raw file; it streams from the hub")
         path = Path(self.source)
         if path.is_dir():
             found = sorted(path.glob(f"meta_{self.name}.jsonl*"))
@@ -173,7 +224,7 @@ class ItemLoader:
         if not path.exists():
             raise FileNotFoundError(
                 f"{path} not found: source must be 'sample', 'hub', or a .jsonl(.gz) path")
-        return _file_chunks(path, size)
+        return path
 
     def records(self) -> Iterator[dict]:
         """Every raw record of this category as a dict, for looking at the raw data.
@@ -192,24 +243,32 @@ class ItemLoader:
 
     def load(self, workers: int = 8) -> list[Item]:
         """Every qualifying Item of this category, stamped with it; see `self.report`."""
-        start = time.perf_counter()
-        self.report = LoadReport(self.name)
         results: list[Item] = []
-        bar = tqdm(desc=self.name, unit=" records", unit_scale=True)
-        for kept, rejected in self._map(self.chunks(), workers):
+        for kept in self.stream(workers):
             results.extend(kept)
-            self.report.add(len(kept), rejected)
-            bar.update(len(kept) + sum(rejected.values()))
-        bar.close()
-        self.report.seconds = time.perf_counter() - start
         return results
 
-    def _map(self, chunks: Iterator[list], workers: int) -> Iterator[tuple[list[Item], Counter]]:
+    def stream(self, workers: int = 8) -> Iterator[list[Item]]:
+        """The qualifying Items a chunk at a time, in file order, so that a caller can write
+        them away instead of holding them all; `self.report` is complete at the end."""
+        start = time.perf_counter()
+        self.report = LoadReport(self.name)
+        bar = progress(self.name)
+        for kept, rejected in self._map(self._work(), workers):
+            self.report.add(len(kept), rejected)
+            bar.update(len(kept) + sum(rejected.values()))
+            yield kept
+        bar.close()
+        self.report.seconds = time.perf_counter() - start
+
+    def _map(self, chunks: Iterator[list | FileSlice],
+             workers: int) -> Iterator[tuple[list[Item], Counter]]:
         """Apply `items_from_chunk` to every chunk, in order, with a bounded queue."""
         args = (self.name, self.course_compatible)
         if workers <= 1:
             yield from (items_from_chunk(chunk, *args) for chunk in chunks)
             return
+        llama_tokens.warm_up()  # forked workers inherit the loaded tokenizer
         with ProcessPoolExecutor(max_workers=workers) as pool:
             pending = []
             for chunk in chunks:

@@ -1,0 +1,236 @@
+"""Curation: the course's balanced sample, resumable full curation, reproducible splits, and
+every way of saving and loading them back."""
+
+import json
+import random
+import shutil
+from collections import defaultdict
+from types import SimpleNamespace
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+import curation
+import llama_tokens
+import loaders
+import sample_data
+import testing
+from items import Item
+
+matplotlib.use("Agg")
+SPLIT_FILES = ["train.pkl", "test.pkl", "train.parquet", "test.parquet"]
+
+
+@pytest.fixture(scope="module")
+def raw_folder(tmp_path_factory):
+    """A small raw meta_<Category>.jsonl per category, in the hub's schema."""
+    folder = tmp_path_factory.mktemp("raw")
+    for category in sample_data.CATEGORIES:
+        records = sample_data.generate(category, n=150, seed=3)
+        (folder / f"meta_{category}.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in records))
+    return folder
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(curation, "DATA_DIR", tmp_path / "data")
+    return tmp_path / "data"
+
+
+def build(raw_folder, workers=1):
+    return curation.full(str(raw_folder), workers, sizes=(None, 20), cap=2)
+
+
+def split_folder(data_dir):
+    (folder,) = data_dir.glob("full-*")
+    return folder
+
+
+def course_sample(items):
+    """The course's balanced sample, as its notebook wrote it."""
+    slots = defaultdict(list)
+    for item in items:
+        slots[round(item.price)].append(item)
+    np.random.seed(42)
+    sample = []
+    for i in range(1, 1000):
+        slot = slots[i]
+        if i >= 240 or len(slot) <= 1200:
+            sample.extend(slot)
+        else:
+            weights = np.array([1 if item.category == "Automotive" else 5 for item in slot])
+            weights = weights / np.sum(weights)
+            selected_indices = np.random.choice(len(slot), size=1200, replace=False, p=weights)
+            sample.extend([slot[i] for i in selected_indices])
+    return sample
+
+
+def test_balanced_sample_is_the_courses():
+    rng = random.Random(0)
+    things = [SimpleNamespace(price=rng.choice([0.5, 2.5, 3.5, 999.49]) if i % 50 == 0
+                              else round(rng.lognormvariate(1.8, 0.8), 2),
+                              category=rng.choice(sample_data.CATEGORIES))
+              for i in range(40_000)]
+    expected = course_sample(things)
+    assert len(expected) < len(things) - 10_000  # many buckets were over the cap
+    assert [id(t) for t in curation.balance(things)] == [id(t) for t in expected]
+
+
+def test_balanced_sample_weights_automotive_down():
+    prices = [10.0] * 2000
+    categories = ["Automotive"] * 1000 + ["Toys_and_Games"] * 1000
+    chosen = curation.balanced_indices(prices, categories, cap=300)
+    automotive = sum(categories[i] == "Automotive" for i in chosen)
+    assert len(chosen) == len(set(chosen)) == 300
+    assert 20 < automotive < 80  # weighted 1 against 5: about 1/6 of the draws
+
+
+def test_split_refuses_more_than_there_is():
+    with pytest.raises(ValueError, match="ask for smaller splits"):
+        curation.split(list(range(5)), 4, 2)
+
+
+def test_split_is_byte_identical_across_runs(raw_folder, tmp_path, monkeypatch):
+    saved = []
+    for run, workers in (("a", 1), ("b", 2)):
+        monkeypatch.setattr(curation, "DATA_DIR", tmp_path / run)
+        train, test = build(raw_folder, workers)
+        assert len(test) == 20 and len(train) > 100
+        saved.append([(split_folder(tmp_path / run) / f).read_bytes() for f in SPLIT_FILES])
+    assert saved[0] == saved[1]
+
+
+class Interrupted(Exception):
+    """Stands for a crash or a Ctrl-C in the middle of a category."""
+
+
+def test_interrupted_curation_resumes(raw_folder, tmp_path, monkeypatch):
+    monkeypatch.setattr(curation, "DATA_DIR", tmp_path / "whole")
+    build(raw_folder)
+    whole = [(split_folder(tmp_path / "whole") / f).read_bytes() for f in SPLIT_FILES]
+
+    monkeypatch.setattr(curation, "DATA_DIR", tmp_path / "resumed")
+    stream, loaded, stop_at = loaders.ItemLoader.stream, [], [sample_data.CATEGORIES[3]]
+
+    def interrupted(self, workers=8):
+        loaded.append(self.name)
+        for kept in stream(self, workers):
+            if self.name in stop_at:
+                stop_at.clear()
+                raise Interrupted
+            yield kept
+
+    monkeypatch.setattr(loaders.ItemLoader, "stream", interrupted)
+    with pytest.raises(Interrupted):
+        build(raw_folder)
+    cached = sorted(p.name.split("-")[0] for p in (tmp_path / "resumed").rglob("*.parquet"))
+    assert cached == sorted(sample_data.CATEGORIES[:3])
+
+    loaded.clear()
+    build(raw_folder)
+    assert loaded == sample_data.CATEGORIES[3:]
+    assert [(split_folder(tmp_path / "resumed") / f).read_bytes() for f in SPLIT_FILES] == whole
+
+
+def test_cache_is_keyed_by_source_and_settings(raw_folder, data_dir, tmp_path):
+    fixed = curation.cache_path("Appliances", str(raw_folder))
+    assert curation.cache_path("Appliances", str(raw_folder), course_compatible=True) != fixed
+    copy = tmp_path / "copy"
+    shutil.copytree(raw_folder, copy)
+    before = curation.cache_path("Appliances", str(copy))
+    assert before.parent != fixed.parent  # another source, another folder
+    with open(copy / "meta_Appliances.jsonl", "a") as f:
+        f.write("{}\n")
+    assert curation.cache_path("Appliances", str(copy)) != before  # the raw file changed
+
+
+def test_saved_split_loads_back_every_way(raw_folder, data_dir, tmp_path, capsys):
+    train, test = build(raw_folder)
+    folder = split_folder(data_dir)
+
+    def same(loaded, attributes=("prompt", "price", "category", "title", "details")):
+        """Whether loaded (train, test) hold the built Items' `attributes`."""
+        def values(split):
+            return [[getattr(i, n) for n in attributes] for i in split]
+        return [values(s) for s in loaded] == [values(train), values(test)]
+
+    assert same(curation.load_split(folder))
+    course = tmp_path / "course"  # the course's published form: pickles only
+    course.mkdir()
+    for name in ("train.pkl", "test.pkl"):
+        shutil.copy(folder / name, course / name)
+    assert same(curation.load_prebuilt(course))
+
+    dataset = curation.to_dataset(train, test)
+    assert dataset["test"][0]["text"].endswith("Price is $")
+    dataset.save_to_disk(str(tmp_path / "hub"))
+    for loaded in (curation.load_prebuilt(dataset), curation.load_prebuilt(tmp_path / "hub")):
+        assert same(loaded, ("prompt", "price", "token_count"))
+
+    scores = testing.Tester(lambda item: 100.0, curation.load_prebuilt(course)[1]).run()
+    assert scores.size == len(test)
+    assert capsys.readouterr().out.count("Guess: $100.00") == len(test)
+
+
+def test_course_shaped_hub_dataset_loads():
+    from datasets import Dataset, DatasetDict
+
+    body = "Kettle\n" + "Boils water fast and keeps it warm. " * 30
+    shape = DatasetDict({
+        "train": Dataset.from_dict({"text": [f"{Item.QUESTION}\n\n{body}\n\nPrice is $25.00"],
+                                    "price": [24.99]}),
+        "test": Dataset.from_dict({"text": [f"{Item.QUESTION}\n\n{body}\n\nPrice is $"],
+                                   "price": [310.5]}),
+    })
+    train, test = curation.from_dataset(shape)
+    assert train[0].title == "Kettle" and train[0].price == 24.99
+    assert test[0].prompt.endswith("Price is $310.00")  # the course's round() halves to even
+    assert test[0].test_prompt() == shape["test"][0]["text"]
+    assert test[0].token_count == llama_tokens.count(test[0].prompt)
+
+
+def test_push_to_hub_needs_a_token(monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with pytest.raises(ValueError, match="HF_TOKEN"):
+        curation.push_to_hub([], [], "someone/pricer-data")
+
+
+def test_older_parquet_columns_still_load():
+    prompt = f"{Item.QUESTION}\n\nKettle\nBoils.\n\nPrice is $25.00"
+    frame = pd.DataFrame({"title": ["Kettle"], "category": ["Appliances"], "price": [24.99],
+                          "prompt": [prompt]})
+    (item,) = curation.from_frame(frame)
+    assert item.token_count == llama_tokens.count(prompt) and item.details is None
+
+
+def test_summary_and_charts(raw_folder, data_dir):
+    curated = curation.curate_all(str(raw_folder))
+    frame = curation.summary(curated)
+    counts = frame.category.value_counts(sort=False).to_dict()
+    assert counts == {c.category: c.report.kept for c in curated}
+    assert (frame.chars > frame.token_count).all()
+    curation.category_bars(counts)
+    labels = [t.get_text() for t in matplotlib.pyplot.gca().texts]
+    assert labels == [f"{n:,}" for n in counts.values()]
+    curation.category_donut(counts)
+    curation.price_histogram(frame.price)
+    curation.token_histogram(frame.token_count)
+    curation.size_against_price(frame.chars, frame.price)
+    matplotlib.pyplot.close("all")
+
+
+def test_fast_tokenizing_matches_plain(raw_folder):
+    items = loaders.ItemLoader("Electronics", str(raw_folder)).load(workers=1)
+    items += loaders.ItemLoader("Toys_and_Games", str(raw_folder), True).load(workers=1)
+    assert items and all(i.token_count == llama_tokens.count(i.prompt) for i in items)
+    rng = random.Random(1)
+    for item in items[:40]:
+        text = item.text + " " + item.text
+        n = rng.randint(1, 400)
+        assert llama_tokens.encode_head(text, n) == llama_tokens.encode(text)[:n]
+        cut = rng.randint(0, len(text))
+        assert llama_tokens.count_joined(text[:cut], llama_tokens.encode(text), "\n\nPrice") \
+            == llama_tokens.count(text[:cut] + "\n\nPrice")
