@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 import items as rules
 import llama_tokens
+import sample_data
 from items import Item, load_pickle, save_pickle
 from loaders import DATA_DIR, ItemLoader, LoadReport, default_source, progress
 from sample_data import CATEGORIES
@@ -46,7 +47,7 @@ SIZES = {
     ("lite", "hub"): (25_000, 2_000),
     ("lite", "sample"): (800, 250),
     ("full", "hub"): (400_000, 2_000),
-    ("full", "sample"): (6_000, 250),
+    ("full", "sample"): (3_500, 250),
 }
 # Most items a cheap price bucket keeps: the course's 1,200, scaled down for the sample.
 CAPS = {"hub": 1_200, "sample": 20}
@@ -140,14 +141,16 @@ def load_split(folder: str | Path) -> tuple[list[Item], list[Item]]:
 
 
 def source_tag(source: str) -> str:
-    """A short folder-safe name for a data source."""
-    if source in ("sample", "hub"):
+    """A short folder-safe name for a data source; the sample's names its generator's version."""
+    if source == "sample":
+        return f"sample-{sample_data.version()}"
+    if source == "hub":
         return source
     return "file-" + hashlib.sha1(str(Path(source).resolve()).encode()).hexdigest()[:10]
 
 
 def folder_for(dataset: str, source: str) -> Path:
-    """Where a dataset curated from `source` is saved, e.g. data/lite-sample."""
+    """Where a dataset curated from `source` is saved, e.g. data/lite-hub."""
     return DATA_DIR / f"{dataset}-{source_tag(source)}"
 
 

@@ -177,7 +177,8 @@ def hub_url(category: str) -> str:
 
 def sample_path(category: str, n: int = SAMPLE_SIZE, seed: int = 42) -> Path:
     """The cached offline sample of `category`, generated on first use."""
-    path = DATA_DIR / "sample" / f"meta_{category}_{n}_{seed}.jsonl.gz"
+    name = f"meta_{category}_{n}_{seed}_{sample_data.version()}.jsonl.gz"
+    path = DATA_DIR / "sample" / name
     return path if path.exists() else sample_data.write(category, path, n, seed)
 
 

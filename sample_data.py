@@ -14,6 +14,7 @@ model has something real to learn.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import math
 import random
@@ -188,12 +189,18 @@ def generate(category: str, n: int = 3000, seed: int = 42) -> list[dict]:
     return [record(rng, category) for _ in range(n)]
 
 
+def version() -> str:
+    """A digest of this generator's code: a sample cached under it is never stale."""
+    return hashlib.sha1(Path(__file__).read_bytes()).hexdigest()[:8]
+
+
 def write(category: str, path: Path, n: int = 3000, seed: int = 42) -> Path:
     """Write the sample of `category` as gzipped JSON lines (atomically) and return `path`."""
+    records = generate(category, n, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     with open(partial, "wb") as raw, gzip.GzipFile("", "wb", fileobj=raw, mtime=0) as f:
-        for rec in generate(category, n, seed):
+        for rec in records:
             f.write((json.dumps(rec) + "\n").encode())
     partial.replace(path)
     return path

@@ -4,6 +4,8 @@ import json
 import statistics
 from collections import defaultdict
 
+import pytest
+
 import sample_data
 from items import parse_price
 
@@ -66,3 +68,9 @@ def test_write_is_deterministic(tmp_path):
     b = sample_data.write("Automotive", tmp_path / "b.jsonl.gz", n=30)
     assert a.read_bytes() == b.read_bytes()
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_an_unknown_category_leaves_no_file(tmp_path):
+    with pytest.raises(ValueError, match="unknown category"):
+        sample_data.write("Books", tmp_path / "meta_Books.jsonl.gz", n=3)
+    assert not list(tmp_path.iterdir())
