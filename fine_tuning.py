@@ -236,7 +236,8 @@ def integrations(project: str = "gpt-pricer") -> list[dict] | None:
 def create_job(client, training_file: str, validation_file: str | None = None,
                model: str = BASE_MODEL, seed: int = 42, epochs: int = 1, suffix: str = "pricer"):
     """Start a supervised fine-tuning job on uploaded files; returns the job."""
-    extra = {"integrations": integrations()} if integrations() else {}
+    wandb = integrations()
+    extra = {"integrations": wandb} if wandb else {}
     if validation_file:
         extra["validation_file"] = validation_file
     method = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": epochs}}}

@@ -19,6 +19,7 @@ Llama 3 token) and average their prices weighted by their probabilities.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from collections.abc import Sequence
@@ -193,6 +194,11 @@ def lora_config(settings: Settings | None = None) -> LoraConfig:
                       target_modules=list(s.targets), task_type="CAUSAL_LM")
 
 
+def wandb_ready() -> bool:
+    """True when a W&B key is set and the wandb package is installed."""
+    return bool(os.environ.get("WANDB_API_KEY")) and importlib.util.find_spec("wandb") is not None
+
+
 def sft_config(output_dir: str | Path, settings: Settings | None = None, **overrides):
     """TRL's SFTConfig with the course's training settings, fitted to this machine.
 
@@ -212,7 +218,7 @@ def sft_config(output_dir: str | Path, settings: Settings | None = None, **overr
         completion_only_loss=True, train_sampling_strategy="group_by_length",
         optim="paged_adamw_32bit" if cuda and is_bitsandbytes_available() else "adamw_torch",
         bf16=cuda, use_cpu=not cuda, logging_steps=50, save_steps=2000, save_total_limit=10,
-        report_to="wandb" if os.environ.get("WANDB_API_KEY") else "none", seed=s.seed,
+        report_to="wandb" if wandb_ready() else "none", seed=s.seed,
     )
     return SFTConfig(**{**values, **overrides})
 

@@ -13,8 +13,11 @@ course's: LoRA r 32 / alpha 64 / dropout 0.1 on q, k, v, o; lr 1e-4 cosine, 3% w
 price only; gradient checkpointing, bf16 compute and paged 32-bit AdamW, as TRL's SFTTrainer
 sets them up. Prints steps/s, tokens/s and the peak GPU memory.
 
-Needs torch with CUDA, transformers, peft, accelerate, bitsandbytes (4-bit), tiktoken and
-llama-models (the tokenizer), orjson (the sample loader). Not TRL or datasets.
+Needs torch with CUDA, transformers (5.17 or later), peft, accelerate, bitsandbytes (4-bit),
+tiktoken, llama-models (the tokenizer) and orjson (the sample loader); not TRL or datasets.
+Where some are missing, wheels for Python 3.12 (about 50 MB) install without their dependencies:
+    pip install --no-deps bitsandbytes==0.50.2 llama-models==0.3.0 orjson
+The run takes a few minutes, most of it writing and quantizing the 16 GB of random weights.
 """
 
 from __future__ import annotations
