@@ -274,6 +274,8 @@ def follow(client, job_id: str, poll_seconds: float = 10.0, timeout: float | Non
                     bar.write(event.message)
             bar.set_description(f"Fine-tuning ({job.status})")
             if job.status in FINISHED:
+                if job.status == "succeeded" and bar.total:
+                    bar.update(bar.total - bar.n)
                 break
             if timeout is not None and time.monotonic() - start > timeout:
                 raise TimeoutError(f"job {job_id} still {job.status} after {timeout:.0f}s")
