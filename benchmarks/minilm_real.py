@@ -1,7 +1,10 @@
 """Fine-tune MiniLM on real products and score it on 2,000 held-out ones.
 
     PYTHONPATH=. python3 benchmarks/minilm_real.py --data ../shared/data/real_priced_items.jsonl.gz
-    PYTHONPATH=. python3 benchmarks/minilm_real.py --data ... --train-size 3000   # a quicker run
+    PYTHONPATH=. python3 benchmarks/minilm_real.py --data ... --train-size 2500   # a quicker run
+
+Measured (2,500 training items, 1 epoch, on a shared 2-core machine running at about a third of
+its speed): Error=$57.98 RMSLE=0.91 Hits=67.2%; 2.23 examples/s, 1,122 s training, 426 s scoring.
 
 The real items are shuffled with seed 42; the last 2,000 are held out for the Tester, the rest
 (or the first --train-size of them) train the model. Prints the Tester's figures (average error,
@@ -70,6 +73,8 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="real_priced_items.jsonl.gz")
     parser.add_argument("--train-size", type=int, default=None, help="train on this many")
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--frozen-layers", type=int, default=Settings.frozen_layers,
+                        help="bottom encoder layers left untrained (more: faster)")
     args = parser.parse_args()
     matplotlib.use("Agg")
     start = time.perf_counter()
@@ -77,7 +82,8 @@ def main() -> None:
     train = train[:args.train_size] if args.train_size else train
     print(f"{len(train):,} training items, {len(test):,} held out; "
           f"{torch.get_num_threads()} torch threads")
-    result = measure(MiniLMPricer(Settings(epochs=args.epochs)), train, test)
+    settings = Settings(epochs=args.epochs, frozen_layers=args.frozen_layers)
+    result = measure(MiniLMPricer(settings), train, test)
     print(f"{result['name']}: Error=${result['error']:,.2f} RMSLE={result['rmsle']:.2f} "
           f"Hits={result['hits'] * 100:.1f}% on {result['test']:,} held-out items")
     print(f"training: {result['train']:,} items x {args.epochs} epoch(s) in "
