@@ -84,12 +84,10 @@ def tokenizer():
     from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
-    import llama_tokens
-
     special = llama3.Tokenizer.get_instance().special_tokens
     converter = TikTokenConverter(
         vocab_file=str(Path(llama3.__file__).with_name("tokenizer.model")),
-        pattern=llama_tokens.encoding()._pat_str,
+        pattern=llama3.Tokenizer.pat_str,
         extra_special_tokens=sorted(special, key=special.get),
     )
     backend = converter.converted()
