@@ -201,7 +201,7 @@ def sft_config(output_dir: str | Path, settings: Settings | None = None, **overr
     """TRL's SFTConfig with the course's training settings, fitted to this machine.
 
     On a GPU: bf16 and the paged 32-bit AdamW of bitsandbytes, as the course; on a CPU: fp32
-    and torch's AdamW. W&B gets the run when WANDB_API_KEY is set. `overrides` win.
+    and torch's AdamW. W&B gets the run when `wandb_ready()`. `overrides` win.
     """
     from transformers.utils import is_bitsandbytes_available
     from trl import SFTConfig
