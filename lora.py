@@ -1,0 +1,304 @@
+"""Fine-tune Llama 3.1 8B with LoRA or QLoRA to finish "Price is $" (the course's week 7).
+
+The base model reads an item's test prompt and learns, through small low-rank adapters on its
+attention projections, to write the price. Only the completion ("765.00" and the end token)
+is in the loss; the prompt is context. On a CUDA GPU with bitsandbytes the base is held in
+4-bit nf4 (QLoRA), so the 8B model trains on one 16 GB card.
+
+>>> base = load_base()                     # meta-llama/Llama-3.1-8B, on a GPU  # doctest: +SKIP
+>>> trainer = fine_tune(base, train, "data/pricer-adapter")                      # doctest: +SKIP
+>>> Tester.test(LlamaPricer(trainer.model), test)                                # doctest: +SKIP
+
+Without a GPU the same path runs end to end on `tiny_llama()`: a two-layer Llama with the real
+Llama 3 vocabulary and random weights. It learns nothing useful, but every step is real.
+
+The prediction is the course's improved decoding: of the next-token distribution after
+"Price is $", take the `top_k` most likely tokens that read as prices (each of 1..999 is one
+Llama 3 token) and average their prices weighted by their probabilities.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+from items import Item
+
+BASE_MODEL = "meta-llama/Llama-3.1-8B"
+BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"
+TOP_K = 3
+
+# meta-llama/Llama-3.1-8B's config.json, as transformers reads it.
+LLAMA_31_8B = dict(
+    vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+    num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=131072,
+    rms_norm_eps=1e-5, bos_token_id=128000, eos_token_id=128001, tie_word_embeddings=False,
+    rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+                     "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                     "original_max_position_embeddings": 8192},
+)
+# The same architecture and vocabulary, small enough to train on a CPU in seconds.
+TINY = dict(LLAMA_31_8B, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+
+
+@dataclass
+class Settings:
+    """The course's QLoRA hyperparameters."""
+
+    r: int = 32
+    alpha: int = 64
+    dropout: float = 0.1
+    targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    learning_rate: float = 1e-4
+    scheduler: str = "cosine"
+    warmup: float = 0.03         # share of the steps
+    epochs: float = 1
+    batch_size: int = 4
+    max_length: int = 182        # tokens: every curated prompt with its price fits
+    max_steps: int = -1          # > 0 stops early, e.g. for a quick run
+    seed: int = 42
+
+
+@lru_cache(maxsize=1)
+def tokenizer():
+    """Llama 3's tokenizer as a transformers fast tokenizer, built offline from llama-models.
+
+    It gives the hub tokenizer's ids: a <|begin_of_text|> first, then the BPE tokens.
+    Padding uses the end token, on the right, as the course sets it.
+
+    >>> tokenizer()("Price is $")["input_ids"]
+    [128000, 7117, 374, 400]
+    """
+    import llama_models.llama3.tokenizer as llama3
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    special = llama3.Tokenizer.get_instance().special_tokens
+    converter = TikTokenConverter(
+        vocab_file=str(Path(llama3.__file__).with_name("tokenizer.model")),
+        pattern=llama3.Tokenizer.pat_str,
+        extra_special_tokens=sorted(special, key=special.get),
+    )
+    backend = converter.converted()
+    backend.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B",
+                                      special_tokens=[(BOS, special[BOS])]),
+    ])
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=BOS, eos_token=EOS)
+    tok.pad_token = tok.eos_token
+    tok.padding_side = "right"
+    return tok
+
+
+def example(item: Item) -> dict[str, str]:
+    """An item as a prompt/completion pair: the loss covers only the completion.
+
+    >>> item = Item.from_prompt(f"{Item.QUESTION}\\n\\nKettle\\nBoils.\\n\\nPrice is $25.00", 24.99)
+    >>> example(item)["completion"]
+    '25.00'
+    """
+    prompt = item.test_prompt()
+    return {"prompt": prompt, "completion": item.prompt[len(prompt):]}
+
+
+def dataset(items: Sequence[Item]):
+    """A `datasets.Dataset` of prompt/completion pairs, as TRL's SFTTrainer takes them."""
+    from datasets import Dataset
+
+    return Dataset.from_list([example(item) for item in items])
+
+
+def encode(pair: dict[str, str], tok=None, max_length: int = 182) -> dict[str, list[int]]:
+    """Token ids and labels for one pair, as SFTTrainer prepares them (-100: not in the loss).
+
+    For training loops without TRL; the tests check it agrees with SFTTrainer.
+    """
+    tok = tok or tokenizer()
+    prompt = tok(pair["prompt"])["input_ids"]
+    ids = tok(pair["prompt"] + pair["completion"] + tok.eos_token)["input_ids"]
+    if ids[:len(prompt)] != prompt:
+        raise ValueError("the prompt's tokens change when the completion follows; end the "
+                         "prompt on a token boundary")
+    labels = [-100] * len(prompt) + ids[len(prompt):]
+    return {"input_ids": ids[:max_length], "labels": labels[:max_length]}
+
+
+def quantization_unavailable() -> str | None:
+    """Why 4-bit loading can't run here, or None when it can."""
+    from transformers.utils import is_bitsandbytes_available
+
+    if not torch.cuda.is_available():
+        return "4-bit quantization (QLoRA) needs a CUDA GPU, and none is visible"
+    if not is_bitsandbytes_available():
+        return "4-bit quantization (QLoRA) needs bitsandbytes: pip install bitsandbytes"
+    return None
+
+
+def quantization_config():
+    """The course's QLoRA quantization: 4-bit nf4, double quantization, bf16 compute."""
+    reason = quantization_unavailable()
+    if reason:
+        raise RuntimeError(f"{reason}. Load the base unquantized with quantize=False instead.")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_type="nf4")
+
+
+def load_base(path: str | Path = BASE_MODEL, quantize: bool | None = None):
+    """The base model from the hub or a folder: 4-bit when `quantize` (None: when possible).
+
+    Meta's Llama repositories are gated: accept the licence on the hub and log in first.
+    """
+    if quantize is None:
+        quantize = quantization_unavailable() is None
+    cuda = torch.cuda.is_available()
+    kwargs = {"dtype": torch.bfloat16 if cuda else torch.float32}
+    if quantize:
+        kwargs["quantization_config"] = quantization_config()
+    if cuda:
+        kwargs["device_map"] = "auto"
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    model.generation_config.pad_token_id = tokenizer().pad_token_id
+    return model
+
+
+def tiny_llama(seed: int = 42, **overrides) -> LlamaForCausalLM:
+    """A two-layer Llama 3 with random weights: the real path, on a CPU, in seconds.
+
+    >>> tiny_llama().config.vocab_size
+    128256
+    """
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(LlamaConfig(**{**TINY, **overrides}))
+
+
+def lora_config(settings: Settings | None = None) -> LoraConfig:
+    """Adapters of rank r on the attention projections (q, k, v, o)."""
+    s = settings or Settings()
+    return LoraConfig(r=s.r, lora_alpha=s.alpha, lora_dropout=s.dropout, bias="none",
+                      target_modules=list(s.targets), task_type="CAUSAL_LM")
+
+
+def wandb_ready() -> bool:
+    """True when a W&B key is set and the wandb package is installed."""
+    return bool(os.environ.get("WANDB_API_KEY")) and importlib.util.find_spec("wandb") is not None
+
+
+def sft_config(output_dir: str | Path, settings: Settings | None = None, **overrides):
+    """TRL's SFTConfig with the course's training settings, fitted to this machine.
+
+    On a GPU: bf16 and the paged 32-bit AdamW of bitsandbytes, as the course; on a CPU: fp32
+    and torch's AdamW. W&B gets the run when `wandb_ready()`. `overrides` win.
+    """
+    from transformers.utils import is_bitsandbytes_available
+    from trl import SFTConfig
+
+    s = settings or Settings()
+    cuda = torch.cuda.is_available()
+    values = dict(
+        output_dir=str(output_dir), num_train_epochs=s.epochs, max_steps=s.max_steps,
+        per_device_train_batch_size=s.batch_size, gradient_accumulation_steps=1,
+        learning_rate=s.learning_rate, lr_scheduler_type=s.scheduler, warmup_steps=s.warmup,
+        weight_decay=0.001, max_grad_norm=0.3, max_length=s.max_length,
+        completion_only_loss=True, train_sampling_strategy="group_by_length",
+        optim="paged_adamw_32bit" if cuda and is_bitsandbytes_available() else "adamw_torch",
+        bf16=cuda, use_cpu=not cuda, logging_steps=50, save_steps=2000, save_total_limit=10,
+        report_to="wandb" if wandb_ready() else "none", seed=s.seed,
+    )
+    return SFTConfig(**{**values, **overrides})
+
+
+def trainer(model, train: Sequence[Item], output_dir: str | Path,
+            settings: Settings | None = None, **overrides):
+    """An SFTTrainer that adds LoRA adapters to `model` and trains them on `train`'s prices."""
+    from trl import SFTTrainer
+
+    s = settings or Settings()
+    if not train:
+        raise ValueError("no training items")
+    return SFTTrainer(model=model, args=sft_config(output_dir, s, **overrides),
+                      train_dataset=dataset(train), processing_class=tokenizer(),
+                      peft_config=lora_config(s))
+
+
+def fine_tune(model, train: Sequence[Item], output_dir: str | Path,
+              settings: Settings | None = None, **overrides):
+    """Train LoRA adapters on `train`, save them in `output_dir`, return the trainer.
+
+    `trainer.model` is the fine-tuned PeftModel; `trainer.state.log_history` has the losses.
+    """
+    run = trainer(model, train, output_dir, settings, **overrides)
+    run.train()
+    run.save_model(str(output_dir))
+    return run
+
+
+def load_adapter(base, path: str | Path) -> PeftModel:
+    """The base model with the adapters saved in `path`, ready to predict."""
+    if not (Path(path) / "adapter_config.json").exists():
+        raise FileNotFoundError(f"{path} holds no LoRA adapter (no adapter_config.json)")
+    return PeftModel.from_pretrained(base, str(path)).eval()
+
+
+def price_values(tok=None) -> torch.Tensor:
+    """For every token id, the price it reads as (e.g. "765" -> 765.0), else 0.
+
+    >>> values = price_values()
+    >>> values[22240].item(), values[7117].item(), int((values > 0).sum() >= 999)
+    (765.0, 0.0, 1)
+    """
+    tok = tok or tokenizer()
+    texts = tok.convert_ids_to_tokens(list(range(len(tok))))
+    values = torch.zeros(len(texts))
+    for i, text in enumerate(texts):
+        if re.fullmatch(r"\d+(\.\d+)?", text):  # byte-level BPE: no space mark, digits only
+            values[i] = float(text)
+    return values
+
+
+def weighted_price(logits: torch.Tensor, values: torch.Tensor, top_k: int = TOP_K) -> float:
+    """The probability-weighted mean price of the `top_k` likeliest next tokens that are prices.
+
+    >>> values = torch.tensor([0.0, 100.0, 200.0, 300.0])
+    >>> weighted_price(torch.tensor([9.0, 1.0, 1.0, -50.0]), values, top_k=2)
+    150.0
+    """
+    logits = logits[: len(values)].float().masked_fill(values <= 0, float("-inf"))
+    top = logits.topk(min(top_k, int((values > 0).sum())))
+    weights = torch.softmax(top.values, dim=-1)
+    return float((weights * values[top.indices]).sum())
+
+
+class LlamaPricer:
+    """A causal LM (base, fine-tuned or tiny) as a predictor: item -> price, weighted decoding."""
+
+    def __init__(self, model, tok=None, top_k: int = TOP_K, name: str = "Llama 3.1 QLoRA"):
+        self.model = model.eval()
+        self.tokenizer = tok or tokenizer()
+        self.values = price_values(self.tokenizer)
+        self.top_k = top_k
+        self.name = name
+
+    @torch.no_grad()
+    def next_token_logits(self, prompt: str) -> torch.Tensor:
+        """The model's logits for the token after `prompt`."""
+        inputs = self.tokenizer(prompt, return_tensors="pt").to(self.model.device)
+        return self.model(**inputs).logits[0, -1].cpu()
+
+    def predict(self, item: Item) -> float:
+        return weighted_price(self.next_token_logits(item.test_prompt()), self.values, self.top_k)
+
+    __call__ = predict

@@ -1,0 +1,71 @@
+"""The MiniLM fine-tune: trains, learns, predicts, saves and loads, scores with the Tester."""
+
+import math
+
+import matplotlib
+import pytest
+import torch
+
+import testing
+from items import Item
+from minilm import MiniLMPricer, Settings
+
+matplotlib.use("Agg")
+
+
+def item(text: str, price: float) -> Item:
+    return Item.from_prompt(f"{Item.QUESTION}\n\n{text}\n\n{Item.PREFIX}{round(price)}.00", price)
+
+
+# Cheap spare parts and expensive appliances: a signal a few steps can pick up.
+CHEAP = [item(f"Replacement knob {n}\nSmall plastic knob for a stove, pack of {n}.", 5 + n)
+         for n in range(12)]
+DEAR = [item(f"French door refrigerator {n}\nLarge stainless steel fridge with ice maker.",
+             800 + 10 * n) for n in range(12)]
+TRAIN = [x for pair in zip(CHEAP, DEAR, strict=True) for x in pair]
+FAST = Settings(max_length=24, batch_size=8, epochs=3, learning_rate=3e-4)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    before = MiniLMPricer(FAST)
+    frozen = before.model.encoder.encoder.layer[0].attention.self.query.weight.clone()
+    top = before.model.encoder.encoder.layer[-1].output.dense.weight.clone()
+    return before.fit(TRAIN, progress=False), frozen, top
+
+
+def test_fit_trains_the_top_layers_and_learns_the_signal(fitted):
+    model, frozen, top = fitted
+    layers = model.model.encoder.encoder.layer
+    assert torch.equal(layers[0].attention.self.query.weight, frozen)
+    assert not torch.equal(layers[-1].output.dense.weight, top)
+    assert model.mean == pytest.approx(sum(math.log1p(i.price) for i in TRAIN) / len(TRAIN))
+    assert model.fit_seconds > 0 and model.examples_per_second > 0
+    cheap, dear = model.predict(CHEAP[0]), model.predict(DEAR[0])
+    assert 0 < cheap < dear
+
+
+def test_predict_many_matches_one_at_a_time(fitted):
+    model = fitted[0]
+    many = model.predict_many(TRAIN[:5], batch_size=2)
+    assert many == pytest.approx([model(i) for i in TRAIN[:5]], rel=1e-5)
+
+
+def test_save_and_load_give_the_same_predictions(fitted, tmp_path):
+    model = fitted[0]
+    loaded = MiniLMPricer.load(model.save(tmp_path / "minilm"))
+    assert loaded.settings == model.settings and loaded.fit_seconds == model.fit_seconds
+    assert [loaded(i) for i in TRAIN[:4]] == [model(i) for i in TRAIN[:4]]
+
+
+def test_tester_scores_it(fitted, capsys):
+    scores = testing.Tester.test(fitted[0], TRAIN, size=8)
+    assert scores.size == 8 and 0 <= scores.hits <= 1
+    assert "Guess" in capsys.readouterr().out
+
+
+def test_bad_input_gets_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no saved MiniLMPricer"):
+        MiniLMPricer.load(tmp_path)
+    with pytest.raises(ValueError, match="at least one"):
+        MiniLMPricer(FAST).fit([])
