@@ -35,9 +35,8 @@ from pydantic import BaseModel, ConfigDict
 
 import frontier
 import llama_tokens
+from fine_tuning_jobs import FineTuning, Predictor, Trainer
 from items import Item
-
-Predictor = Callable[[Item], float]
 
 
 class Message(BaseModel):
@@ -90,9 +89,15 @@ def message(model: str, text: str, prompt_tokens: int) -> dict:
     }
 
 
-def app_for(predictor: Predictor, model: str = "pricer", api_key: str | None = None) -> FastAPI:
-    """The app serving `predictor` as `model`; with `api_key`, callers must present it."""
+def app_for(predictor: Predictor, model: str = "pricer", api_key: str | None = None,
+            trainer: Trainer | None = None) -> FastAPI:
+    """The app serving `predictor` as `model`; with `api_key`, callers must present it.
+
+    With a `trainer`, the app also takes files and fine-tuning jobs, and serves each job's
+    trained model by its `fine_tuned_model` name (see fine_tuning_jobs.py).
+    """
     app = FastAPI(title=f"{model}: an OpenAI-compatible price predictor")
+    models = {model: predictor}
 
     def authorize(authorization: str | None = Header(default=None),
                   x_api_key: str | None = Header(default=None)) -> None:
@@ -107,9 +112,9 @@ def app_for(predictor: Predictor, model: str = "pricer", api_key: str | None = N
     def answer(request: ChatRequest, shape: Callable[[str, str, int], dict],
                continue_prefill: bool = False):
         """Price the item in the chat; the reply in `shape`, or an error."""
-        if request.model != model:
+        if request.model not in models:
             return error(404, f"The model `{request.model}` does not exist; this server has "
-                              f"`{model}`", "model_not_found")
+                              f"{', '.join(f'`{m}`' for m in models)}", "model_not_found")
         if request.stream:
             return error(400, "streaming is not supported", "unsupported")
         messages = [m.model_dump() for m in request.messages]
@@ -118,7 +123,7 @@ def app_for(predictor: Predictor, model: str = "pricer", api_key: str | None = N
         except ValueError as e:
             return error(400, str(e), "invalid_messages")
         try:
-            price = float(predictor(item))
+            price = float(models[request.model](item))
         except Exception as e:  # the client sees why, and retries as after any 500
             return error(500, f"the predictor failed: {e!r}", "predictor_error")
         if not math.isfinite(price):
@@ -127,12 +132,12 @@ def app_for(predictor: Predictor, model: str = "pricer", api_key: str | None = N
         if continue_prefill and messages[-1]["role"] == "assistant":
             text = text.removeprefix(str(messages[-1]["content"]))
         texts = [str(request.system or "")] + [str(m["content"] or "") for m in messages]
-        return shape(model, text, sum(llama_tokens.count(t) for t in texts))
+        return shape(request.model, text, sum(llama_tokens.count(t) for t in texts))
 
     @app.get("/v1/models", dependencies=[Depends(authorize)])
-    def models() -> dict:
-        return {"object": "list",
-                "data": [{"id": model, "object": "model", "created": 0, "owned_by": "local"}]}
+    def list_models() -> dict:
+        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0,
+                                            "owned_by": "local"} for name in models]}
 
     # Plain `def`s: FastAPI runs them in a thread pool, so slow predictors serve concurrently.
     @app.post("/v1/chat/completions", dependencies=[Depends(authorize)])
@@ -143,6 +148,8 @@ def app_for(predictor: Predictor, model: str = "pricer", api_key: str | None = N
     def messages(request: ChatRequest):
         return answer(request, message, continue_prefill=True)
 
+    if trainer is not None:
+        app.include_router(FineTuning(models, trainer, authorize).router)
     return app
 
 
@@ -185,9 +192,9 @@ def serve(app: FastAPI, model: str, host: str = "127.0.0.1", port: int = 0) -> R
 
 
 def start(predictor: Predictor, model: str = "pricer", api_key: str | None = None,
-          host: str = "127.0.0.1", port: int = 0) -> Running:
+          host: str = "127.0.0.1", port: int = 0, trainer: Trainer | None = None) -> Running:
     """Serve `predictor` as `model` from a notebook: returns at once, with its base URL."""
-    return serve(app_for(predictor, model, api_key), model, host, port)
+    return serve(app_for(predictor, model, api_key, trainer), model, host, port)
 
 
 def load_predictor(spec: str) -> Predictor:

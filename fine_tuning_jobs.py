@@ -1,0 +1,184 @@
+"""Files and fine-tuning jobs on the local server: OpenAI's flow, with a job that really trains.
+
+`fine_tuning.py`'s client code runs unchanged against the local server: it uploads the JSONL
+files, creates a job, follows its status and events, then asks for completions from the
+job's `fine_tuned_model`. Here a job checks the training file as OpenAI would, turns each
+example's chat back into an Item and its price, trains a local model on them with `trainer`,
+and serves the result under the new model's name.
+
+>>> local = server.start(predictor, trainer=lambda items: MeanPricer().fit(items))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+
+import fine_tuning
+import frontier
+from items import Item
+
+Predictor = Callable[[Item], float]
+Trainer = Callable[[list[Item]], Predictor]
+
+
+def examples_to_items(path: Path) -> list[Item]:
+    """The training Items of a checked chat JSONL file, priced by each assistant answer."""
+    items = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        messages = json.loads(line)["messages"]
+        answer = frontier.get_price(messages[-1]["content"])
+        if answer is None:
+            raise ValueError(f"an assistant answer has no price: {messages[-1]['content']!r}")
+        item = frontier.item_from_messages(messages[:-1])
+        item.price = answer
+        items.append(item)
+    return items
+
+
+@dataclass
+class Job:
+    """One fine-tuning job and everything its API object and event list report."""
+
+    id: str
+    model: str
+    training_file: str
+    validation_file: str | None
+    suffix: str | None
+    seed: int | None
+    status: str = "validating_files"
+    created_at: int = field(default_factory=lambda: int(time.time()))
+    finished_at: int | None = None
+    fine_tuned_model: str | None = None
+    trained_tokens: int | None = None
+    error: dict | None = None
+    events: list[dict] = field(default_factory=list)
+
+    def log(self, message: str, data: dict | None = None) -> None:
+        self.events.append({"id": f"ftevent-{uuid.uuid4().hex[:24]}",
+                            "object": "fine_tuning.job.event", "created_at": int(time.time()),
+                            "level": "info" if self.error is None else "error",
+                            "message": message, "data": data or {}, "type": "message"})
+
+    def api(self) -> dict:
+        return {"id": self.id, "object": "fine_tuning.job", "model": self.model,
+                "created_at": self.created_at, "finished_at": self.finished_at,
+                "fine_tuned_model": self.fine_tuned_model, "organization_id": "org-local",
+                "result_files": [], "status": self.status, "validation_file":
+                self.validation_file, "training_file": self.training_file,
+                "hyperparameters": {"n_epochs": 1, "batch_size": 1,
+                                    "learning_rate_multiplier": 1.0},
+                "trained_tokens": self.trained_tokens, "error": self.error, "seed": self.seed,
+                "suffix": self.suffix, "integrations": None, "estimated_finish": None}
+
+
+class JobRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")  # method, hyperparameters, integrations...
+    model: str
+    training_file: str
+    validation_file: str | None = None
+    suffix: str | None = None
+    seed: int | None = None
+
+
+def not_found(what: str, id: str) -> JSONResponse:
+    body = {"error": {"message": f"No such {what}: {id}", "type": "invalid_request_error",
+                      "param": None, "code": f"{what}_not_found"}}
+    return JSONResponse(body, status_code=404)
+
+
+class FineTuning:
+    """Uploaded files and jobs; `router` serves them, `models` receives each trained model."""
+
+    def __init__(self, models: dict[str, Predictor], trainer: Trainer, authorize: Callable):
+        self.models, self.trainer = models, trainer
+        self.folder = Path(tempfile.mkdtemp(prefix="pricer-files-"))
+        self.files: dict[str, dict] = {}
+        self.jobs: dict[str, Job] = {}
+        self.router = APIRouter(dependencies=[Depends(authorize)])
+        self.router.post("/v1/files")(self.upload)
+        self.router.get("/v1/files")(self.list_files)
+        self.router.get("/v1/files/{file_id}")(self.file)
+        self.router.post("/v1/fine_tuning/jobs")(self.create)
+        self.router.get("/v1/fine_tuning/jobs/{job_id}")(self.retrieve)
+        self.router.get("/v1/fine_tuning/jobs/{job_id}/events")(self.events)
+
+    def upload(self, file: Annotated[UploadFile, File()], purpose: Annotated[str, Form()]) -> dict:
+        file_id = f"file-{uuid.uuid4().hex[:24]}"
+        data = file.file.read()
+        (self.folder / file_id).write_bytes(data)
+        self.files[file_id] = {"id": file_id, "object": "file", "bytes": len(data),
+                               "created_at": int(time.time()), "filename": file.filename,
+                               "purpose": purpose, "status": "processed"}
+        return self.files[file_id]
+
+    def list_files(self) -> dict:
+        return {"object": "list", "data": list(self.files.values()), "has_more": False}
+
+    def file(self, file_id: str):
+        return self.files.get(file_id) or not_found("file", file_id)
+
+    def create(self, request: JobRequest):
+        for file_id in filter(None, (request.training_file, request.validation_file)):
+            if file_id not in self.files:
+                return not_found("file", file_id)
+        job = Job(f"ftjob-{uuid.uuid4().hex[:24]}", request.model, request.training_file,
+                  request.validation_file, request.suffix, request.seed)
+        self.jobs[job.id] = job
+        job.log(f"Created fine-tuning job: {job.id}")
+        threading.Thread(target=self.run, args=(job,), daemon=True).start()
+        return job.api()
+
+    def retrieve(self, job_id: str):
+        job = self.jobs.get(job_id)
+        return job.api() if job else not_found("job", job_id)
+
+    def events(self, job_id: str, limit: int = 20):
+        job = self.jobs.get(job_id)
+        if job is None:
+            return not_found("job", job_id)
+        newest_first = job.events[::-1]
+        return {"object": "list", "data": newest_first[:limit],
+                "has_more": len(newest_first) > limit}
+
+    def run(self, job: Job) -> None:
+        """Check the training file, train on it, and serve the model: the job's whole life."""
+        path = self.folder / job.training_file
+        report = fine_tuning.validate_jsonl(path, job.model)
+        if not report.ok:
+            return self.fail(job, "invalid_training_file", str(report))
+        job.status = "running"
+        job.log("Fine-tuning job started")
+        start = time.monotonic()
+        try:
+            items = examples_to_items(path)
+            model = self.trainer(items)
+        except Exception as e:  # the job fails, as a remote one would, and says why
+            return self.fail(job, "training_failed", f"training failed: {e!r}")
+        job.log(f"Step {len(items)}/{len(items)}: trained on {len(items)} examples in "
+                f"{time.monotonic() - start:.1f}s", {"step": len(items),
+                                                      "total_steps": len(items)})
+        name = f"ft:{job.model}:local:{job.suffix or 'model'}:{job.id[-8:]}"
+        self.models[name] = model
+        job.fine_tuned_model, job.trained_tokens = name, report.billed_tokens()
+        job.status, job.finished_at = "succeeded", int(time.time())
+        job.log(f"New fine-tuned model created: {name}")
+        job.log("The job has successfully completed")
+
+    def fail(self, job: Job, code: str, message: str) -> None:
+        job.error = {"code": code, "message": message, "param": "training_file"}
+        job.status, job.finished_at = "failed", int(time.time())
+        job.log(f"Job failed: {message}")

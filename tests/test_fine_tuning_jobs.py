@@ -1,0 +1,105 @@
+"""OpenAI's fine-tuning flow, unchanged, against the local server over real HTTP."""
+
+import json
+import statistics
+
+import openai
+import pytest
+
+import fine_tuning
+import frontier
+import server
+from items import Item
+
+TEXT = "Kettle\\nA sturdy kettle that boils water fast and switches itself off. " * 3
+
+
+def item(price: float) -> Item:
+    return Item.from_prompt(f"{Item.QUESTION}\n\n{TEXT}\n\n{Item.PREFIX}{price:.2f}", price)
+
+
+TRAIN = [item(10.0 + 7 * i) for i in range(30)]
+
+
+def mean_trainer(items: list[Item]):
+    """A real, if simple, fit: the mean price of the training examples."""
+    mean = statistics.mean(i.price for i in items)
+    return lambda _: mean
+
+
+def failing_trainer(items: list[Item]):
+    raise RuntimeError("out of memory")
+
+
+@pytest.fixture
+def serve():
+    """Start a local server whose fine-tuning jobs train with the given trainer."""
+    running = []
+
+    def start(trainer=mean_trainer):
+        running.append(server.start(lambda _: 1.0, model="base", trainer=trainer))
+        return running[-1]
+
+    yield start
+    for local in running:
+        local.stop()
+
+
+def client_for(running) -> openai.OpenAI:
+    return openai.OpenAI(base_url=running.base_url, api_key="local", max_retries=0)
+
+
+def test_a_job_trains_a_model_that_the_server_then_serves(serve, tmp_path):
+    local = serve()
+    client = client_for(local)
+    train_file, validation_file = fine_tuning.write_files(TRAIN, tmp_path, 20, 5)
+    job = fine_tuning.create_job(client, fine_tuning.upload(client, train_file, 10),
+                                 fine_tuning.upload(client, validation_file))
+    assert job.status == "validating_files" and job.seed == 42 and job.suffix == "pricer"
+    done = fine_tuning.follow(client, job.id, poll_seconds=0.05, progress=False)
+    assert done.status == "succeeded" and done.fine_tuned_model.startswith("ft:gpt-4o-mini")
+    trained = [json.loads(line) for line in train_file.read_text().splitlines()]
+    answers = [round(frontier.get_price(t["messages"][-1]["content"])) for t in trained]
+    pricer = frontier.compatible_pricer(local.base_url, done.fine_tuned_model,
+                                        cache=frontier.Cache(tmp_path / "cache.sqlite"))
+    assert pricer(TRAIN[-1]) == pytest.approx(statistics.mean(answers), abs=0.01)
+    models = [m.id for m in client.models.list()]
+    assert models == ["base", done.fine_tuned_model]
+    messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id).data]
+    assert messages[0] == "The job has successfully completed"
+
+
+def test_a_failing_job_says_why(serve, tmp_path):
+    client = client_for(serve(failing_trainer))
+    train_file, _ = fine_tuning.write_files(TRAIN, tmp_path, 20, 5)
+    job = fine_tuning.create_job(client, fine_tuning.upload(client, train_file, 10))
+    with pytest.raises(fine_tuning.FineTuneFailed, match="out of memory"):
+        fine_tuning.follow(client, job.id, poll_seconds=0.05, progress=False)
+
+
+def test_a_malformed_file_is_refused_before_upload(serve, tmp_path):
+    client = client_for(serve())
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n' * 12)
+    with pytest.raises(ValueError, match="example_missing_assistant_message"):
+        fine_tuning.upload(client, path)
+    assert client.files.list().data == []
+
+
+def test_the_server_checks_a_file_uploaded_around_the_client_check(serve, tmp_path):
+    client = client_for(serve())
+    path = tmp_path / "bad.jsonl"
+    path.write_text("not json\n" * 12)
+    with open(path, "rb") as f:
+        file_id = client.files.create(file=f, purpose="fine-tune").id
+    job = fine_tuning.create_job(client, file_id)
+    with pytest.raises(fine_tuning.FineTuneFailed, match="invalid_json"):
+        fine_tuning.follow(client, job.id, poll_seconds=0.05, progress=False)
+
+
+def test_unknown_files_and_jobs_are_404s(serve):
+    client = client_for(serve())
+    with pytest.raises(openai.NotFoundError):
+        fine_tuning.create_job(client, "file-nope")
+    with pytest.raises(openai.NotFoundError):
+        client.fine_tuning.jobs.retrieve("ftjob-nope")
