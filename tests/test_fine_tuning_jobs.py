@@ -11,7 +11,7 @@ import frontier
 import server
 from items import Item
 
-TEXT = "Kettle\\nA sturdy kettle that boils water fast and switches itself off. " * 3
+TEXT = "Kettle\nA sturdy kettle that boils water fast and switches itself off. " * 3
 
 
 def item(price: float) -> Item:
