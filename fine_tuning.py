@@ -25,10 +25,10 @@ from pathlib import Path
 import tiktoken
 from tqdm.auto import tqdm
 
+import frontier
 from items import Item
 
 BASE_MODEL = "gpt-4o-mini-2024-07-18"
-SYSTEM = "You estimate prices of items. Reply only with the price, no explanation"
 MIN_EXAMPLES = 10                 # the API refuses smaller training files
 DEFAULT_TOKEN_LIMIT = 65_536      # tokens per training example
 TOKEN_LIMITS = {"gpt-3.5-turbo-0125": 16_385}
@@ -56,16 +56,14 @@ def choose(train: Sequence[Item], n_train: int = 200,
 
 
 def messages_for(item: Item) -> list[dict]:
-    """One training chat: system line, the item (question without "to the nearest dollar"), price.
+    """One training chat: frontier's zero-shot chat, its prefilled answer completed with the price.
 
     >>> item = Item.from_prompt(f"{Item.QUESTION}\\n\\nKettle\\nBoils.\\n\\nPrice is $25.00", 24.99)
     >>> [m["content"] for m in messages_for(item)][1:]
     ['How much does this cost?\\n\\nKettle\\nBoils.', 'Price is $25.00']
     """
-    user = item.test_prompt().replace(" to the nearest dollar", "").replace("\n\nPrice is $", "")
-    return [{"role": "system", "content": SYSTEM},
-            {"role": "user", "content": user},
-            {"role": "assistant", "content": f"Price is ${round(item.price)}.00"}]
+    *chat, _ = frontier.messages_for(item)
+    return [*chat, {"role": "assistant", "content": f"{Item.PREFIX}{round(item.price)}.00"}]
 
 
 def make_jsonl(items: Sequence[Item]) -> str:
@@ -287,7 +285,8 @@ def follow(client, job_id: str, poll_seconds: float = 10.0, timeout: float | Non
 
 
 def fine_tune(client, train: Sequence[Item], folder: str | Path, model: str = BASE_MODEL,
-              n_train: int = 200, n_validation: int = 50, progress: bool = True) -> str:
+              n_train: int = 200, n_validation: int = 50, progress: bool = True,
+              poll_seconds: float = 10.0) -> str:
     """The whole flow: write and check both files, show the estimate, upload, train, wait.
 
     Returns the fine-tuned model's name, to score with the frontier predictor and the Tester.
@@ -297,4 +296,4 @@ def fine_tune(client, train: Sequence[Item], folder: str | Path, model: str = BA
     check(validation_path, model, min_examples=1)
     job = create_job(client, upload(client, train_path, MIN_EXAMPLES),
                      upload(client, validation_path), model)
-    return follow(client, job.id, progress=progress).fine_tuned_model
+    return follow(client, job.id, poll_seconds, progress=progress).fine_tuned_model
