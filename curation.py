@@ -18,7 +18,7 @@ import pandas as pd
 from items import Item, load_pickle, save_pickle
 from loaders import DATA_DIR, ItemLoader, default_source
 
-COLUMNS = ["title", "category", "price", "prompt"]
+COLUMNS = ["title", "category", "price", "prompt", "details"]
 # (train, test) sizes by dataset and source; the offline sample is far smaller than the hub.
 SIZES = {
     ("lite", "hub"): (25_000, 2_000),
@@ -42,14 +42,18 @@ def split(items: list[Item], train_size: int, test_size: int,
 
 
 def to_frame(items: list[Item]) -> pd.DataFrame:
-    """Items as plain columns: title, category, price, prompt."""
+    """Items as plain columns: title, category, price, prompt, details (raw JSON)."""
     return pd.DataFrame([[getattr(i, c) for c in COLUMNS] for i in items], columns=COLUMNS)
 
 
 def from_frame(frame: pd.DataFrame) -> list[Item]:
-    """Items back from `to_frame` columns."""
-    return [Item.from_prompt(r.prompt, float(r.price), r.category, r.title)
-            for r in frame.itertuples(index=False)]
+    """Items back from `to_frame` columns (details when the frame has them)."""
+    items = []
+    for r in frame.itertuples(index=False):
+        item = Item.from_prompt(r.prompt, float(r.price), r.category, r.title)
+        item.details = getattr(r, "details", None)
+        items.append(item)
+    return items
 
 
 def save_split(train: list[Item], test: list[Item], folder: str | Path) -> Path:
