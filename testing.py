@@ -115,6 +115,9 @@ class Scores:
         return (f"{self.title} Error=${self.average_error:,.2f} RMSLE={self.rmsle:,.2f} "
                 f"Hits={self.hits * 100:.1f}%")
 
+    def __repr__(self) -> str:
+        return str(self)
+
     @property
     def per_second(self) -> float:
         return self.size / self.seconds if self.seconds else math.inf
@@ -238,6 +241,9 @@ class Tester:
         lines = [f"{scores.title}: mean error ${scores.average_error:,.2f}, 95% interval "
                  f"${scores.error_low:,.2f} to ${scores.error_high:,.2f} over "
                  f"{scores.size} items"]
+        fit_seconds = getattr(self.predictor, "fit_seconds", None)
+        if isinstance(fit_seconds, (int, float)):
+            lines[0] += f"; trained in {fit_seconds:.1f}s"
         if self.failures:
             tally = Counter(self.failures.values()).most_common()
             reasons = ", ".join(f"{n} {why}" for why, n in tally)
@@ -323,12 +329,14 @@ def comparison_chart(path: str | Path | None = None, titles: Sequence[str] | Non
     table = table.sort_values("average_error", ascending=False)
     errors = table["average_error"].to_numpy()
     spread = np.nan_to_num(np.abs(table[["error_low", "error_high"]].to_numpy().T - errors))
-    figure, axes = plt.subplots(figsize=(12, 0.45 * len(table) + 1.5))
-    bars = axes.barh(table["title"], errors, xerr=spread, color="steelblue",
-                     ecolor="gray", capsize=3)
-    axes.bar_label(bars, labels=[f"${e:,.2f}" for e in errors], padding=6)
+    figure, axes = plt.subplots(figsize=(12, 8))
+    axes.barh(table["title"], errors, xerr=spread, color="steelblue", ecolor="gray",
+              capsize=3)
+    right = errors + spread[1]  # labels go past the interval's whisker
+    for row, (error, end) in enumerate(zip(errors, right, strict=True)):
+        axes.text(end + right.max() * 0.01, row, f"${error:,.2f}", va="center")
     axes.set_xlabel("Average absolute error ($)")
-    axes.set_xlim(0, (errors + spread[1]).max() * 1.15)
+    axes.set_xlim(0, right.max() * 1.15)
     axes.set_title(title)
     figure.tight_layout()
     plt.show()
