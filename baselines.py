@@ -113,7 +113,7 @@ class _ModelUnpickler(pickle.Unpickler):
     """Builds only this module's models and the libraries they are made of."""
 
     LIBRARIES = {"baselines", "sklearn", "numpy", "scipy", "lightgbm", "gensim", "collections",
-                 "copyreg", "_codecs", "items"}
+                 "copyreg", "_codecs"}
     BUILTINS = {"set", "frozenset", "slice", "complex", "bytearray", "range", "object"}
 
     def find_class(self, module: str, name: str):
@@ -393,7 +393,7 @@ def weighted_log_price(similarities: np.ndarray, logs: np.ndarray, k: int) -> np
     return (weights * logs[:, :k]).sum(axis=1) / weights.sum(axis=1)
 
 
-class NeighboursPricer(RegressionPricer):
+class NeighboursPricer(Pricer):
     """The similarity-weighted average log price of the `k` training items whose TF-IDF is
     closest (cosine): a near-copy of a known product is priced like it."""
 

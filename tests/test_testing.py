@@ -150,8 +150,12 @@ class Batch:
 
 def test_batch_predictors_are_asked_once_and_fall_back_one_by_one(items, titles, tmp_path):
     model = Batch()
-    scores = Tester.test(model, items, results=tmp_path / "r.csv", verbose=False)
+    tester = Tester(model, items, results=tmp_path / "r.csv", verbose=False)
+    scores = tester.run()
     assert model.batches == 1 and scores.title == "Batch Model"
+    assert tester.report(scores).startswith(
+        "Batch Model: mean error $100.00, 95% interval $")
+    assert tester.report(scores).splitlines()[0].endswith("over 4 items; trained in 1.5s")
     assert scores.average_error == pytest.approx(100.0)
     spoiled = list(items[:3]) + [make_item("bad 3", 400.0)]
     scores = Tester.test(model, spoiled, results=False, verbose=False)
