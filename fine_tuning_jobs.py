@@ -11,11 +11,11 @@ and serves the result under the new model's name.
 
 from __future__ import annotations
 
+import itertools
 import json
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +68,7 @@ class Job:
     events: list[dict] = field(default_factory=list)
 
     def log(self, message: str, data: dict | None = None) -> None:
-        self.events.append({"id": f"ftevent-{uuid.uuid4().hex[:24]}",
+        self.events.append({"id": f"ftevent-{self.id[-8:]}-{len(self.events) + 1:04d}",
                             "object": "fine_tuning.job.event", "created_at": int(time.time()),
                             "level": "info" if self.error is None else "error",
                             "message": message, "data": data or {}, "type": "message"})
@@ -108,6 +108,7 @@ class FineTuning:
         self.folder = Path(tempfile.mkdtemp(prefix="pricer-files-"))
         self.files: dict[str, dict] = {}
         self.jobs: dict[str, Job] = {}
+        self.count = itertools.count(1)  # ids: unique per server, the same on every run
         self.router = APIRouter(dependencies=[Depends(authorize)])
         self.router.post("/v1/files")(self.upload)
         self.router.get("/v1/files")(self.list_files)
@@ -117,7 +118,7 @@ class FineTuning:
         self.router.get("/v1/fine_tuning/jobs/{job_id}/events")(self.events)
 
     def upload(self, file: Annotated[UploadFile, File()], purpose: Annotated[str, Form()]) -> dict:
-        file_id = f"file-{uuid.uuid4().hex[:24]}"
+        file_id = f"file-local{next(self.count):016d}"
         data = file.file.read()
         (self.folder / file_id).write_bytes(data)
         self.files[file_id] = {"id": file_id, "object": "file", "bytes": len(data),
@@ -135,7 +136,7 @@ class FineTuning:
         for file_id in filter(None, (request.training_file, request.validation_file)):
             if file_id not in self.files:
                 return not_found("file", file_id)
-        job = Job(f"ftjob-{uuid.uuid4().hex[:24]}", request.model, request.training_file,
+        job = Job(f"ftjob-local{next(self.count):016d}", request.model, request.training_file,
                   request.validation_file, request.suffix, request.seed)
         self.jobs[job.id] = job
         job.log(f"Created fine-tuning job: {job.id}")

@@ -1,0 +1,113 @@
+"""Every baseline on real products: training time, and the Tester's figures on held-out items.
+
+    PYTHONPATH=. python benchmarks/baselines_real.py \
+        --data ../shared/data/real_priced_items.jsonl.gz
+
+The file holds one product a line: `text` (the curated body of a course prompt, or another
+wording of the product), `price` and `category`. Each row becomes an Item through the
+course's prompt format; duplicated texts are kept once. A seeded split holds out 2,000
+items; every model trains on the rest and is scored on the first 250 and on all 2,000
+held-out items. Predictions per second time the first 250 guesses, batched, their texts
+encoded afresh for each model that embeds them. Training times count encoding the training
+texts even when an earlier model already did (the encodings are shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import time
+from pathlib import Path
+
+import baselines
+import curation
+from items import MAX_PRICE, MIN_PRICE, Item
+from testing import Tester
+
+
+def item_from_row(row: dict) -> Item | None:
+    """An Item from one row, its prompt in the course's format; None for an unusable row."""
+    text, price = str(row.get("text") or "").strip(), row.get("price")
+    if not text or not isinstance(price, (int, float)) or not MIN_PRICE <= price <= MAX_PRICE \
+            or Item.PREFIX in text:
+        return None
+    titles = [line[6:].strip() for line in text.splitlines() if line.startswith("Title:")]
+    prompt = f"{Item.QUESTION}\n\n{text}\n\n{Item.PREFIX}{round(price)}.00"
+    return Item.from_prompt(prompt, float(price), row.get("category") or "",
+                            titles[0] if titles else None)
+
+
+def load_items(path: Path) -> tuple[list[Item], int, int]:
+    """The usable, distinct items of the file; and how many rows were unusable, duplicated."""
+    items, seen, unusable, duplicated = [], set(), 0, 0
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            item = item_from_row(json.loads(line))
+            if item is None:
+                unusable += 1
+            elif item.text in seen:
+                duplicated += 1
+            else:
+                seen.add(item.text)
+                items.append(item)
+    return items, unusable, duplicated
+
+
+def score(model: baselines.Pricer, train: list[Item], test: list[Item]) -> dict:
+    """Fit, then score on the first 250 (timed, their texts encoded afresh) and on all."""
+    model.fit(train)
+    baselines.clear_embedding_cache(test[:250])
+    quiet = {"verbose": False, "chart": False, "results": False}
+    head = Tester.test(model, test, size=250, **quiet)
+    full = Tester.test(model, test, size=len(test), **quiet)
+    return {"model": model.name, "fit_s": model.fit_seconds, "head": head, "full": full}
+
+
+def table(rows: list[dict], constant: float) -> str:
+    lines = ["| model | fit s | error (250) | RMSLE (250) | hits (250) | error (2,000) "
+             "[95% interval] | RMSLE (2,000) | hits (2,000) | vs constant | predictions/s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        h, f = r["head"], r["full"]
+        lines.append(
+            f"| {r['model']} | {r['fit_s']:.1f} | ${h.average_error:,.2f} | {h.rmsle:.2f} | "
+            f"{h.hits:.1%} | ${f.average_error:,.2f} [{f.error_low:,.2f}-{f.error_high:,.2f}]"
+            f" | {f.rmsle:.2f} | {f.hits:.1%} | {1 - f.average_error / constant:+.0%} | "
+            f"{h.per_second:,.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="real_priced_items.jsonl.gz")
+    parser.add_argument("--test-size", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--no-embeddings", action="store_true",
+                        help="skip the MiniLM models (the slowest to train on a CPU)")
+    parser.add_argument("--device", default="cpu", help="where MiniLM runs: cpu or cuda")
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    items, unusable, duplicated = load_items(args.data)
+    train, test = curation.split(items, len(items) - args.test_size, args.test_size, args.seed)
+    print(f"{len(items):,} items ({unusable} unusable rows, {duplicated} duplicated texts "
+          f"dropped): {len(train):,} train, {len(test):,} test; built in "
+          f"{time.perf_counter() - start:.1f}s; {baselines.THREADS} thread(s) per model, "
+          f"{os.cpu_count()} CPUs", flush=True)
+    rows = []
+    for model in baselines.all_pricers(embeddings=not args.no_embeddings, device=args.device):
+        rows.append(score(model, train, test))
+        r = rows[-1]
+        print(f"  {r['model']}: fit {r['fit_s']:.1f}s, {r['full']}", flush=True)
+    constant = next(r for r in rows if r["model"] == "Constant")["full"].average_error
+    print(table(rows, constant))
+    best = min(rows, key=lambda r: r["full"].average_error)
+    print(f"\nBest: {best['model']}, ${best['full'].average_error:,.2f} on 2,000 items, "
+          f"{1 - best['full'].average_error / constant:.0%} below the constant baseline "
+          f"(${constant:,.2f}), trained in {best['fit_s']:.1f}s")
+
+
+if __name__ == "__main__":
+    main()

