@@ -140,7 +140,7 @@ def record(rng: random.Random, category: str) -> dict:
     material, size = rng.choice(list(MATERIALS)), rng.choice(list(SIZES))
     pack = rng.choice(PACKS) if base < 60 else 1
     price = true_price(rng, base, tier, size, material, pack)
-    weight = round(base ** 0.5 * SIZES[size] * pack * rng.uniform(0.1, 0.3), 1)
+    weight = round(0.25 * base ** 0.8 * SIZES[size] * pack * rng.uniform(0.8, 1.25), 1)
     fill = dict(product=product.lower(), brand=brand, material=material.lower(),
                 size=size.lower(), category=main_category.lower(), pack=pack,
                 years=rng.randint(5, 80), warranty=rng.choice([1, 2, 3, 5]),

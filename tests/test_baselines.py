@@ -1,6 +1,7 @@
 """Every baseline trains and predicts on the sample, beats the constant guess, saves, loads."""
 
 import csv
+import json
 import math
 import os
 import pickle
@@ -112,10 +113,13 @@ def test_bad_use_is_a_clear_error(split):
 
 def test_product_facts_read_details_or_text(split):
     train, _ = split
-    with_details = train[0]
+    with_details = next(i for i in train if "Weight " in i.text and "Brand " in i.text)
     facts = baselines.product_facts(with_details)
-    assert facts["weight"] == pytest.approx(2.5) and facts["brand"] == "northline"
-    assert facts["rank"] == pytest.approx((259518 + 6487) / 2)
+    details = json.loads(with_details.details)
+    assert f"{facts['weight']} pounds" == details["Item Weight"]
+    assert facts["brand"] == details["Brand"].lower()
+    ranks = list(details["Best Sellers Rank"].values())
+    assert facts["rank"] == pytest.approx(sum(ranks) / len(ranks))
     text_only = curation.from_frame(curation.to_frame([with_details]).drop(columns="details"))[0]
     from_text = baselines.product_facts(text_only)
     assert from_text["weight"] == facts["weight"] and from_text["brand"] == facts["brand"]
