@@ -166,7 +166,7 @@ class Validation:
         return None if price is None else self.billed_tokens(epochs) * price / 1e6
 
     def __str__(self) -> str:
-        head = f"{self.path}: {self.examples:,} examples"
+        head = f"{Path(self.path).name}: {self.examples:,} examples"
         if not self.ok:
             kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self.errors.items()))
             return f"{head}, refused: {kinds}\n" + "\n".join(self.first_problems)
