@@ -2,6 +2,9 @@
 
     PYTHONPATH=. python benchmarks/baselines_real.py \
         --data ../shared/data/real_priced_items.jsonl.gz
+    PYTHONPATH=. python benchmarks/baselines_real.py --data ... --fine-tune   # + MiniLM fine-tune
+    PYTHONPATH=. python benchmarks/baselines_real.py --data ... --fine-tune --no-embeddings \
+        --train-size 2500                                                 # a quicker look
 
 The file holds one product a line: `text` (the curated body of a course prompt, or another
 wording of the product), `price` and `category`. Each row becomes an Item through the
@@ -9,7 +12,8 @@ course's prompt format; duplicated texts are kept once. A seeded split holds out
 items; every model trains on the rest and is scored on the first 250 and on all 2,000
 held-out items. Predictions per second time the first 250 guesses, batched, their texts
 encoded afresh for each model that embeds them. Training times count encoding the training
-texts even when an earlier model already did (the encodings are shared).
+texts even when an earlier model already did (the encodings are shared). `--fine-tune`
+adds the MiniLM fine-tune (minilm.py), which also reports its training examples per second.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 
 import baselines
 import curation
+import minilm
 from items import MAX_PRICE, MIN_PRICE, Item
 from testing import Tester
 
@@ -57,7 +62,7 @@ def load_items(path: Path) -> tuple[list[Item], int, int]:
     return items, unusable, duplicated
 
 
-def score(model: baselines.Pricer, train: list[Item], test: list[Item]) -> dict:
+def score(model, train: list[Item], test: list[Item]) -> dict:
     """Fit, then score on the first 250 (timed, their texts encoded afresh) and on all."""
     model.fit(train)
     baselines.clear_embedding_cache(test[:250])
@@ -89,20 +94,29 @@ def main() -> None:
     parser.add_argument("--no-embeddings", action="store_true",
                         help="skip the MiniLM models (the slowest to train on a CPU)")
     parser.add_argument("--device", default="cpu", help="where MiniLM runs: cpu or cuda")
+    parser.add_argument("--fine-tune", action="store_true",
+                        help="also fine-tune MiniLM (about 35 minutes on 2 free cores)")
+    parser.add_argument("--train-size", type=int, help="train every model on this many items")
     args = parser.parse_args()
 
     start = time.perf_counter()
     items, unusable, duplicated = load_items(args.data)
     train, test = curation.split(items, len(items) - args.test_size, args.test_size, args.seed)
+    train = train[:args.train_size]
     print(f"{len(items):,} items ({unusable} unusable rows, {duplicated} duplicated texts "
           f"dropped): {len(train):,} train, {len(test):,} test; built in "
           f"{time.perf_counter() - start:.1f}s; {baselines.THREADS} thread(s) per model, "
           f"{os.cpu_count()} CPUs", flush=True)
+    models = baselines.all_pricers(embeddings=not args.no_embeddings, device=args.device)
+    if args.fine_tune:
+        models.append(minilm.MiniLMPricer())
     rows = []
-    for model in baselines.all_pricers(embeddings=not args.no_embeddings, device=args.device):
+    for model in models:
         rows.append(score(model, train, test))
         r = rows[-1]
         print(f"  {r['model']}: fit {r['fit_s']:.1f}s, {r['full']}", flush=True)
+        if isinstance(model, minilm.MiniLMPricer):
+            print(f"  {model.name}: {model.examples_per_second:,.1f} training examples/s")
     constant = next(r for r in rows if r["model"] == "Constant")["full"].average_error
     print(table(rows, constant))
     print(f"\nConstant baseline: ${constant:,.2f} on {len(test):,} items")
