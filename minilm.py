@@ -80,11 +80,13 @@ class MiniLMPricer:
 
     name = "MiniLM fine-tune"
 
-    def __init__(self, settings: Settings | None = None, path: str | Path | None = None):
+    def __init__(self, settings: Settings | None = None, path: str | Path | None = None,
+                 device: str | None = None):
         self.settings = settings or Settings()
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         source = Path(path) if path else encoder_path()
         self.tokenizer = AutoTokenizer.from_pretrained(source)
-        self.model = PriceRegressor(AutoModel.from_pretrained(source))
+        self.model = PriceRegressor(AutoModel.from_pretrained(source)).to(self.device)
         self.mean, self.std = 0.0, 1.0   # of log(price + 1) over the training items
         self.fit_seconds = 0.0
         self.examples_per_second = 0.0
@@ -93,7 +95,7 @@ class MiniLMPricer:
         """Token ids and attention masks of the items' texts, padded to the longest."""
         return self.tokenizer([item.text for item in items], truncation=True, padding=True,
                               max_length=self.settings.max_length, return_tensors="pt",
-                              return_token_type_ids=False)
+                              return_token_type_ids=False).to(self.device)
 
     def fit(self, train: Sequence[Item], progress: bool = True) -> MiniLMPricer:
         """Train the top layers and the head on `train` (MSE on the standardized log price)."""
@@ -103,7 +105,7 @@ class MiniLMPricer:
         torch.manual_seed(s.seed)
         targets = torch.tensor([math.log1p(item.price) for item in train])
         self.mean, self.std = targets.mean().item(), max(targets.std().item(), 1e-6)
-        targets = (targets - self.mean) / self.std
+        targets = ((targets - self.mean) / self.std).to(self.device)
         self.model.freeze(s.frozen_layers)
         optimizer = self._optimizer()
         order = list(range(len(train)))
@@ -157,7 +159,7 @@ class MiniLMPricer:
         path = Path(path)
         self.model.encoder.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
-        save_file({k: v.contiguous() for k, v in self.model.head.state_dict().items()},
+        save_file({k: v.cpu().contiguous() for k, v in self.model.head.state_dict().items()},
                   path / "head.safetensors")
         meta = {"settings": asdict(self.settings), "mean": self.mean, "std": self.std,
                 "fit_seconds": self.fit_seconds, "examples_per_second": self.examples_per_second}
@@ -172,7 +174,7 @@ class MiniLMPricer:
             raise FileNotFoundError(f"{path} holds no saved MiniLMPricer (no pricer.json)")
         meta = json.loads((path / "pricer.json").read_text())
         pricer = cls(Settings(**meta["settings"]), path=path)
-        pricer.model.head.load_state_dict(load_file(path / "head.safetensors"))
+        pricer.model.head.load_state_dict(load_file(path / "head.safetensors", pricer.device))
         pricer.mean, pricer.std = meta["mean"], meta["std"]
         pricer.fit_seconds = meta["fit_seconds"]
         pricer.examples_per_second = meta["examples_per_second"]
