@@ -43,9 +43,8 @@ def examples_to_items(path: Path) -> list[Item]:
         answer = frontier.get_price(messages[-1]["content"])
         if answer is None:
             raise ValueError(f"an assistant answer has no price: {messages[-1]['content']!r}")
-        item = frontier.item_from_messages(messages[:-1])
-        item.price = answer
-        items.append(item)
+        asked = frontier.item_from_messages(messages[:-1])
+        items.append(Item.from_prompt(f"{asked.test_prompt()}{round(answer)}.00", answer))
     return items
 
 
@@ -140,8 +139,9 @@ class FineTuning:
                   request.validation_file, request.suffix, request.seed)
         self.jobs[job.id] = job
         job.log(f"Created fine-tuning job: {job.id}")
+        created = job.api()  # as it was created: the job may finish before this returns
         threading.Thread(target=self.run, args=(job,), daemon=True).start()
-        return job.api()
+        return created
 
     def retrieve(self, job_id: str):
         job = self.jobs.get(job_id)

@@ -11,7 +11,7 @@ import frontier
 import server
 from items import Item
 
-TEXT = "Kettle\nA sturdy kettle that boils water fast and switches itself off. " * 3
+TEXT = ("Kettle\nA sturdy kettle that boils water fast and switches itself off. " * 3).strip()
 
 
 def item(price: float) -> Item:
@@ -21,8 +21,12 @@ def item(price: float) -> Item:
 TRAIN = [item(10.0 + 7 * i) for i in range(30)]
 
 
+TRAINED: list[Item] = []
+
+
 def mean_trainer(items: list[Item]):
     """A real, if simple, fit: the mean price of the training examples."""
+    TRAINED[:] = items
     mean = statistics.mean(i.price for i in items)
     return lambda _: mean
 
@@ -63,6 +67,7 @@ def test_a_job_trains_a_model_that_the_server_then_serves(serve, tmp_path):
     pricer = frontier.compatible_pricer(local.base_url, done.fine_tuned_model,
                                         cache=frontier.Cache(tmp_path / "cache.sqlite"))
     assert pricer(TRAIN[-1]) == pytest.approx(statistics.mean(answers), abs=0.01)
+    assert [i.prompt for i in TRAINED] == [item.prompt for item in TRAIN[:20]]
     models = [m.id for m in client.models.list()]
     assert models == ["base", done.fine_tuned_model]
     messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id).data]
