@@ -19,7 +19,6 @@ import json
 import math
 import pickle
 import re
-import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -39,8 +38,6 @@ _RANGE = re.compile(r"\d\s*(-|–|to)\s*\$?\s*\d")
 _LETTER = re.compile(r"[a-z]")
 _AMOUNT = re.compile(r"\$?\s*((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)\s*(usd)?")
 _JSON_PUNCTUATION = ':[]"{}【】'
-# What str.isdigit() holds for: digits, superscripts, circled digits and the like.
-_DIGITS = frozenset(c for c in map(chr, range(sys.maxunicode + 1)) if c.isdigit())
 _ASCII_DIGIT = re.compile(r"[0-9]")
 _SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
 
@@ -218,7 +215,8 @@ def _drop_part_numbers(text: str) -> str:
     'Fits and 2 more, model'
     """
     if not text.isascii():
-        return " ".join([w for w in text.split(" ") if len(w) < 7 or _DIGITS.isdisjoint(w)])
+        return " ".join([w for w in text.split(" ")
+                         if len(w) < 7 or not any(c.isdigit() for c in w)])
     # ASCII text: jump from digit to digit instead of looking at every word.
     pieces, start = [], 0
     match = _ASCII_DIGIT.search(text)
