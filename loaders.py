@@ -95,6 +95,16 @@ def item_from_record(record: dict, category: str,
     return (item, None) if item.include else (None, item.excluded_because)
 
 
+def as_record(raw: dict | bytes | str) -> dict | None:
+    """A raw record as a dict: parsed when it is a JSON line, None when that is not JSON."""
+    if isinstance(raw, dict):
+        return raw
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
 def items_from_chunk(chunk: list | FileSlice, category: str,
                      course_compatible: bool = False) -> tuple[list[Item], Counter]:
     """A chunk of raw records (dicts or JSON lines, or a slice of a file of them) -> the
@@ -103,13 +113,11 @@ def items_from_chunk(chunk: list | FileSlice, category: str,
         chunk = chunk.lines()
     kept, rejected = [], Counter()
     for raw in chunk:
-        if not isinstance(raw, dict):
-            try:
-                raw = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                rejected["malformed record"] += 1
-                continue
-        item, why = item_from_record(raw, category, course_compatible)
+        record = as_record(raw)
+        if record is None:
+            rejected["malformed record"] += 1
+            continue
+        item, why = item_from_record(record, category, course_compatible)
         if item is None:
             rejected[why] += 1
         else:
@@ -233,14 +241,7 @@ class ItemLoader:
         Lines that are not valid JSON are skipped here; `load` counts them.
         """
         for chunk in self.chunks():
-            for raw in chunk:
-                if isinstance(raw, dict):
-                    yield raw
-                else:
-                    try:
-                        yield orjson.loads(raw)
-                    except orjson.JSONDecodeError:
-                        continue
+            yield from (r for r in map(as_record, chunk) if r is not None)
 
     def load(self, workers: int = 8) -> list[Item]:
         """Every qualifying Item of this category, stamped with it; see `self.report`."""
