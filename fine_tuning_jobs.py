@@ -93,17 +93,12 @@ class JobRequest(BaseModel):
     seed: int | None = None
 
 
-def not_found(what: str, id: str) -> JSONResponse:
-    body = {"error": {"message": f"No such {what}: {id}", "type": "invalid_request_error",
-                      "param": None, "code": f"{what}_not_found"}}
-    return JSONResponse(body, status_code=404)
-
-
 class FineTuning:
     """Uploaded files and jobs; `router` serves them, `models` receives each trained model."""
 
-    def __init__(self, models: dict[str, Predictor], trainer: Trainer, authorize: Callable):
-        self.models, self.trainer = models, trainer
+    def __init__(self, models: dict[str, Predictor], trainer: Trainer, authorize: Callable,
+                 error: Callable[[int, str, str], JSONResponse]):
+        self.models, self.trainer, self.error = models, trainer, error
         self.folder = Path(tempfile.mkdtemp(prefix="pricer-files-"))
         self.files: dict[str, dict] = {}
         self.jobs: dict[str, Job] = {}
@@ -115,6 +110,9 @@ class FineTuning:
         self.router.post("/v1/fine_tuning/jobs")(self.create)
         self.router.get("/v1/fine_tuning/jobs/{job_id}")(self.retrieve)
         self.router.get("/v1/fine_tuning/jobs/{job_id}/events")(self.events)
+
+    def not_found(self, what: str, id: str) -> JSONResponse:
+        return self.error(404, f"No such {what}: {id}", f"{what}_not_found")
 
     def upload(self, file: Annotated[UploadFile, File()], purpose: Annotated[str, Form()]) -> dict:
         file_id = f"file-local{next(self.count):016d}"
@@ -129,12 +127,12 @@ class FineTuning:
         return {"object": "list", "data": list(self.files.values()), "has_more": False}
 
     def file(self, file_id: str):
-        return self.files.get(file_id) or not_found("file", file_id)
+        return self.files.get(file_id) or self.not_found("file", file_id)
 
     def create(self, request: JobRequest):
         for file_id in filter(None, (request.training_file, request.validation_file)):
             if file_id not in self.files:
-                return not_found("file", file_id)
+                return self.not_found("file", file_id)
         job = Job(f"ftjob-local{next(self.count):016d}", request.model, request.training_file,
                   request.validation_file, request.suffix, request.seed)
         self.jobs[job.id] = job
@@ -145,12 +143,12 @@ class FineTuning:
 
     def retrieve(self, job_id: str):
         job = self.jobs.get(job_id)
-        return job.api() if job else not_found("job", job_id)
+        return job.api() if job else self.not_found("job", job_id)
 
     def events(self, job_id: str, limit: int = 20):
         job = self.jobs.get(job_id)
         if job is None:
-            return not_found("job", job_id)
+            return self.not_found("job", job_id)
         newest_first = job.events[::-1]
         return {"object": "list", "data": newest_first[:limit],
                 "has_more": len(newest_first) > limit}

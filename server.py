@@ -149,7 +149,7 @@ def app_for(predictor: Predictor, model: str = "pricer", api_key: str | None = N
         return answer(request, message, continue_prefill=True)
 
     if trainer is not None:
-        app.include_router(FineTuning(models, trainer, authorize).router)
+        app.include_router(FineTuning(models, trainer, authorize, error).router)
     return app
 
 
