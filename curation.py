@@ -9,7 +9,7 @@ as the course handed them out, and train.parquet / test.parquet, plain columns t
 without running any code. `to_dataset` gives the course's hub shape (text, price).
 
 A full curation keeps each category's Items on disk as it finishes it
-(DATA_DIR/curated/<source>/<Category>-<settings>.parquet), so an interrupted run resumes
+(<data folder>/curated/<source>/<Category>-<settings>.parquet), so an interrupted run resumes
 where it stopped, and memory holds only what the split needs.
 """
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from collections import Counter
 from collections.abc import Sequence
@@ -34,8 +33,9 @@ import pyarrow.parquet as pq
 import items as rules
 import llama_tokens
 import sample_data
+import settings
 from items import Item, load_pickle, save_pickle
-from loaders import DATA_DIR, ItemLoader, LoadReport, default_source, progress
+from loaders import ItemLoader, LoadReport, progress
 from sample_data import CATEGORIES
 
 COLUMNS = ["title", "category", "price", "prompt", "details", "token_count"]
@@ -151,7 +151,7 @@ def source_tag(source: str) -> str:
 
 def folder_for(dataset: str, source: str) -> Path:
     """Where a dataset curated from `source` is saved, e.g. data/lite-hub."""
-    return DATA_DIR / f"{dataset}-{source_tag(source)}"
+    return settings.data_dir() / f"{dataset}-{source_tag(source)}"
 
 
 def scale(source: str) -> str:
@@ -161,7 +161,7 @@ def scale(source: str) -> str:
 
 def lite(source: str | None = None, workers: int = 2) -> tuple[list[Item], list[Item]]:
     """The lite dataset: Appliances only, split and saved on first use, then read back."""
-    source = source or default_source()
+    source = source or settings.source()
     folder = folder_for("lite", source)
     if (folder / "train.parquet").exists():
         return load_split(folder)
@@ -195,10 +195,11 @@ def cache_path(category: str, source: str, course_compatible: bool = False) -> P
         raw = path.name  # the sample's name says all: its size and seed
         if source != "sample":
             raw = [raw, path.stat().st_size, path.stat().st_mtime_ns]
-    settings = [CACHE_VERSION, course_compatible, raw, rules.MIN_PRICE, rules.MAX_PRICE,
+    decided_by = [CACHE_VERSION, course_compatible, raw, rules.MIN_PRICE, rules.MAX_PRICE,
                 rules.MIN_CHARS, rules.MIN_TOKENS, rules.MAX_TOKENS, rules.CEILING_CHARS,
                 rules.SENTENCE_SLACK]
-    return DATA_DIR / "curated" / source_tag(source) / f"{category}-{_digest(settings)}.parquet"
+    name = f"{category}-{_digest(decided_by)}.parquet"
+    return settings.data_dir() / "curated" / source_tag(source) / name
 
 
 def curate(category: str, source: str | None = None, workers: int = 2,
@@ -209,7 +210,7 @@ def curate(category: str, source: str | None = None, workers: int = 2,
     Items stream from the loader to disk a row group at a time; the file only takes its
     final name when complete, so an interrupted category is simply done again.
     """
-    source = source or default_source()
+    source = source or settings.source()
     path = cache_path(category, source, course_compatible)
     report_path = path.with_suffix(".json")
     if path.exists() and report_path.exists():
@@ -300,19 +301,19 @@ def balanced_indices(prices: Sequence[float], categories: Sequence[str], cap: in
     return np.concatenate(chosen).tolist()
 
 
-def balance(items: list[Item], **settings) -> list[Item]:
-    """The course's balanced sample of `items`; settings as `balanced_indices`."""
-    chosen = balanced_indices([i.price for i in items], [i.category for i in items], **settings)
+def balance(items: list[Item], **options) -> list[Item]:
+    """The course's balanced sample of `items`; options as `balanced_indices`."""
+    chosen = balanced_indices([i.price for i in items], [i.category for i in items], **options)
     return [items[i] for i in chosen]
 
 
 def balanced_split(curated: Sequence[Curated], train_size: int | None, test_size: int,
-                   seed: int = 42, **settings) -> tuple[list[Item], list[Item]]:
+                   seed: int = 42, **options) -> tuple[list[Item], list[Item]]:
     """Balance the curated categories, shuffle, split; `train_size` None takes the rest.
 
     Only prices are read to choose; then only the chosen rows become Items.
     """
-    chosen = balanced_indices(*prices_and_categories(curated), seed=seed, **settings)
+    chosen = balanced_indices(*prices_and_categories(curated), seed=seed, **options)
     if train_size is None:
         train_size = max(0, len(chosen) - test_size)
     train, test = split(chosen, train_size, test_size, seed)
@@ -349,7 +350,7 @@ def full(source: str | None = None, workers: int = 2, sizes: tuple[int | None, i
          cap: int | None = None, course_compatible: bool = False) -> tuple[list[Item], list[Item]]:
     """The full dataset: 8 categories curated (resumably), balanced, split and saved on
     first use, then read back. Sizes and cap default to the course's, or the sample's."""
-    source = source or default_source()
+    source = source or settings.source()
     folder = full_path(source, sizes, cap, course_compatible)
     if (folder / "train.parquet").exists():
         return load_split(folder)
@@ -365,11 +366,11 @@ def full(source: str | None = None, workers: int = 2, sizes: tuple[int | None, i
 def full_path(source: str | None = None, sizes: tuple[int | None, int] | None = None,
               cap: int | None = None, course_compatible: bool = False) -> Path:
     """The folder `full` saves its split in, named by its source and settings."""
-    source = source or default_source()
+    source = source or settings.source()
     sizes = sizes or SIZES[("full", scale(source))]
     caches = [cache_path(c, source, course_compatible).name for c in CATEGORIES]
-    settings = [caches, list(sizes), cap or CAPS[scale(source)]]
-    return DATA_DIR / f"full-{source_tag(source)}-{_digest(settings)}"
+    decided_by = [caches, list(sizes), cap or CAPS[scale(source)]]
+    return settings.data_dir() / f"full-{source_tag(source)}-{_digest(decided_by)}"
 
 
 # --- the hub's shape, and prebuilt data ------------------------------------------------------
@@ -390,7 +391,7 @@ def to_dataset(train: list[Item], test: list[Item]):
 def push_to_hub(train: list[Item], test: list[Item], name: str, token: str | None = None,
                 private: bool = True) -> None:
     """Upload the split to the Hugging Face hub as `name` (user/dataset), as the course does."""
-    token = token or os.environ.get("HF_TOKEN")
+    token = token or settings.get("HF_TOKEN")
     if not token:
         raise ValueError("set HF_TOKEN (in .env or the environment) to push to the hub")
     to_dataset(train, test).push_to_hub(name, private=private, token=token)

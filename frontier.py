@@ -18,7 +18,6 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import json
-import os
 import random
 import re
 import sqlite3
@@ -35,26 +34,11 @@ import anthropic
 import openai
 from tqdm import tqdm
 
+import settings
 from items import Item
-from loaders import DATA_DIR
 
-
-def setting(name: str, default: str) -> list[str]:
-    """A comma-separated list from the environment, else `default`.
-
-    >>> setting("PRICER_NO_SUCH_SETTING", "a, b")
-    ['a', 'b']
-    """
-    names = [n.strip() for n in (os.environ.get(name) or default).split(",")]
-    return [n for n in names if n]
-
-
-# Settings: models retire, so their names can be changed from the environment (or .env).
-OPENAI_MODELS = setting("PRICER_OPENAI_MODELS", "gpt-4o-mini,gpt-4o")
-ANTHROPIC_MODELS = setting("PRICER_ANTHROPIC_MODELS", "claude-haiku-4-5")
 OPENAI_PARAMS = {"max_tokens": 5, "seed": 42}
 ANTHROPIC_PARAMS = {"max_tokens": 5}
-CACHE_PATH = DATA_DIR / "frontier" / "replies.sqlite"
 
 # List prices in USD per million tokens (input, output). Edit as providers change them.
 PRICES: dict[str, tuple[float, float]] = {
@@ -152,7 +136,7 @@ class OpenAIChat:
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None,
                  params: dict | None = None, timeout: float = 30.0):
         if base_url is None:
-            api_key = api_key or os.environ.get("OPENAI_API_KEY")
+            api_key = api_key or settings.get("OPENAI_API_KEY")
             if not api_key:
                 raise FrontierError("no OpenAI key: set OPENAI_API_KEY (e.g. in .env)")
         self.key_hint = "OPENAI_API_KEY" if base_url is None else "the api_key you passed"
@@ -189,7 +173,7 @@ class AnthropicChat:
 
     def __init__(self, model: str, api_key: str | None = None, base_url: str | None = None,
                  params: dict | None = None, timeout: float = 30.0, prefill: bool = True):
-        api_key = api_key or os.environ.get("ANTHROPIC_API_KEY")
+        api_key = api_key or settings.get("ANTHROPIC_API_KEY")
         if not api_key:
             raise FrontierError("no Anthropic key: set ANTHROPIC_API_KEY (e.g. in .env)")
         self.key_hint = "ANTHROPIC_API_KEY"
@@ -359,7 +343,8 @@ class Cache:
     (Reply(text='Price is $12', input_tokens=30, output_tokens=4), None, 1)
     """
 
-    def __init__(self, path: str | Path = CACHE_PATH):
+    def __init__(self, path: str | Path | None = None):
+        path = path or cache_path()
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -390,6 +375,11 @@ class Cache:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def cache_path() -> Path:
+    """The shared reply cache: frontier/replies.sqlite in the data folder."""
+    return settings.data_dir() / "frontier" / "replies.sqlite"
 
 
 def cache_key(identity: dict, messages: list[dict]) -> str:
@@ -481,14 +471,14 @@ class ChatPricer:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def openai_pricer(model: str = OPENAI_MODELS[0], **kwargs) -> ChatPricer:
-    """A ChatPricer over OpenAI (needs OPENAI_API_KEY)."""
-    return ChatPricer(OpenAIChat(model), **kwargs)
+def openai_pricer(model: str | None = None, **kwargs) -> ChatPricer:
+    """A ChatPricer over OpenAI (needs OPENAI_API_KEY); the first configured model by default."""
+    return ChatPricer(OpenAIChat(model or settings.openai_models()[0]), **kwargs)
 
 
-def anthropic_pricer(model: str = ANTHROPIC_MODELS[0], **kwargs) -> ChatPricer:
-    """A ChatPricer over Anthropic (needs ANTHROPIC_API_KEY)."""
-    return ChatPricer(AnthropicChat(model), **kwargs)
+def anthropic_pricer(model: str | None = None, **kwargs) -> ChatPricer:
+    """A ChatPricer over Anthropic (needs ANTHROPIC_API_KEY); the first configured model."""
+    return ChatPricer(AnthropicChat(model or settings.anthropic_models()[0]), **kwargs)
 
 
 def compatible_pricer(base_url: str, model: str, api_key: str | None = None,

@@ -12,7 +12,6 @@ reason) and kept.
 from __future__ import annotations
 
 import gzip
-import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -25,20 +24,15 @@ from tqdm import tqdm
 
 import llama_tokens
 import sample_data
+import settings
 from items import MAX_PRICE, MIN_PRICE, Item, parse_price
 
 HUB_DATASET = "McAuley-Lab/Amazon-Reviews-2023"
 HUB_FILE = "raw/meta_categories/meta_{category}.jsonl"
-DATA_DIR = Path(os.environ.get("PRICER_DATA_DIR", Path(__file__).parent / "data"))
 SAMPLE_SIZE = 3000  # raw records per category in the offline sample
 CHUNK_SIZE = 1000
 SLICE_BYTES = 2 << 20  # a worker's share of a plain JSONL file: about 1,000 records
 FIELDS = ("title", "description", "features", "details", "price")
-
-
-def default_source() -> str:
-    """`sample` unless the PRICER_SOURCE environment variable says `hub` or a path."""
-    return os.environ.get("PRICER_SOURCE", "sample")
 
 
 @dataclass
@@ -186,7 +180,7 @@ def hub_url(category: str) -> str:
 def sample_path(category: str, n: int = SAMPLE_SIZE, seed: int = 42) -> Path:
     """The cached offline sample of `category`, generated on first use."""
     name = f"meta_{category}_{n}_{seed}_{sample_data.version()}.jsonl.gz"
-    path = DATA_DIR / "sample" / name
+    path = settings.data_dir() / "sample" / name
     return path if path.exists() else sample_data.write(category, path, n, seed)
 
 
@@ -201,7 +195,7 @@ class ItemLoader:
     def __init__(self, name: str, source: str | Path | None = None,
                  course_compatible: bool = False):
         self.name = name
-        self.source = str(source or default_source())
+        self.source = str(source or settings.source())
         self.course_compatible = course_compatible
         self.report = LoadReport(name)
 

@@ -12,7 +12,7 @@ Beyond the course: a guess that raises, or is None, NaN, infinite or negative, i
 counted, shown, and scored as a guess of $0 (as the course scores an unreadable reply), so
 one bad call never ends a run. Slow predictors (API calls) can run on threads (`workers`).
 The mean error comes with a bootstrap 95% interval, `by_category()` splits the error, and
-every run is recorded in DATA_DIR/results.csv, one row per title.
+every run is recorded in the data folder's results.csv, one row per title.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-import loaders
+import settings
 from items import Item
 
 GREEN, ORANGE, RED = "green", "orange", "red"
@@ -145,7 +145,7 @@ class Tester:
         self.title = title or default_title(predictor)
         self.size = min(size, len(data))
         self.workers = workers
-        self.results = results_path() if results is True else (results or None)
+        self.results = settings.results_path() if results is True else (results or None)
         self.verbose = verbose
         self.show_chart = chart
         self.seconds = 0.0
@@ -283,14 +283,9 @@ def default_title(predictor: Callable) -> str:
     return getattr(predictor, "__name__", "predictor").replace("_", " ").title()
 
 
-def results_path() -> Path:
-    """Where runs are recorded: DATA_DIR/results.csv (read at call time)."""
-    return Path(loaders.DATA_DIR) / "results.csv"
-
-
 def record(scores: Scores, path: str | Path | None = None, **extra) -> pd.DataFrame:
     """Put one run into the results table, replacing that title's row in place."""
-    path = Path(path or results_path())
+    path = Path(path or settings.results_path())
     row = {**asdict(scores), "predictions_per_second": scores.per_second, **extra}
     rows = results(path).to_dict("records")
     same = [i for i, old in enumerate(rows) if old["title"] == scores.title]
@@ -308,7 +303,7 @@ def record(scores: Scores, path: str | Path | None = None, **extra) -> pd.DataFr
 
 def results(path: str | Path | None = None) -> pd.DataFrame:
     """The results table: one row per title (empty when nothing was recorded yet)."""
-    path = Path(path or results_path())
+    path = Path(path or settings.results_path())
     if not path.exists():
         return pd.DataFrame()
     return pd.read_csv(path)
@@ -320,7 +315,7 @@ def comparison_chart(path: str | Path | None = None, titles: Sequence[str] | Non
     with its value and its 95% interval."""
     table = results(path)
     if table.empty:
-        raise FileNotFoundError(f"no results recorded in {path or results_path()} yet: "
+        raise FileNotFoundError(f"no results recorded in {path or settings.results_path()} yet: "
                                 "score a predictor with Tester.test first")
     if titles is not None:
         table = table[table["title"].isin(titles)]

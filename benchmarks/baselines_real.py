@@ -28,6 +28,7 @@ from pathlib import Path
 import baselines
 import curation
 import minilm
+import settings
 from items import MAX_PRICE, MIN_PRICE, Item
 from testing import Tester
 
@@ -105,7 +106,7 @@ def main() -> None:
     train = train[:args.train_size]
     print(f"{len(items):,} items ({unusable} unusable rows, {duplicated} duplicated texts "
           f"dropped): {len(train):,} train, {len(test):,} test; built in "
-          f"{time.perf_counter() - start:.1f}s; {baselines.THREADS} thread(s) per model, "
+          f"{time.perf_counter() - start:.1f}s; {settings.threads()} thread(s) per model, "
           f"{os.cpu_count()} CPUs", flush=True)
     models = baselines.all_pricers(embeddings=not args.no_embeddings, device=args.device)
     if args.fine_tune:

@@ -5,8 +5,6 @@ import os
 import matplotlib
 import pytest
 
-import testing
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 # Not through MPLBACKEND: the notebooks' kernels inherit the environment and must draw inline.
@@ -16,4 +14,4 @@ matplotlib.use("Agg")
 @pytest.fixture(autouse=True)
 def private_results(tmp_path, monkeypatch):
     """Every Tester run in a test goes to its own results table, not the notebooks' one."""
-    monkeypatch.setattr(testing, "results_path", lambda: tmp_path / "results.csv")
+    monkeypatch.setenv("PRICER_RESULTS", str(tmp_path / "results.csv"))

@@ -36,7 +36,7 @@ def raw_folder(tmp_path_factory):
 
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setattr(curation, "DATA_DIR", tmp_path / "data")
+    monkeypatch.setenv("PRICER_DATA_DIR", str(tmp_path / "data"))
     return tmp_path / "data"
 
 
@@ -96,7 +96,7 @@ def test_split_refuses_more_than_there_is():
 def test_split_is_byte_identical_across_runs(raw_folder, tmp_path, monkeypatch):
     saved = []
     for run, workers in (("a", 1), ("b", 2)):
-        monkeypatch.setattr(curation, "DATA_DIR", tmp_path / run)
+        monkeypatch.setenv("PRICER_DATA_DIR", str(tmp_path / run))
         train, test = build(raw_folder, workers)
         assert len(test) == 20 and len(train) > 100
         saved.append([(split_folder(tmp_path / run) / f).read_bytes() for f in SPLIT_FILES])
@@ -108,11 +108,11 @@ class Interrupted(Exception):
 
 
 def test_interrupted_curation_resumes(raw_folder, tmp_path, monkeypatch):
-    monkeypatch.setattr(curation, "DATA_DIR", tmp_path / "whole")
+    monkeypatch.setenv("PRICER_DATA_DIR", str(tmp_path / "whole"))
     build(raw_folder)
     whole = [(split_folder(tmp_path / "whole") / f).read_bytes() for f in SPLIT_FILES]
 
-    monkeypatch.setattr(curation, "DATA_DIR", tmp_path / "resumed")
+    monkeypatch.setenv("PRICER_DATA_DIR", str(tmp_path / "resumed"))
     stream, loaded, stop_at = loaders.ItemLoader.stream, [], [sample_data.CATEGORIES[3]]
 
     def interrupted(self, workers=8):

@@ -213,9 +213,11 @@ def test_comparison_chart_sorts_and_labels(items, monkeypatch, tmp_path):
         comparison_chart(path, titles=["Missing"])
 
 
-def test_default_results_path_follows_data_dir(monkeypatch, tmp_path):
-    monkeypatch.setattr(testing.loaders, "DATA_DIR", tmp_path)
-    assert testing.results_path() == tmp_path / "results.csv"
+def test_results_go_to_the_data_folder_unless_told_otherwise(monkeypatch, tmp_path):
+    monkeypatch.delenv("PRICER_RESULTS")
+    monkeypatch.setenv("PRICER_DATA_DIR", str(tmp_path))
+    Tester.test(by_title, [make_item("Product 0", 100.0)], verbose=False, chart=False)
+    assert testing.results(tmp_path / "results.csv")["title"].tolist() == ["By Title"]
 
 
 def test_default_titles():

@@ -1,0 +1,82 @@
+"""Every setting of the project, read when it is used, from the environment or a .env file.
+
+>>> data_dir().name, threads() >= 1
+('data', True)
+
+Nothing is read at import: a notebook may set `os.environ[...]`, or write `.env`, at any
+point, and the next call sees it. The environment wins over `.env`, which is looked for
+in the working folder and the folders above it (so notebooks/ finds the project's .env).
+Reading `.env` never changes `os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dotenv import dotenv_values, find_dotenv
+
+ROOT = Path(__file__).parent
+
+
+def get(name: str, default: str | None = None) -> str | None:
+    """A setting: the environment's value, else `.env`'s, else `default`; blanks count as unset.
+
+    >>> get("PRICER_NO_SUCH_SETTING", "fallback")
+    'fallback'
+    """
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        path = find_dotenv(usecwd=True)
+        value = dotenv_values(path).get(name) if path else None
+    return value.strip() if value and value.strip() else default
+
+
+def names(name: str, default: str) -> list[str]:
+    """A comma-separated list setting.
+
+    >>> names("PRICER_NO_SUCH_SETTING", "a, b")
+    ['a', 'b']
+    """
+    return [n.strip() for n in (get(name) or default).split(",") if n.strip()]
+
+
+def data_dir() -> Path:
+    """Where data, caches, models and results go: PRICER_DATA_DIR, else ./data in the project."""
+    return Path(get("PRICER_DATA_DIR") or ROOT / "data")
+
+
+def results_path() -> Path:
+    """The table of scored runs: PRICER_RESULTS, else results.csv in the data folder."""
+    return Path(get("PRICER_RESULTS") or data_dir() / "results.csv")
+
+
+def source() -> str:
+    """Where raw data comes from: PRICER_SOURCE, "sample" (the default), "hub", or a path."""
+    return get("PRICER_SOURCE", "sample")
+
+
+def threads() -> int:
+    """Threads a model may use (PRICER_THREADS, default 1).
+
+    Fixed rather than "all cores" because some results (LightGBM, sentence embeddings) depend
+    on the count; on a busy two-core machine one thread also trained faster than two.
+    """
+    value = get("PRICER_THREADS", "1")
+    try:
+        count = int(value)
+    except ValueError:
+        raise ValueError(f"PRICER_THREADS must be a whole number, not {value!r}") from None
+    if count < 1:
+        raise ValueError(f"PRICER_THREADS must be at least 1, not {count}")
+    return count
+
+
+def openai_models() -> list[str]:
+    """OpenAI models to test (PRICER_OPENAI_MODELS): models retire, so this is a setting."""
+    return names("PRICER_OPENAI_MODELS", "gpt-4o-mini,gpt-4o")
+
+
+def anthropic_models() -> list[str]:
+    """Anthropic models to test (PRICER_ANTHROPIC_MODELS)."""
+    return names("PRICER_ANTHROPIC_MODELS", "claude-haiku-4-5")
