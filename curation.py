@@ -31,16 +31,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import items as rules
-import llama_tokens
 import sample_data
 import settings
-from items import Item, load_pickle, save_pickle
+from items import Item, load_pickle, save_pickle, text_of_prompt
 from loaders import ItemLoader, LoadReport, progress
 from sample_data import CATEGORIES
 
-COLUMNS = ["title", "category", "price", "prompt", "details", "token_count"]
+COLUMNS = ["title", "category", "price", "text", "details", "token_count"]
 SCHEMA = pa.schema([("title", pa.string()), ("category", pa.string()), ("price", pa.float64()),
-                    ("prompt", pa.string()), ("details", pa.string()),
+                    ("text", pa.string()), ("details", pa.string()),
                     ("token_count", pa.int64())])
 # (train, test) sizes by dataset and source; the offline sample is far smaller than the hub.
 SIZES = {
@@ -51,7 +50,7 @@ SIZES = {
 }
 # Most items a cheap price bucket keeps: the course's 1,200, scaled down for the sample.
 CAPS = {"hub": 1_200, "sample": 20}
-CACHE_VERSION = 1  # bump when a change to Item makes different Items of the same records
+CACHE_VERSION = 2  # bump when a change to Item makes different Items of the same records
 ROW_GROUP = 20_000
 
 
@@ -70,50 +69,32 @@ def split(items: list[Item], train_size: int, test_size: int,
     return shuffled[:train_size], shuffled[train_size:train_size + test_size]
 
 
-def to_frame(items: list[Item]) -> pd.DataFrame:
-    """Items as plain columns: title, category, price, prompt, details, token_count."""
-    return pd.DataFrame(_columns(items))
-
-
 def _columns(items: list[Item]) -> dict[str, list]:
     return {c: [getattr(i, c) for i in items] for c in COLUMNS}
 
 
-def from_frame(frame: pd.DataFrame) -> list[Item]:
-    """Items back from `to_frame` columns (title, details and token_count are optional)."""
-    return items_from_columns({c: frame[c].tolist() for c in frame.columns})
-
-
 def items_from_columns(columns: dict[str, list]) -> list[Item]:
-    """Items from columns: prompt and price, and any of title, category, details, token_count.
+    """Items from columns: text (or a course-format prompt) and price, and any of title,
+    category, details, token_count.
 
-    >>> prompt = f"{Item.QUESTION}\\n\\nKettle\\nBoils.\\n\\nPrice is $25.00"
-    >>> items_from_columns({"prompt": [prompt], "price": [24.99]})
+    >>> items_from_columns({"text": ["Kettle\\nBoils."], "price": [24.99]})
     [<Kettle = $24.99>]
     """
-    prompts, n = columns["prompt"], len(columns["prompt"])
-    counts = columns.get("token_count") or _token_counts(prompts)
+    texts = columns.get("text") or [text_of_prompt(p) for p in columns["prompt"]]
+    n = len(texts)
     made = []
-    for prompt, price, category, title, count in zip(
-            prompts, columns["price"], columns.get("category") or [""] * n,
-            columns.get("title") or [None] * n, counts, strict=True):
-        made.append(Item.from_prompt(prompt, float(price), _text(category) or "",
-                                     _text(title), int(count)))
-    if "details" in columns:
-        for item, details in zip(made, columns["details"], strict=True):
-            item.details = _text(details)
+    for text, price, category, title, details, count in zip(
+            texts, columns["price"], columns.get("category") or [""] * n,
+            columns.get("title") or [None] * n, columns.get("details") or [None] * n,
+            columns.get("token_count") or [None] * n, strict=True):
+        made.append(Item.from_text(text, float(price), _text(category) or "", _text(title),
+                                   _text(details), None if count is None else int(count)))
     return made
 
 
 def _text(value: object) -> str | None:
     """A string cell as a str, and a missing one (None, NaN, NA) as None."""
     return value if isinstance(value, str) else None
-
-
-def _token_counts(texts: list[str], batch: int = 10_000) -> list[int]:
-    """Token counts of many texts, tokenized in batches on several threads."""
-    return [len(tokens) for start in range(0, len(texts), batch)
-            for tokens in llama_tokens.encode_batch(texts[start:start + batch])]
 
 
 def save_split(train: list[Item], test: list[Item], folder: str | Path) -> Path:
@@ -256,16 +237,16 @@ def _read_report(path: Path) -> LoadReport:
 
 
 def summary(curated: Sequence[Curated]) -> pd.DataFrame:
-    """One small row per curated Item: category, price, token_count and prompt length (chars),
+    """One small row per curated Item: category, price, token_count and text length (chars),
     read from the cache files without building Items (what the charts need)."""
     frames = []
     for part in curated:
         batches = pq.ParquetFile(part.path).iter_batches(
-            batch_size=ROW_GROUP, columns=["price", "token_count", "prompt"])
+            batch_size=ROW_GROUP, columns=["price", "token_count", "text"])
         frames += [pd.DataFrame({
             "category": pd.Categorical([part.category] * batch.num_rows, categories=CATEGORIES),
             "price": batch["price"].to_numpy(), "token_count": batch["token_count"].to_numpy(),
-            "chars": pc.utf8_length(batch["prompt"]).to_numpy()}) for batch in batches]
+            "chars": pc.utf8_length(batch["text"]).to_numpy()}) for batch in batches]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -299,12 +280,6 @@ def balanced_indices(prices: Sequence[float], categories: Sequence[str], cap: in
                      dtype=float)
         chosen.append(bucket[rng.choice(len(bucket), size=cap, replace=False, p=w / w.sum())])
     return np.concatenate(chosen).tolist()
-
-
-def balance(items: list[Item], **options) -> list[Item]:
-    """The course's balanced sample of `items`; options as `balanced_indices`."""
-    chosen = balanced_indices([i.price for i in items], [i.category for i in items], **options)
-    return [items[i] for i in chosen]
 
 
 def balanced_split(curated: Sequence[Curated], train_size: int | None, test_size: int,
@@ -399,12 +374,10 @@ def push_to_hub(train: list[Item], test: list[Item], name: str, token: str | Non
 
 def from_dataset(dataset) -> tuple[list[Item], list[Item]]:
     """Train and test Items from a DatasetDict of the course's shape (text, price, and
-    optionally category); a test text that stops at "Price is $" gets its price back."""
+    optionally category), where a text is a training prompt or a test prompt."""
     def made(part) -> list[Item]:
         columns = part.to_dict()
-        columns["prompt"] = [text + f"{round(price)}.00" if text.endswith(Item.PREFIX) else text
-                             for text, price in zip(columns.pop("text"), columns["price"],
-                                                    strict=True)]
+        columns["prompt"] = columns.pop("text")
         return items_from_columns(columns)
 
     return made(dataset["train"]), made(dataset["test"])

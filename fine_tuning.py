@@ -14,7 +14,6 @@ estimated, before anything is uploaded: an upload is the point where money is sp
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -25,7 +24,8 @@ from pathlib import Path
 import tiktoken
 from tqdm.auto import tqdm
 
-import frontier
+import items
+import settings
 from items import Item
 
 BASE_MODEL = "gpt-4o-mini-2024-07-18"
@@ -58,11 +58,10 @@ def choose(train: Sequence[Item], n_train: int = 200,
 def messages_for(item: Item) -> list[dict]:
     """One training chat: frontier's zero-shot chat, its prefilled answer completed with the price.
 
-    >>> item = Item.from_prompt(f"{Item.QUESTION}\\n\\nKettle\\nBoils.\\n\\nPrice is $25.00", 24.99)
-    >>> [m["content"] for m in messages_for(item)][1:]
+    >>> [m["content"] for m in messages_for(Item.from_text("Kettle\\nBoils.", 24.99))][1:]
     ['How much does this cost?\\n\\nKettle\\nBoils.', 'Price is $25.00']
     """
-    *chat, _ = frontier.messages_for(item)
+    *chat, _ = items.messages_for(item)
     return [*chat, {"role": "assistant", "content": f"{Item.PREFIX}{round(item.price)}.00"}]
 
 
@@ -226,7 +225,7 @@ def upload(client, path: str | Path, min_examples: int = 1) -> str:
 def integrations(project: str = "gpt-pricer") -> list[dict] | None:
     """The Weights & Biases integration when WANDB_API_KEY is set (the key must also be
     registered with the OpenAI organisation), else None."""
-    if not os.environ.get("WANDB_API_KEY"):
+    if not settings.get("WANDB_API_KEY"):
         return None
     return [{"type": "wandb", "wandb": {"project": project}}]
 

@@ -6,7 +6,8 @@ job's `fine_tuned_model`. Here a job checks the training file as OpenAI would, t
 example's chat back into an Item and its price, trains a local model on them with `trainer`,
 and serves the result under the new model's name.
 
->>> local = server.start(predictor, trainer=lambda items: MeanPricer().fit(items))  # doctest: +SKIP
+>>> local = server.start(predictor, trainer=lambda items: TfidfRidgePricer().fit(items))
+... # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -26,11 +27,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 import fine_tuning
-import frontier
-from items import Item
-
-Predictor = Callable[[Item], float]
-Trainer = Callable[[list[Item]], Predictor]
+from items import Item, get_price, item_from_messages
+from pricer import Predictor, Trainer
 
 
 def examples_to_items(path: Path) -> list[Item]:
@@ -40,11 +38,10 @@ def examples_to_items(path: Path) -> list[Item]:
         if not line.strip():
             continue
         messages = json.loads(line)["messages"]
-        answer = frontier.get_price(messages[-1]["content"])
+        answer = get_price(messages[-1]["content"])
         if answer is None:
             raise ValueError(f"an assistant answer has no price: {messages[-1]['content']!r}")
-        asked = frontier.item_from_messages(messages[:-1])
-        items.append(Item.from_prompt(f"{asked.test_prompt()}{round(answer)}.00", answer))
+        items.append(Item.from_text(item_from_messages(messages[:-1]).text, answer))
     return items
 
 

@@ -18,24 +18,27 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import json
+import math
 import random
 import re
 import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import anthropic
+import numpy as np
 import openai
 from tqdm import tqdm
 
 import settings
-from items import Item
+from items import Item, get_price, messages_for
+from pricer import Pricer, PricerError
 
 OPENAI_PARAMS = {"max_tokens": 5, "seed": 42}
 ANTHROPIC_PARAMS = {"max_tokens": 5}
@@ -55,61 +58,6 @@ PRICES: dict[str, tuple[float, float]] = {
     "claude-opus-4-5": (5.00, 25.00),
 }
 
-SYSTEM = "You estimate prices of items. Reply only with the price, no explanation"
-SHORT_QUESTION = Item.QUESTION.replace(" to the nearest dollar", "")
-
-
-def messages_for(item: Item) -> list[dict]:
-    """The course's chat: a system line, the item, and an answer prefilled with "Price is $".
-
-    >>> item = Item.from_prompt(f"{Item.QUESTION}\\n\\nKettle\\nBoils.\\n\\nPrice is $25.00", 25)
-    >>> [m["content"] for m in messages_for(item)][1:]
-    ['How much does this cost?\\n\\nKettle\\nBoils.', 'Price is $']
-    """
-    user = item.test_prompt().replace(" to the nearest dollar", "").replace("\n\nPrice is $", "")
-    return [
-        {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": user},
-        {"role": "assistant", "content": Item.PREFIX},
-    ]
-
-
-def item_from_messages(messages: list[dict]) -> Item:
-    """The Item that `messages_for` was given, rebuilt from its chat (price unknown: 0).
-
-    >>> item = Item.from_prompt(f"{Item.QUESTION}\\n\\nKettle\\nBoils.\\n\\nPrice is $25.00", 25)
-    >>> item_from_messages(messages_for(item)).test_prompt() == item.test_prompt()
-    True
-    """
-    users = [m for m in messages if m.get("role") == "user"]
-    if not users:
-        raise ValueError("the chat has no user message describing an item")
-    text = users[-1].get("content") or ""
-    if isinstance(text, list):  # OpenAI content parts
-        text = "".join(part.get("text", "") for part in text if isinstance(part, dict))
-    text = text.removeprefix(f"{SHORT_QUESTION}\n\n").strip()
-    if not text:
-        raise ValueError("the user message is empty")
-    return Item.from_prompt(f"{Item.QUESTION}\n\n{text}\n\n{Item.PREFIX}0.00", 0.0)
-
-
-_NUMBER = r"(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
-
-
-def get_price(text: str | None) -> float | None:
-    """The price in a reply: the first dollar amount, else the first number, else None.
-
-    >>> get_price("$1,299.99"), get_price("about 45 dollars"), get_price("Price is $99")
-    (1299.99, 45.0, 99.0)
-    >>> get_price("2 for $30"), get_price("I cannot tell"), get_price("")
-    (30.0, None, None)
-    """
-    if not text:
-        return None
-    match = re.search(r"\$\s*" + _NUMBER, text) or re.search(_NUMBER, text)
-    return float(match.group(1).replace(",", "")) if match else None
-
-
 @dataclass(frozen=True)
 class Reply:
     """One answer and the tokens it was billed for."""
@@ -119,8 +67,9 @@ class Reply:
     output_tokens: int = 0
 
 
-class FrontierError(RuntimeError):
-    """A call that cannot succeed as configured: a rejected key, an unknown model, a bad request."""
+class FrontierError(PricerError):
+    """A call that cannot succeed as configured: a rejected key, an unknown model, a bad request.
+    It stops a Tester run."""
 
 
 class MalformedReply(Exception):
@@ -290,8 +239,8 @@ class Meter:
     calls: int = 0  # answered calls: what is billed
     cached: int = 0  # answers read from the cache instead of calling
     retries: int = 0
-    failed: int = 0  # items given up on after every retry, scored as the fallback
-    no_price: int = 0  # answers with no number in them, scored as the fallback
+    failed: int = 0  # items given up on after every retry (no price)
+    no_price: int = 0  # answers with no number in them
     input_tokens: int = 0
     output_tokens: int = 0
     errors: Counter = field(default_factory=Counter)  # why calls were retried or given up
@@ -388,71 +337,87 @@ def cache_key(identity: dict, messages: list[dict]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-class ChatPricer:
-    """An LLM as a price predictor for `Tester`: item -> chat -> cached or fresh answer -> price.
+class ChatPricer(Pricer):
+    """An LLM as a price predictor: item -> chat -> cached or fresh answer -> price.
 
-    An answer with no number in it, or an item given up on after every retry, scores as
-    `fallback` (the course scored those as 0) and is counted in `meter`.
+    An item given up on after every retry, or answered with no number, has no price: the
+    Tester counts it as a failure, with the reason, and scores it $0 as the course did.
+    Either is remembered for the rest of the run, so asking again costs no call.
     """
 
+    needs_fit = False
+    savable = False
+
     def __init__(self, chat: Chat, cache: Cache | None = None, backoff: Backoff | None = None,
-                 concurrency: int = 8, fallback: float = 0.0):
+                 concurrency: int = 8):
         self.chat = chat
         self.cache = cache if cache is not None else Cache()
         self.backoff = backoff or Backoff()
-        self.concurrency, self.fallback = concurrency, fallback
+        self.concurrency = concurrency
         self.meter = Meter(chat.model)
-        self.name = self.__name__ = chat.model  # the Tester's title
-        self._answers: dict[str, Reply] = {}  # this run's answers, so reading one is free
+        self.name = chat.model  # the Tester's title
+        self._answers: dict[str, Reply | str] = {}  # this run's answers, or why there is none
 
-    def __call__(self, item: Item) -> float:
-        reply = self.reply(item)
-        price = get_price(reply.text) if reply is not None else None
-        if reply is not None and price is None:
-            self.meter.add(no_price=1)
-        return self.fallback if price is None else price
-
-    def predict_many(self, items: Sequence[Item]) -> list[float]:
-        """Prices for `items`, asked `concurrency` at a time (a Tester scores with this)."""
+    def _predict(self, items: list[Item]) -> np.ndarray:
+        """Prices for `items`, asked `concurrency` at a time; NaN where there is none."""
         self.prefetch(items, progress=False)
-        return [self(item) for item in items]
+        return np.array([self._price(item) for item in items], dtype=float)
+
+    def _price(self, item: Item) -> float:
+        answer = self.reply(item)
+        price = get_price(answer.text) if isinstance(answer, Reply) else None
+        return math.nan if price is None else price
+
+    def why_no_price(self, item: Item) -> str:
+        answer = self.reply(item)
+        if isinstance(answer, Reply):
+            return f"no price in the answer {answer.text[:40]!r}"
+        return answer
+
+    def save(self, path: str | Path) -> Path:
+        raise TypeError(f"{self.name} answers through an API: nothing to save (its answers "
+                        f"are kept in {self.cache.path})")
 
     def key(self, item: Item) -> str:
         return cache_key(self.chat.identity(), messages_for(item))
 
-    def reply(self, item: Item) -> Reply | None:
-        """The answer for `item`: from this run, the cache, or the API (None if it failed)."""
+    def reply(self, item: Item) -> Reply | str:
+        """The answer for `item` (from this run, the cache, or the API), or why there is none."""
         key = self.key(item)
         if key in self._answers:
             return self._answers[key]
-        reply = self.cache.get(key)
-        if reply is not None:
+        answer: Reply | str | None = self.cache.get(key)
+        if answer is not None:
             self.meter.add(cached=1)
         else:
             messages = messages_for(item)
-            reply = self._call(messages)
-            if reply is None:
-                return None
-            self.cache.put(key, {**self.chat.identity(), "messages": messages}, reply)
-            self.meter.add(calls=1, input_tokens=reply.input_tokens,
-                           output_tokens=reply.output_tokens)
-        self._answers[key] = reply
-        return reply
+            answer = self._call(messages)
+            if isinstance(answer, Reply):
+                self.cache.put(key, {**self.chat.identity(), "messages": messages}, answer)
+                self.meter.add(calls=1, input_tokens=answer.input_tokens,
+                               output_tokens=answer.output_tokens)
+        if isinstance(answer, Reply) and get_price(answer.text) is None:
+            self.meter.add(no_price=1)
+        self._answers[key] = answer
+        return answer
 
-    def _call(self, messages: list[dict]) -> Reply | None:
-        """One answer, retrying transient failures; None once every attempt has failed."""
+    def _call(self, messages: list[dict]) -> Reply | str:
+        """One answer, retrying transient failures; once every attempt failed, why."""
+        errors: Counter = Counter()
         for attempt in range(self.backoff.attempts):
             try:
                 return self.chat.complete(messages)
             except Exception as error:
                 if not retryable(error, self.chat):
                     raise
+                errors[type(error).__name__] += 1
                 self.meter.error(type(error).__name__)
                 if attempt + 1 < self.backoff.attempts:
                     self.meter.add(retries=1)
                     time.sleep(self.backoff.delay(attempt, retry_after(error)))
         self.meter.add(failed=1)
-        return None
+        tally = ", ".join(f"{n} {why}" for why, n in errors.most_common())
+        return f"gave up after {self.backoff.attempts} attempts ({tally})"
 
     def prefetch(self, items: Iterable[Item], progress: bool = True) -> None:
         """Fetch the answers for `items`, `concurrency` calls at a time, so scoring is instant.

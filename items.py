@@ -89,7 +89,12 @@ def details_text(details: Any) -> str:
 
 
 class Item:
-    """A curated product: `prompt` ends with its price, `test_prompt()` stops before it."""
+    """A curated product. It keeps its parts (title, curated `text`, price, category, details,
+    token_count) and derives what it shows from them: `prompt`, `test_prompt()`, the chat.
+
+    Build one from a raw record with `Item(record, price, category)` (check `include`), or
+    from an already curated text with `Item.from_text(text, price)`.
+    """
 
     PREFIX = "Price is $"
     QUESTION = "How much does this cost to the nearest dollar?"
@@ -103,11 +108,11 @@ class Item:
     title: str
     price: float
     category: str = ""
-    token_count: int = 0
+    text: str = ""  # the curated description, title line first; no question, no price
     details: str | None = None
-    prompt: str | None = None
     include: bool = False
     excluded_because: str | None = None
+    _token_count: int | None = None
 
     def __init__(self, data: dict, price: float, category: str = "",
                  course_compatible: bool = False):
@@ -117,19 +122,51 @@ class Item:
         self.parse(data, course_compatible)
 
     @classmethod
+    def from_text(cls, text: str, price: float, category: str = "", title: str | None = None,
+                  details: str | None = None, token_count: int | None = None) -> Item:
+        """An Item from a curated text (title line first), e.g. a row of a saved split or
+        a benchmark's data; `token_count` is counted when first asked for unless given.
+
+        >>> item = Item.from_text("Kettle\\nBoils water. Our Price is $5 less.", 24.99)
+        >>> item, item.test_prompt().endswith("less.\\n\\nPrice is $")
+        (<Kettle = $24.99>, True)
+        """
+        item = cls.__new__(cls)
+        item.text, item.price, item.category, item.details = text, price, category, details
+        item.title = title if title is not None else text.split("\n", 1)[0]
+        item.include, item._token_count = True, token_count
+        return item
+
+    @classmethod
     def from_prompt(cls, prompt: str, price: float, category: str = "",
                     title: str | None = None, token_count: int | None = None) -> Item:
-        """Rebuild an Item from a saved training prompt, e.g. a row of a columnar split
-        (pass a saved `token_count` to skip counting again).
+        """An Item from a training or test prompt in the course's format (its hub datasets).
 
         >>> Item.from_prompt(f"{Item.QUESTION}\\n\\nKettle\\nBoils.\\n\\nPrice is $25.00", 24.99)
         <Kettle = $24.99>
         """
-        item = cls.__new__(cls)
-        item.prompt, item.price, item.category, item.include = prompt, price, category, True
-        item.title = title if title is not None else item.text.split("\n", 1)[0]
-        item.token_count = llama_tokens.count(prompt) if token_count is None else token_count
-        return item
+        return cls.from_text(text_of_prompt(prompt), price, category, title,
+                             token_count=token_count)
+
+    # --- what an Item shows: derived, never stored -------------------------------------------
+
+    @property
+    def prompt(self) -> str:
+        """The training prompt: the question, the text, and the price rounded to the dollar."""
+        return self.test_prompt() + f"{round(self.price)}.00"
+
+    def test_prompt(self) -> str:
+        """The prompt up to and including "Price is $": what a model completes."""
+        return f"{self.QUESTION}\n\n{self.text}\n\n{self.PREFIX}"
+
+    @property
+    def token_count(self) -> int:
+        """Llama 3.1 tokens in the training prompt (the course's measure of length)."""
+        if self._token_count is None:
+            self._token_count = llama_tokens.count(self.prompt)
+        return self._token_count
+
+    # --- curation ------------------------------------------------------------------------------
 
     def scrub_details(self) -> str:
         """Details with the course's boilerplate keys and colons removed."""
@@ -153,7 +190,7 @@ class Item:
         return _drop_part_numbers(stuff)
 
     def parse(self, data: dict, course_compatible: bool = False) -> None:
-        """Apply the curation rules; set `prompt` and `include` when the item qualifies.
+        """Apply the curation rules; set `text` and `include` when the item qualifies.
 
         `course_compatible` reproduces the course's cut exactly, mid-word ends and all.
         """
@@ -177,35 +214,126 @@ class Item:
         if len(tokens) <= MIN_TOKENS:
             self.excluded_because = "too few tokens"
             return
-        self.make_prompt(truncate(text, tokens, MAX_TOKENS, course_compatible), tokens)
+        self.text = truncate(text, tokens, MAX_TOKENS, course_compatible)
+        self._token_count = _prompt_tokens(self.text, tokens, f"\n\n{self.PREFIX}"
+                                           f"{round(self.price)}.00")
         self.include = True
 
-    def make_prompt(self, text: str, tokens: list[int] | None = None) -> None:
-        """The training prompt: question, text, and the price rounded to the dollar.
+    # --- pickles: the course's shape, so that its code and ours read each other's ----------
 
-        `tokens`, the start of the encoding of a text that begins with `text`, spare
-        encoding the whole prompt again to count its tokens.
-        """
-        price = f"\n\n{self.PREFIX}{round(self.price)}.00"
-        self.prompt = f"{self.QUESTION}\n\n{text}{price}"
-        # A text that starts with a line break would merge into the question's last token.
-        if tokens and text[:1] not in ("", "\n", "\r"):
-            self.token_count = _question_tokens() + llama_tokens.count_joined(text, tokens, price)
-        else:
-            self.token_count = llama_tokens.count(self.prompt)
+    def __getstate__(self) -> dict:
+        return {"title": self.title, "price": self.price, "category": self.category,
+                "token_count": self._token_count, "details": self.details,
+                "prompt": self.prompt if self.include else None, "include": self.include}
 
-    def test_prompt(self) -> str:
-        """The prompt up to and including "Price is $": what a model completes."""
-        return self.prompt.split(self.PREFIX)[0] + self.PREFIX
-
-    @property
-    def text(self) -> str:
-        """The curated description (title line first), without the question or price."""
-        body = self.prompt.split(self.PREFIX)[0]
-        return body.removeprefix(f"{self.QUESTION}\n\n").rstrip("\n")
+    def __setstate__(self, state: dict) -> None:
+        """Restore a pickled Item (the course's shape), checking every field's type so that
+        a bad pickle fails here, not later."""
+        _check_state(state)
+        prompt = state.get("prompt")
+        self.title, self.price = state["title"], float(state["price"])
+        self.category, self.details = state.get("category") or "", state.get("details")
+        self.text = text_of_prompt(prompt) if prompt is not None else ""
+        self.include = state.get("include", prompt is not None)
+        self._token_count, self.excluded_because = state.get("token_count"), None
 
     def __repr__(self) -> str:
         return f"<{self.title} = ${self.price}>"
+
+
+_STATE_TYPES = {"title": str, "price": (int, float), "category": (str, type(None)),
+                "token_count": (int, type(None)), "details": (str, type(None)),
+                "prompt": (str, type(None)), "include": bool}
+
+
+def _check_state(state: dict) -> None:
+    """Refuse an Item state with unknown fields or fields of the wrong type."""
+    unknown = set(state) - set(_STATE_TYPES)
+    if unknown:
+        raise pickle.UnpicklingError(f"an Item has no field {sorted(unknown)[0]!r}")
+    for name in ("title", "price"):
+        if name not in state:
+            raise pickle.UnpicklingError(f"an Item needs a {name!r}")
+    for name, value in state.items():
+        if not isinstance(value, _STATE_TYPES[name]) or (
+                name == "token_count" and isinstance(value, bool)):
+            raise pickle.UnpicklingError(
+                f"an Item's {name!r} must be {_STATE_TYPES[name]}, not {type(value).__name__}")
+    if isinstance(state["price"], bool) or not math.isfinite(state["price"]):
+        raise pickle.UnpicklingError("an Item's price must be a finite number")
+
+
+def text_of_prompt(prompt: str) -> str:
+    """The curated text inside a training or test prompt of the course's format.
+
+    The price line is the last "Price is $" of the prompt, so a description that mentions
+    "Our Price is $5 less" stays whole.
+
+    >>> text_of_prompt(f"{Item.QUESTION}\\n\\nKettle\\nBoils.\\n\\nPrice is $25.00")
+    'Kettle\\nBoils.'
+    """
+    head = f"{Item.QUESTION}\n\n"
+    end = prompt.rfind(f"\n\n{Item.PREFIX}")
+    if not prompt.startswith(head) or end < len(head):
+        raise ValueError(f"not a prompt of the course's format: {prompt[:60]!r}...")
+    return prompt[len(head):end]
+
+
+# --- the same question as a chat, for chat models ---------------------------------------------
+
+SYSTEM = "You estimate prices of items. Reply only with the price, no explanation"
+CHAT_QUESTION = "How much does this cost?"
+
+
+def messages_for(item: Item) -> list[dict]:
+    """The course's chat: a system line, the item, and an answer prefilled with "Price is $".
+
+    >>> [m["content"] for m in messages_for(Item.from_text("Kettle\\nBoils.", 25))][1:]
+    ['How much does this cost?\\n\\nKettle\\nBoils.', 'Price is $']
+    """
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": f"{CHAT_QUESTION}\n\n{item.text}"},
+        {"role": "assistant", "content": Item.PREFIX},
+    ]
+
+
+def item_from_messages(messages: list[dict]) -> Item:
+    """The Item that `messages_for` was given, rebuilt from its chat (price unknown: 0).
+
+    >>> item = Item.from_text("Kettle\\nBoils.", 25)
+    >>> item_from_messages(messages_for(item)).text == item.text
+    True
+    """
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    if not users:
+        raise ValueError("the chat has no user message describing an item")
+    text = users[-1].get("content") or ""
+    if isinstance(text, list):  # OpenAI content parts
+        text = "".join(part.get("text", "") for part in text if isinstance(part, dict))
+    if not isinstance(text, str):
+        raise ValueError("the user message's content is not text")
+    text = text.removeprefix(f"{CHAT_QUESTION}\n\n").strip()
+    if not text:
+        raise ValueError("the user message is empty")
+    return Item.from_text(text, 0.0)
+
+
+_NUMBER = r"(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
+
+
+def get_price(text: str | None) -> float | None:
+    """The price in a reply: the first dollar amount, else the first number, else None.
+
+    >>> get_price("$1,299.99"), get_price("about 45 dollars"), get_price("Price is $99")
+    (1299.99, 45.0, 99.0)
+    >>> get_price("2 for $30"), get_price("I cannot tell"), get_price("")
+    (30.0, None, None)
+    """
+    if not text:
+        return None
+    match = re.search(r"\$\s*" + _NUMBER, text) or re.search(_NUMBER, text)
+    return float(match.group(1).replace(",", "")) if match else None
 
 
 def _drop_part_numbers(text: str) -> str:
@@ -237,6 +365,15 @@ def _drop_part_numbers(text: str) -> str:
 def _question_tokens() -> int:
     """Tokens of the prompt's opening question and the blank line after it."""
     return llama_tokens.count(f"{Item.QUESTION}\n\n")
+
+
+def _prompt_tokens(text: str, tokens: list[int], price_line: str) -> int:
+    """Tokens of the training prompt of `text`, where `tokens` start the encoding of a text
+    that begins with `text`: only its last words are encoded again."""
+    # A text that starts with a line break would merge into the question's last token.
+    if text[:1] in ("", "\n", "\r"):
+        return llama_tokens.count(f"{Item.QUESTION}\n\n{text}{price_line}")
+    return _question_tokens() + llama_tokens.count_joined(text, tokens, price_line)
 
 
 def _ceiling(contents: str, limit: int, course_compatible: bool) -> str:
@@ -271,12 +408,34 @@ def truncate(text: str, tokens: list[int], max_tokens: int, course_compatible: b
     return head
 
 
+class _BareItem:
+    """What a split pickle may build in place of `items.Item`: an empty Item, then filled by
+    its checked state. Never `Item(...)`, which would curate whatever arguments it was given."""
+
+    def __new__(cls, *args: object) -> Item:
+        if args:
+            raise pickle.UnpicklingError("a split pickle may not call Item with arguments")
+        return Item.__new__(Item)
+
+
+def _reconstructor(cls: object, base: object, state: object) -> Item:
+    """copyreg._reconstructor, as protocols 0 and 1 pickle an Item, for Items alone."""
+    if cls is not _BareItem or base is not object or state is not None:
+        raise pickle.UnpicklingError("a split pickle may only reconstruct Items")
+    return _BareItem()
+
+
 class _ItemsOnly(pickle.Unpickler):
-    """An unpickler that builds Items and plain containers, and refuses every other class."""
+    """An unpickler that builds Items (their fields checked) and plain containers only."""
+
+    ALLOWED = {("items", "Item"): _BareItem, ("copyreg", "_reconstructor"): _reconstructor,
+               ("builtins", "object"): object,
+               # Protocols 0 to 2 name these as Python 2 did.
+               ("copy_reg", "_reconstructor"): _reconstructor, ("__builtin__", "object"): object}
 
     def find_class(self, module: str, name: str):
-        if (module, name) == ("items", "Item"):
-            return Item
+        if (module, name) in self.ALLOWED:
+            return self.ALLOWED[(module, name)]
         raise pickle.UnpicklingError(
             f"refusing to load {module}.{name}: only items.Item is allowed in a split pickle"
         )
@@ -288,7 +447,10 @@ def load_pickle(path: str | Path) -> list[Item]:
     A pickle can run any code when loaded; this one only ever builds `items.Item`s.
     """
     data = Path(path).read_bytes()
-    loaded = _ItemsOnly(io.BytesIO(data)).load()
+    try:
+        loaded = _ItemsOnly(io.BytesIO(data)).load()
+    except (pickle.UnpicklingError, ValueError, TypeError, EOFError) as error:
+        raise pickle.UnpicklingError(f"{path}: {error}") from error
     if not isinstance(loaded, list) or not all(isinstance(i, Item) for i in loaded):
         raise pickle.UnpicklingError(f"{path} does not hold a list of Items")
     return loaded

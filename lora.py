@@ -20,18 +20,23 @@ Llama 3 token) and average their prices weighted by their probabilities.
 from __future__ import annotations
 
 import importlib.util
-import os
+import json
 import re
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 from peft import LoraConfig, PeftModel
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
+import settings
 from items import Item
+from pricer import Pricer
 
 BASE_MODEL = "meta-llama/Llama-3.1-8B"
 BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"
@@ -105,8 +110,7 @@ def tokenizer():
 def example(item: Item) -> dict[str, str]:
     """An item as a prompt/completion pair: the loss covers only the completion.
 
-    >>> item = Item.from_prompt(f"{Item.QUESTION}\\n\\nKettle\\nBoils.\\n\\nPrice is $25.00", 24.99)
-    >>> example(item)["completion"]
+    >>> example(Item.from_text("Kettle\\nBoils.", 24.99))["completion"]
     '25.00'
     """
     prompt = item.test_prompt()
@@ -175,6 +179,16 @@ def load_base(path: str | Path = BASE_MODEL, quantize: bool | None = None):
     return model
 
 
+@contextmanager
+def _quiet_renames() -> Iterator[None]:
+    """No FutureWarning for the gradient-checkpointing names that TRL still uses and
+    transformers 5 renamed: nothing a learner can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r".*gradient_checkpointing.* is deprecated",
+                                FutureWarning)
+        yield
+
+
 def tiny_llama(seed: int = 42, **overrides) -> LlamaForCausalLM:
     """A two-layer Llama 3 with random weights: the real path, on a CPU, in seconds.
 
@@ -194,7 +208,7 @@ def lora_config(settings: Settings | None = None) -> LoraConfig:
 
 def wandb_ready() -> bool:
     """True when a W&B key is set and the wandb package is installed."""
-    return bool(os.environ.get("WANDB_API_KEY")) and importlib.util.find_spec("wandb") is not None
+    return bool(settings.get("WANDB_API_KEY")) and importlib.util.find_spec("wandb") is not None
 
 
 def sft_config(output_dir: str | Path, settings: Settings | None = None, **overrides):
@@ -218,7 +232,8 @@ def sft_config(output_dir: str | Path, settings: Settings | None = None, **overr
         bf16=cuda, use_cpu=not cuda, logging_steps=50, save_steps=2000, save_total_limit=10,
         report_to="wandb" if wandb_ready() else "none", seed=s.seed,
     )
-    return SFTConfig(**{**values, **overrides})
+    with _quiet_renames():
+        return SFTConfig(**{**values, **overrides})
 
 
 def trainer(model, train: Sequence[Item], output_dir: str | Path,
@@ -229,9 +244,10 @@ def trainer(model, train: Sequence[Item], output_dir: str | Path,
     s = settings or Settings()
     if not train:
         raise ValueError("no training items")
-    return SFTTrainer(model=model, args=sft_config(output_dir, s, **overrides),
-                      train_dataset=dataset(train), processing_class=tokenizer(),
-                      peft_config=lora_config(s))
+    with _quiet_renames():
+        return SFTTrainer(model=model, args=sft_config(output_dir, s, **overrides),
+                          train_dataset=dataset(train), processing_class=tokenizer(),
+                          peft_config=lora_config(s))
 
 
 def fine_tune(model, train: Sequence[Item], output_dir: str | Path,
@@ -241,7 +257,8 @@ def fine_tune(model, train: Sequence[Item], output_dir: str | Path,
     `trainer.model` is the fine-tuned PeftModel; `trainer.state.log_history` has the losses.
     """
     run = trainer(model, train, output_dir, settings, **overrides)
-    run.train()
+    with _quiet_renames():
+        run.train()
     run.save_model(str(output_dir))
     return run
 
@@ -250,7 +267,8 @@ def load_adapter(base, path: str | Path) -> PeftModel:
     """The base model with the adapters saved in `path`, ready to predict."""
     if not (Path(path) / "adapter_config.json").exists():
         raise FileNotFoundError(f"{path} holds no LoRA adapter (no adapter_config.json)")
-    return PeftModel.from_pretrained(base, str(path)).eval()
+    with _quiet_renames():
+        return PeftModel.from_pretrained(base, str(path)).eval()
 
 
 def price_values(tok=None) -> torch.Tensor:
@@ -282,15 +300,29 @@ def weighted_price(logits: torch.Tensor, values: torch.Tensor, top_k: int = TOP_
     return float((weights * values[top.indices]).sum())
 
 
-class LlamaPricer:
-    """A causal LM (base, fine-tuned or tiny) as a predictor: item -> price, weighted decoding."""
+class LlamaPricer(Pricer):
+    """A causal LM (base, fine-tuned or tiny) as a predictor: item -> price, weighted decoding.
 
-    def __init__(self, model, tok=None, top_k: int = TOP_K, name: str = "Llama 3.1 QLoRA"):
+    It prices with whatever model it holds; `fit(train)` adds LoRA adapters and trains them
+    (`fine_tune`), `save` writes the adapters and `LlamaPricer.load(path, base)` reads them.
+    """
+
+    needs_fit = False
+
+    def __init__(self, model, tok=None, top_k: int = TOP_K, name: str = "Llama 3.1 QLoRA",
+                 training: Settings | None = None, output_dir: str | Path | None = None):
         self.model = model.eval()
         self.tokenizer = tok or tokenizer()
         self.values = price_values(self.tokenizer)
-        self.top_k = top_k
-        self.name = name
+        self.top_k, self.name, self.training = top_k, name, training
+        self.output_dir = output_dir
+
+    def _fit(self, train: list[Item]) -> None:
+        if isinstance(self.model, PeftModel):
+            raise RuntimeError(f"{self.name} already holds LoRA adapters: fine-tune a new "
+                               "LlamaPricer on the base model instead")
+        output_dir = self.output_dir or settings.data_dir() / "llama-pricer"
+        self.model = fine_tune(self.model, train, output_dir, self.training).model.eval()
 
     @torch.no_grad()
     def next_token_logits(self, prompt: str) -> torch.Tensor:
@@ -298,7 +330,22 @@ class LlamaPricer:
         inputs = self.tokenizer(prompt, return_tensors="pt").to(self.model.device)
         return self.model(**inputs).logits[0, -1].cpu()
 
-    def predict(self, item: Item) -> float:
-        return weighted_price(self.next_token_logits(item.test_prompt()), self.values, self.top_k)
+    def _predict(self, items: list[Item]) -> np.ndarray:
+        return np.array([weighted_price(self.next_token_logits(item.test_prompt()), self.values,
+                                        self.top_k) for item in items])
 
-    __call__ = predict
+    def save(self, path: str | Path) -> Path:
+        """Write the LoRA adapters (not the base model) into the folder `path`."""
+        if not isinstance(self.model, PeftModel):
+            raise RuntimeError(f"{self.name} holds no LoRA adapters to save: fit it first")
+        self.model.save_pretrained(str(path))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path, base=None, **options) -> LlamaPricer:
+        """The adapters saved in `path` on `base` (by default the base model they were
+        trained on, from the hub)."""
+        if base is None:
+            config = json.loads((Path(path) / "adapter_config.json").read_text())
+            base = load_base(config["base_model_name_or_path"])
+        return cls(load_adapter(base, path), **options)

@@ -9,8 +9,7 @@ price, not just for sentence similarity.
 >>> Tester.test(model, test)                   # doctest: +SKIP
 >>> model.save("data/minilm"); MiniLMPricer.load("data/minilm")(test[0])  # doctest: +SKIP
 
-It has the baselines' interface: `name`, `fit(train)`, `predict(item)` (also `model(item)`),
-`save(path)`, `MiniLMPricer.load(path)` and `fit_seconds`.
+It is a `pricer.Pricer`, like every predictor; it saves to a folder of weights.
 """
 
 from __future__ import annotations
@@ -22,14 +21,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Self
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
 
+import settings
 from items import Item
+from pricer import Pricer
 
 
 def encoder_path() -> Path:
@@ -75,10 +78,11 @@ class PriceRegressor(nn.Module):
                 parameter.requires_grad = False
 
 
-class MiniLMPricer:
+class MiniLMPricer(Pricer):
     """all-MiniLM-L6-v2 fine-tuned to predict log(price + 1) from an item's text."""
 
     name = "MiniLM fine-tune"
+    batch_size = 32  # items priced at once
 
     def __init__(self, settings: Settings | None = None, path: str | Path | None = None,
                  device: str | None = None):
@@ -88,7 +92,6 @@ class MiniLMPricer:
         self.tokenizer = AutoTokenizer.from_pretrained(source)
         self.model = PriceRegressor(AutoModel.from_pretrained(source)).to(self.device)
         self.mean, self.std = 0.0, 1.0   # of log(price + 1) over the training items
-        self.fit_seconds = 0.0
         self.examples_per_second = 0.0
 
     def encode(self, items: Sequence[Item]) -> dict[str, torch.Tensor]:
@@ -97,10 +100,13 @@ class MiniLMPricer:
                               max_length=self.settings.max_length, return_tensors="pt",
                               return_token_type_ids=False).to(self.device)
 
-    def fit(self, train: Sequence[Item], progress: bool = True) -> MiniLMPricer:
+    def fit(self, train: Sequence[Item], progress: bool = True) -> Self:
         """Train the top layers and the head on `train` (MSE on the standardized log price)."""
-        if not train:
-            raise ValueError("fit needs at least one training item")
+        self.progress = progress
+        with settings.torch_threads():
+            return super().fit(train)
+
+    def _fit(self, train: list[Item]) -> None:
         s = self.settings
         torch.manual_seed(s.seed)
         targets = torch.tensor([math.log1p(item.price) for item in train])
@@ -113,7 +119,7 @@ class MiniLMPricer:
         schedule = get_linear_schedule_with_warmup(optimizer, round(s.warmup * steps), steps)
         self.model.train()
         start = time.perf_counter()
-        with tqdm(total=steps, desc="Fine-tuning MiniLM", disable=not progress) as bar:
+        with tqdm(total=steps, desc="Fine-tuning MiniLM", disable=not self.progress) as bar:
             for epoch in range(s.epochs):
                 random.Random(s.seed + epoch).shuffle(order)
                 for i in range(0, len(order), s.batch_size):
@@ -126,10 +132,8 @@ class MiniLMPricer:
                     optimizer.zero_grad()
                     bar.set_postfix(loss=f"{loss.item():.3f}")
                     bar.update()
-        self.fit_seconds = time.perf_counter() - start
-        self.examples_per_second = s.epochs * len(train) / self.fit_seconds
+        self.examples_per_second = s.epochs * len(train) / (time.perf_counter() - start)
         self.model.eval()
-        return self
 
     def _optimizer(self) -> torch.optim.Optimizer:
         encoder = [p for p in self.model.encoder.parameters() if p.requires_grad]
@@ -139,23 +143,19 @@ class MiniLMPricer:
                                   {"params": head, "lr": rate * 10}], weight_decay=0.01)
 
     @torch.no_grad()
-    def predict_many(self, items: Sequence[Item], batch_size: int = 32) -> list[float]:
-        """Prices for many items at once (faster than one by one)."""
+    def _predict(self, items: list[Item]) -> np.ndarray:
         self.model.eval()
-        prices = []
-        for i in range(0, len(items), batch_size):
-            scaled = self.model(**self.encode(items[i:i + batch_size]))
-            prices += torch.expm1(scaled * self.std + self.mean).clamp(min=0).tolist()
-        return prices
-
-    def predict(self, item: Item) -> float:
-        """The price of one item."""
-        return self.predict_many([item])[0]
-
-    __call__ = predict
+        logs = []
+        with settings.torch_threads():
+            for i in range(0, len(items), self.batch_size):
+                logs += self.model(**self.encode(items[i:i + self.batch_size])).tolist()
+        # float64 from here: the same guess for an item alone or in any batch.
+        return np.expm1(np.array(logs) * self.std + self.mean)
 
     def save(self, path: str | Path) -> Path:
         """Write the encoder, tokenizer, head and settings into the folder `path`."""
+        if not self.fitted:
+            raise RuntimeError(f"{self.name} is not fitted: nothing to save")
         path = Path(path)
         self.model.encoder.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
@@ -167,7 +167,7 @@ class MiniLMPricer:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> MiniLMPricer:
+    def load(cls, path: str | Path) -> Self:
         """A pricer saved by `save`, ready to predict."""
         path = Path(path)
         if not (path / "pricer.json").exists():

@@ -10,7 +10,7 @@ From a notebook cell:
 >>> pricer = frontier.compatible_pricer(local.base_url, local.model)      # doctest: +SKIP
 >>> local.stop()                                                          # doctest: +SKIP
 
-The chat that `frontier.messages_for` builds is turned back into an Item, the predictor
+The chat that `items.messages_for` builds is turned back into an Item, the predictor
 prices it, and the answer comes back as "Price is $X.XX" in an OpenAI-shaped completion with
 token usage (counted with the Llama 3 tokenizer), so the same client code that calls OpenAI
 scores it over real HTTP. It also answers Anthropic's /v1/messages, continuing a prefill.
@@ -33,10 +33,10 @@ from fastapi import Depends, FastAPI, Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-import frontier
 import llama_tokens
-from fine_tuning_jobs import FineTuning, Predictor, Trainer
-from items import Item
+from fine_tuning_jobs import FineTuning
+from items import Item, item_from_messages
+from pricer import Predictor, Trainer
 
 
 class Message(BaseModel):
@@ -119,7 +119,7 @@ def app_for(predictor: Predictor, model: str = "pricer", api_key: str | None = N
             return error(400, "streaming is not supported", "unsupported")
         messages = [m.model_dump() for m in request.messages]
         try:
-            item = frontier.item_from_messages(messages)
+            item = item_from_messages(messages)
         except ValueError as e:
             return error(400, str(e), "invalid_messages")
         try:

@@ -12,6 +12,8 @@ Reading `.env` never changes `os.environ`.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from dotenv import dotenv_values, find_dotenv
@@ -70,6 +72,19 @@ def threads() -> int:
     if count < 1:
         raise ValueError(f"PRICER_THREADS must be at least 1, not {count}")
     return count
+
+
+@contextmanager
+def torch_threads() -> Iterator[None]:
+    """Let torch use `threads()` threads inside the block, then restore its own count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def openai_models() -> list[str]:

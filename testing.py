@@ -1,18 +1,22 @@
 """Tester: score any price predictor the way the course does, and keep a table of results.
 
 >>> from testing import Tester
->>> Tester.test(lambda item: 100.0, test)      # doctest: +SKIP
->>> comparison_chart()                          # every predictor scored so far  # doctest: +SKIP
+>>> Tester.test(lambda item: 100.0, test)      # the course's report: a line per item, a chart
+...                                             # doctest: +SKIP
+>>> Tester.test(model, test, examples=5)        # five lines, then the summary  # doctest: +SKIP
+>>> comparison_chart()                          # every predictor scored on this test set
+...                                             # doctest: +SKIP
 
-A predictor is any function from an Item to a price. Each item's error is |guess - truth|,
-its squared log error (ln(truth+1) - ln(guess+1))^2, and its colour green (error < $40 or
-< 20% of the truth), orange (< $80 or < 40%) or red. Hits are the green share.
+A predictor is a `pricer.Pricer` or any function from an Item to a price. Each item's error
+is |guess - truth|, its squared log error (ln(truth+1) - ln(guess+1))^2, and its colour green
+(error < $40 or < 20% of the truth), orange (< $80 or < 40%) or red. Hits are the green share.
 
-Beyond the course: a guess that raises, or is None, NaN, infinite or negative, is a failure:
-counted, shown, and scored as a guess of $0 (as the course scores an unreadable reply), so
-one bad call never ends a run. Slow predictors (API calls) can run on threads (`workers`).
-The mean error comes with a bootstrap 95% interval, `by_category()` splits the error, and
-every run is recorded in the data folder's results.csv, one row per title.
+Beyond the course: a guess that raises, is missing (`NoPrice`, None, NaN), infinite or
+negative is a failure: counted with its reason, shown, and scored as a guess of $0 (as the
+course scored an unreadable reply), so one bad call never ends a run; a `PricerError` (a
+rejected key) does end it. Slow predictors (API calls) can run on threads (`workers`). The
+summary adds MSE, R² and a bootstrap 95% interval of the mean error, `by_category()` splits
+the error, and every run is recorded in the results table, one row per title and test set.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +37,7 @@ import pandas as pd
 
 import settings
 from items import Item
+from pricer import NoPrice, Predictor, Pricer, PricerError
 
 GREEN, ORANGE, RED = "green", "orange", "red"
 ANSI = {GREEN: "\033[92m", ORANGE: "\033[93m", RED: "\033[91m"}
@@ -110,6 +115,8 @@ class Scores:
     error_high: float = math.nan
     failures: int = 0
     seconds: float = 0.0  # wall time spent predicting
+    mse: float = math.nan  # mean squared error, in dollars squared
+    r2: float = math.nan  # 1 - MSE / variance of the truths: the share of the spread explained
 
     def __str__(self) -> str:
         return (f"{self.title} Error=${self.average_error:,.2f} RMSLE={self.rmsle:,.2f} "
@@ -124,20 +131,21 @@ class Scores:
 
 
 class Tester:
-    """Run a predictor over the first `size` test items, print each guess, chart, score.
+    """Run a predictor over the first `size` test items, print its guesses, chart, score.
 
-    `workers` > 1 calls the predictor on that many threads (for slow API calls); lines still
-    print in item order. Otherwise a predictor with `predict_many(items)` is asked for all
+    `examples` limits the per-item lines to that many (None: every item, as the course does).
+    `workers` > 1 calls a plain function on that many threads (for slow API calls); lines
+    still print in item order. A predictor with `predict_many(items)` is asked for all
     guesses at once. `results` is the results table to record into (None: do not record);
-    `verbose` and `chart` turn the per-item lines and the scatter chart off.
+    `verbose` and `chart` turn the printing and the scatter chart off.
     """
 
     __test__ = False  # not a pytest test class, despite its name
 
-    def __init__(self, predictor: Callable[[Item], float], data: Sequence[Item],
+    def __init__(self, predictor: Predictor | Pricer, data: Sequence[Item],
                  title: str | None = None, size: int = 250, workers: int = 1,
                  results: str | Path | None | bool = True, verbose: bool = True,
-                 chart: bool = True):
+                 chart: bool = True, examples: int | None = None):
         if not data:
             raise ValueError("Tester needs at least one test item")
         self.predictor = predictor
@@ -148,6 +156,7 @@ class Tester:
         self.results = settings.results_path() if results is True else (results or None)
         self.verbose = verbose
         self.show_chart = chart
+        self.examples = examples
         self.seconds = 0.0
         self.guesses: list[float] = []
         self.truths: list[float] = []
@@ -157,35 +166,41 @@ class Tester:
         self.failures: dict[int, str] = {}  # item index -> why its guess failed
 
     def predict(self, item: Item) -> tuple[float, str | None]:
-        """One guess, checked; an exception becomes a failure instead of ending the run."""
+        """One guess, checked; an exception becomes a failure instead of ending the run,
+        except a PricerError, which says the predictor cannot work at all."""
         try:
             return checked_guess(self.predictor(item))
+        except PricerError:
+            raise
+        except NoPrice as why:
+            return 0.0, str(why)
         except Exception as error:  # noqa: BLE001 - any predictor error is a counted failure
             return 0.0, f"raised {type(error).__name__}"
 
     def outcomes(self, items: Sequence[Item]) -> Iterator[tuple[float, str | None]]:
         """(guess, failure) for each item, in order."""
-        if self.workers > 1:
-            with ThreadPoolExecutor(max_workers=self.workers) as pool:
-                yield from pool.map(self.predict, items)
-            return
         batch = getattr(self.predictor, "predict_many", None)
         if batch is not None:
             try:
                 guesses = list(batch(items))
-            except Exception:  # noqa: BLE001 - retry one by one to find the failing items
-                guesses = None
-            if guesses is not None and len(guesses) == len(items):
-                yield from map(checked_guess, guesses)
+            except PricerError:
+                raise
+            except Exception:  # noqa: BLE001 - ask one by one to find the failing items
+                guesses = []
+            if len(guesses) == len(items):
+                for item, guess in zip(items, guesses, strict=True):
+                    checked = checked_guess(guess)
+                    # No usable guess: asking for it alone says why (a Pricer raises NoPrice).
+                    yield checked if checked[1] is None else self.predict(item)
                 return
+        if self.workers > 1:
+            with ThreadPoolExecutor(max_workers=self.workers) as pool:
+                yield from pool.map(self.predict, items)
+            return
         yield from map(self.predict, items)
 
-    def run_datapoint(self, i: int) -> None:
-        """Predict, score and print item `i`."""
-        self.add(i, *self.predict(self.data[i]))
-
     def add(self, i: int, guess: float, failure: str | None = None) -> None:
-        """Score item `i` against `guess` and print its coloured line."""
+        """Score item `i` against `guess`, and print its coloured line if it is shown."""
         item = self.data[i]
         truth = item.price
         error = abs(guess - truth)
@@ -198,7 +213,7 @@ class Tester:
         self.colors.append(color)
         if failure:
             self.failures[i] = failure
-        if self.verbose:
+        if self.verbose and (self.examples is None or i < self.examples):
             title = item.title if len(item.title) <= 40 else item.title[:40] + "..."
             shown = f"FAILED ({failure}) as $0.00" if failure else f"${guess:,.2f}"
             print(f"{ANSI[color]}{i + 1}: Guess: {shown} Truth: ${truth:,.2f} "
@@ -207,9 +222,12 @@ class Tester:
     def scores(self) -> Scores:
         n = len(self.errors)
         low, high = bootstrap_interval(self.errors)
+        truths, guesses = np.array(self.truths), np.array(self.guesses)
+        mse = float(np.mean((guesses - truths) ** 2))
+        spread = float(np.mean((truths - truths.mean()) ** 2))
         return Scores(self.title, sum(self.errors) / n, math.sqrt(sum(self.sles) / n),
                       self.colors.count(GREEN) / n, n, low, high, len(self.failures),
-                      self.seconds)
+                      self.seconds, mse, 1 - mse / spread if spread else math.nan)
 
     def by_category(self) -> pd.DataFrame:
         """Items, average error, RMSLE and hits for each category scored, largest first."""
@@ -237,18 +255,21 @@ class Tester:
         plt.close(figure)
 
     def report(self, scores: Scores) -> str:
-        """The interval, any failures, and the error by category when there are several."""
-        lines = [f"{scores.title}: mean error ${scores.average_error:,.2f}, 95% interval "
-                 f"${scores.error_low:,.2f} to ${scores.error_high:,.2f} over "
+        """The summary, any failures, and the error by category when there are several."""
+        lines = [f"{scores.title}: mean error ${scores.average_error:,.2f} (95% interval "
+                 f"${scores.error_low:,.2f} to ${scores.error_high:,.2f}), RMSLE "
+                 f"{scores.rmsle:,.2f}, hits {scores.hits:.1%}, R² {scores.r2:.2f} over "
                  f"{scores.size} items"]
         fit_seconds = getattr(self.predictor, "fit_seconds", None)
         if isinstance(fit_seconds, (int, float)):
             lines[0] += f"; trained in {fit_seconds:.1f}s"
+        if self.examples is not None and scores.size > self.examples:
+            lines.insert(0, f"... and {scores.size - self.examples} more items")
         if self.failures:
             tally = Counter(self.failures.values()).most_common()
             reasons = ", ".join(f"{n} {why}" for why, n in tally)
             lines.append(f"Failures: {len(self.failures)} of {scores.size} ({reasons}), "
-                         "scored as $0")
+                         "scored as $0 as the course did")
         table = self.by_category()
         if len(table) > 1:
             lines.append(table.to_string(float_format=lambda x: f"{x:,.2f}"))
@@ -271,11 +292,11 @@ class Tester:
         return scores
 
     @classmethod
-    def test(cls, function: Callable[[Item], float], data: Sequence[Item], **kwargs) -> Scores:
+    def test(cls, function: Predictor | Pricer, data: Sequence[Item], **kwargs) -> Scores:
         return cls(function, data, **kwargs).run()
 
 
-def default_title(predictor: Callable) -> str:
+def default_title(predictor: Predictor | Pricer) -> str:
     """A model's `name`, else the function's name titled: constant_pricer -> Constant Pricer."""
     name = getattr(predictor, "name", None)
     if isinstance(name, str) and name:
@@ -283,17 +304,16 @@ def default_title(predictor: Callable) -> str:
     return getattr(predictor, "__name__", "predictor").replace("_", " ").title()
 
 
-def record(scores: Scores, path: str | Path | None = None, **extra) -> pd.DataFrame:
-    """Put one run into the results table, replacing that title's row in place."""
+def record(scores: Scores, path: str | Path | None = None, test_set: str = "",
+           **extra) -> pd.DataFrame:
+    """Put one run into the results table as its last row, replacing any earlier run of the
+    same title on the same test set (`test_set`: a `fingerprint` of the items scored)."""
     path = Path(path or settings.results_path())
-    row = {**asdict(scores), "predictions_per_second": scores.per_second, **extra}
-    rows = results(path).to_dict("records")
-    same = [i for i, old in enumerate(rows) if old["title"] == scores.title]
-    if same:
-        rows[same[0]] = row
-    else:
-        rows.append(row)
-    table = pd.DataFrame(rows)
+    row = {**asdict(scores), "predictions_per_second": scores.per_second, "test_set": test_set,
+           **extra}
+    rows = [old for old in results(path).to_dict("records")
+            if (old["title"], str(old.get("test_set", ""))) != (scores.title, test_set)]
+    table = pd.DataFrame([*rows, row])
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}")
     table.to_csv(partial, index=False)
@@ -302,21 +322,27 @@ def record(scores: Scores, path: str | Path | None = None, **extra) -> pd.DataFr
 
 
 def results(path: str | Path | None = None) -> pd.DataFrame:
-    """The results table: one row per title (empty when nothing was recorded yet)."""
+    """The results table: one row per title and test set, the latest run last (empty when
+    nothing was recorded yet)."""
     path = Path(path or settings.results_path())
     if not path.exists():
         return pd.DataFrame()
-    return pd.read_csv(path)
+    return pd.read_csv(path, dtype={"test_set": str, "title": str})
 
 
 def comparison_chart(path: str | Path | None = None, titles: Sequence[str] | None = None,
-                     title: str = "Average error by predictor (lower is better)") -> None:
-    """The course's closing chart: every recorded predictor's average error, best on top,
-    with its value and its 95% interval."""
+                     title: str = "Average error by predictor (lower is better)",
+                     test_set: str | None = None) -> None:
+    """The course's closing chart: the average error of every predictor recorded on one test
+    set (by default the one scored last), best on top, with its value and 95% interval."""
     table = results(path)
     if table.empty:
         raise FileNotFoundError(f"no results recorded in {path or settings.results_path()} yet: "
                                 "score a predictor with Tester.test first")
+    test_set = table["test_set"].iloc[-1] if test_set is None else test_set
+    table = table[table["test_set"] == test_set]
+    if table.empty:
+        raise ValueError(f"nothing was scored on the test set {test_set!r}")
     if titles is not None:
         table = table[table["title"].isin(titles)]
         if table.empty:

@@ -36,15 +36,13 @@ FIVE_MINUTES = 300.0
 
 
 def item_from_row(row: dict) -> Item | None:
-    """An Item from one row, its prompt in the course's format; None for an unusable row."""
+    """An Item of one row's text and price; None for an unusable row."""
     text, price = str(row.get("text") or "").strip(), row.get("price")
-    if not text or not isinstance(price, (int, float)) or not MIN_PRICE <= price <= MAX_PRICE \
-            or Item.PREFIX in text:
+    if not text or not isinstance(price, (int, float)) or not MIN_PRICE <= price <= MAX_PRICE:
         return None
     titles = [line[6:].strip() for line in text.splitlines() if line.startswith("Title:")]
-    prompt = f"{Item.QUESTION}\n\n{text}\n\n{Item.PREFIX}{round(price)}.00"
-    return Item.from_prompt(prompt, float(price), row.get("category") or "",
-                            titles[0] if titles else None)
+    return Item.from_text(text, float(price), row.get("category") or "",
+                          titles[0] if titles else None)
 
 
 def load_items(path: Path) -> tuple[list[Item], int, int]:

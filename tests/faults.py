@@ -22,8 +22,7 @@ Fault = Callable[..., Awaitable[Response]]
 
 def make_items(n: int, start: int = 0) -> list[Item]:
     """`n` small distinct items, "Widget 0", "Widget 1", ..."""
-    return [Item.from_prompt(f"{Item.QUESTION}\n\nWidget {i}\nA sturdy widget, model {i}, "
-                             f"in steel.\n\nPrice is ${i + 1}.00", float(i + 1))
+    return [Item.from_text(f"Widget {i}\nA sturdy widget, model {i}, in steel.", float(i + 1))
             for i in range(start, start + n)]
 
 

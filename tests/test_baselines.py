@@ -2,7 +2,6 @@
 
 import csv
 import json
-import math
 import os
 import pickle
 
@@ -17,11 +16,12 @@ from baselines import (
     EmbeddingPricer,
     EnsemblePricer,
     HumanPricer,
-    Pricer,
     RandomPricer,
     TfidfRidgePricer,
     Word2VecPricer,
 )
+from items import Item
+from pricer import NoPrice, Pricer
 from testing import Tester
 
 QUIET = {"verbose": False, "chart": False, "results": False}
@@ -120,7 +120,7 @@ def test_product_facts_read_details_or_text(split):
     assert facts["brand"] == details["Brand"].lower()
     ranks = list(details["Best Sellers Rank"].values())
     assert facts["rank"] == pytest.approx(sum(ranks) / len(ranks))
-    text_only = curation.from_frame(curation.to_frame([with_details]).drop(columns="details"))[0]
+    text_only = Item.from_text(with_details.text, with_details.price)
     from_text = baselines.product_facts(text_only)
     assert from_text["weight"] == facts["weight"] and from_text["brand"] == facts["brand"]
     assert from_text["rank"] is None and from_text["length"] == facts["length"]
@@ -185,6 +185,7 @@ def test_human_baseline_round_trip(split, tmp_path):
     guesses = [1000.0, 20.0, 0.0, 35.5]
     errors = [abs(g - i.price) for g, i in zip(guesses, items, strict=True)]
     assert scores.failures == 1 and scores.average_error == pytest.approx(sum(errors) / 4)
-    assert math.isnan(human.predict(items[2]))
+    with pytest.raises(NoPrice, match="blank or not a price"):
+        human.predict(items[2])
     scores = Tester.test(human, test[:6], **QUIET)        # two items the person never saw
     assert scores.failures == 3

@@ -9,7 +9,6 @@ from types import SimpleNamespace
 
 import matplotlib
 import numpy as np
-import pandas as pd
 import pytest
 
 import curation
@@ -76,7 +75,8 @@ def test_balanced_sample_is_the_courses():
               for i in range(40_000)]
     expected = course_sample(things)
     assert len(expected) < len(things) - 10_000  # many buckets were over the cap
-    assert [id(t) for t in curation.balance(things)] == [id(t) for t in expected]
+    chosen = curation.balanced_indices([t.price for t in things], [t.category for t in things])
+    assert [id(things[i]) for i in chosen] == [id(t) for t in expected]
 
 
 def test_balanced_sample_weights_automotive_down():
@@ -198,12 +198,12 @@ def test_push_to_hub_needs_a_token(monkeypatch):
         curation.push_to_hub([], [], "someone/pricer-data")
 
 
-def test_older_parquet_columns_still_load():
+def test_columns_of_the_courses_prompts_load():
     prompt = f"{Item.QUESTION}\n\nKettle\nBoils.\n\nPrice is $25.00"
-    frame = pd.DataFrame({"title": ["Kettle"], "category": ["Appliances"], "price": [24.99],
-                          "prompt": [prompt]})
-    (item,) = curation.from_frame(frame)
-    assert item.token_count == llama_tokens.count(prompt) and item.details is None
+    (item,) = curation.items_from_columns({"title": ["Kettle"], "category": ["Appliances"],
+                                           "price": [24.99], "prompt": [prompt]})
+    assert item.text == "Kettle\nBoils." and item.prompt == prompt and item.details is None
+    assert item.token_count == llama_tokens.count(prompt)
 
 
 def test_summary_and_charts(raw_folder, data_dir):

@@ -11,7 +11,7 @@ from items import Item
 
 def item(n: int, price: float) -> Item:
     text = f"Kettle model {n}\nBoils {n} cups of water, steel body."
-    return Item.from_prompt(f"{Item.QUESTION}\n\n{text}\n\n{Item.PREFIX}{round(price)}.00", price)
+    return Item.from_text(text, price)
 
 
 ITEMS = [item(i, 10.0 + 7.5 * i) for i in range(30)]

@@ -15,7 +15,7 @@ TEXT = ("Kettle\nA sturdy kettle that boils water fast and switches itself off. 
 
 
 def item(price: float) -> Item:
-    return Item.from_prompt(f"{Item.QUESTION}\n\n{TEXT}\n\n{Item.PREFIX}{price:.2f}", price)
+    return Item.from_text(TEXT, price)
 
 
 TRAIN = [item(10.0 + 7 * i) for i in range(30)]

@@ -1,6 +1,7 @@
 """The LLM pricers, against the local server over real HTTP, with scripted faults."""
 
 import doctest
+import math
 import os
 import subprocess
 import sys
@@ -9,11 +10,15 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import faults
+import numpy as np
 import pytest
 
 import frontier
 import llama_tokens
 from frontier import Backoff, Cache, FrontierError
+from items import item_from_messages
+from pricer import NoPrice
+from testing import Tester
 
 FAST = Backoff(attempts=3, base=0.01)
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,10 +65,10 @@ def test_messages_are_the_courses():
 
 def test_the_server_gets_the_item_back():
     for item in faults.make_items(3):
-        rebuilt = frontier.item_from_messages(frontier.messages_for(item))
+        rebuilt = item_from_messages(frontier.messages_for(item))
         assert (rebuilt.title, rebuilt.test_prompt()) == (item.title, item.test_prompt())
     with pytest.raises(ValueError, match="no user message"):
-        frontier.item_from_messages([{"role": "system", "content": "hi"}])
+        item_from_messages([{"role": "system", "content": "hi"}])
 
 
 @pytest.mark.parametrize("text, price", [
@@ -175,21 +180,49 @@ def test_malformed_replies_are_retried(local):
 def test_a_call_that_keeps_failing_is_counted_not_cached(local):
     running, recorder, script = local
     script.then(*[faults.status(500)] * 3)
-    pricer, item = pricer_for(running, fallback=-1.0), faults.make_items(1)[0]
-    assert pricer(item) == -1.0
+    pricer, item = pricer_for(running), faults.make_items(1)[0]
+    with pytest.raises(NoPrice, match=r"gave up after 3 attempts \(3 InternalServerError\)"):
+        pricer(item)
     assert (pricer.meter.failed, pricer.meter.calls, len(pricer.cache)) == (1, 0, 0)
-    assert pricer(item) == faults.widget_price(item)  # asked again: a fresh try
-    assert (pricer.meter.calls, len(pricer.cache), recorder.calls) == (1, 1, 1)
+    assert math.isnan(pricer.predict_many([item])[0])  # remembered for this run: no new try
+    assert (pricer.meter.failed, recorder.calls) == (1, 0)
+    again = pricer_for(running, pricer.cache)  # a new run tries afresh
+    assert again(item) == faults.widget_price(item)
+    assert (again.meter.calls, len(again.cache), recorder.calls) == (1, 1, 1)
+
+
+def test_failing_items_are_tried_one_cycle_each(local):
+    running, recorder, script = local
+    script.then(*[faults.status(503)] * 24)
+    pricer, items = pricer_for(running, concurrency=1), faults.make_items(8)
+    scores = Tester.test(pricer, items, verbose=False, chart=False, results=False)
+    # 24 failures scripted: one cycle of 3 attempts each, and nothing got through after.
+    assert scores.failures == 8 and not script.script and recorder.calls == 0
+
+
+def test_a_tester_on_a_dead_endpoint_counts_failures(capsys):
+    chat = frontier.OpenAIChat("pricer", base_url="http://127.0.0.1:9/v1", timeout=1.0)
+    pricer = frontier.ChatPricer(chat, Cache(":memory:"), backoff=FAST)
+    tester = Tester(pricer, faults.make_items(5), results=False, chart=False)
+    scores = tester.run()
+    assert scores.failures == 5 and scores.average_error == pytest.approx(
+        sum(i.price for i in faults.make_items(5)) / 5)
+    assert set(tester.failures.values()) == {"gave up after 3 attempts (3 APIConnectionError)"}
+    assert "Failures: 5 of 5 (5 gave up after 3 attempts" in capsys.readouterr().out
 
 
 def test_empty_and_priceless_replies_are_counted_and_kept(local):
     running, recorder, script = local
     script.then(faults.content(""), faults.content(None), faults.content("I cannot price this"))
     pricer, items = pricer_for(running), faults.make_items(3)
-    assert [pricer(i) for i in items] == [0.0, 0.0, 0.0]
+    assert np.isnan(pricer.predict_many(items)).all()
     assert (pricer.meter.no_price, pricer.meter.calls, pricer.meter.retries) == (3, 3, 0)
+    with pytest.raises(NoPrice, match="no price in the answer"):
+        pricer(items[2])
     again = pricer_for(running, pricer.cache)  # paid for once: never asked again
-    assert [again(i) for i in items] == [0.0, 0.0, 0.0]
+    scores = Tester.test(again, items, verbose=False, chart=False, results=False)
+    assert scores.failures == 3 and scores.average_error == pytest.approx(
+        sum(i.price for i in items) / 3)  # scored as $0, as the course did
     assert (again.meter.calls, again.meter.no_price, recorder.calls) == (0, 3, 0)
 
 
@@ -228,7 +261,7 @@ def test_concurrency_is_bounded(local):
     running, recorder, _ = local
     recorder.delay = 0.05
     pricer, items = pricer_for(running, concurrency=3), faults.make_items(15)
-    assert pricer.predict_many(items) == [faults.widget_price(i) for i in items]
+    assert pricer.predict_many(items).tolist() == [faults.widget_price(i) for i in items]
     assert 2 <= recorder.most_in_flight <= 3
     assert pricer.meter.calls == 15
 

@@ -1,5 +1,7 @@
 """Item's curation rules, prompts, price parsing and pickle compatibility."""
 
+import copyreg
+import io
 import json
 import os
 import pickle
@@ -174,15 +176,25 @@ def test_from_prompt_round_trip():
 
 # --- pickles -------------------------------------------------------------------------------
 
-def course_pickle(items: list[Item]) -> bytes:
-    """Pickle Items holding only the course's attributes, as the course's train.pkl does."""
-    course_fields = ["title", "price", "category", "token_count", "details", "prompt", "include"]
-    stripped = []
-    for item in items:
-        old = Item.__new__(Item)
-        old.__dict__ = {k: getattr(item, k) for k in course_fields}
-        stripped.append(old)
-    return pickle.dumps(stripped)
+COURSE_FIELDS = ["title", "price", "category", "token_count", "details", "prompt", "include"]
+
+
+def course_pickle(items: list[Item], protocol: int = pickle.DEFAULT_PROTOCOL,
+                  **changes) -> bytes:
+    """Items pickled as the course's train.pkl holds them: plain objects of class items.Item
+    whose __dict__ is the course's attributes (a `prompt`, no `text`), with `changes`."""
+    class CoursePickler(pickle.Pickler):
+        def reducer_override(self, obj):
+            if not isinstance(obj, Item):
+                return NotImplemented
+            state = {**{k: getattr(obj, k) for k in COURSE_FIELDS}, **changes}
+            if protocol < 2:  # what object.__reduce_ex__ gives for these protocols
+                return copyreg._reconstructor, (Item, object, None), state
+            return copyreg.__newobj__, (Item,), state
+
+    buffer = io.BytesIO()
+    CoursePickler(buffer, protocol).dump(items)
+    return buffer.getvalue()
 
 
 def test_course_pickles_load_and_work_with_the_tester(tmp_path, capsys):
@@ -190,8 +202,9 @@ def test_course_pickles_load_and_work_with_the_tester(tmp_path, capsys):
     path = tmp_path / "test.pkl"
     path.write_bytes(course_pickle(made))
     loaded = load_pickle(path)
+    for attribute in ("prompt", "token_count", "title", "price", "category", "details", "text"):
+        assert [getattr(i, attribute) for i in loaded] == [getattr(i, attribute) for i in made]
     assert [i.test_prompt() for i in loaded] == [i.test_prompt() for i in made]
-    assert loaded[0].text == made[0].text
     scores = testing.Tester.test(lambda item: 100.0, loaded)
     assert scores.size == 3 and round(scores.average_error, 2) == round((90 + 1 + 350) / 3, 2)
 
@@ -200,6 +213,53 @@ def test_save_and_load_pickle(tmp_path):
     made = [Item(record(), 10.0)]
     save_pickle(made, tmp_path / "x.pkl")
     assert load_pickle(tmp_path / "x.pkl")[0].prompt == made[0].prompt
+
+
+def test_saved_pickles_have_the_courses_shape(tmp_path):
+    """The course's own code reads our train.pkl: an Item's state is its attributes."""
+    made = Item(record(), 10.0, "Appliances")
+    state = pickle.loads(pickle.dumps(made), fix_imports=False).__getstate__()
+    assert sorted(state) == sorted(COURSE_FIELDS) and state["prompt"] == made.prompt
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_every_pickle_protocol_loads(tmp_path, protocol):
+    made = [Item(record(), 10.0, "Appliances")]
+    for data in (course_pickle(made, protocol), pickle.dumps(made, protocol)):
+        (tmp_path / "x.pkl").write_bytes(data)
+        assert load_pickle(tmp_path / "x.pkl")[0].prompt == made[0].prompt
+
+
+def test_a_pickle_cannot_call_item(tmp_path):
+    """REDUCE with Item as the callable would curate whatever record the pickle chose."""
+    class Call:
+        def __reduce__(self):
+            return Item, ({"title": "x", "description": ["y" * 400]}, 10.0)
+
+    (tmp_path / "x.pkl").write_bytes(pickle.dumps([Call()]))
+    with pytest.raises(pickle.UnpicklingError, match="may not call Item"):
+        load_pickle(tmp_path / "x.pkl")
+
+
+@pytest.mark.parametrize("field, value", [
+    ("title", ["x"]), ("prompt", 5), ("price", "12"), ("price", float("nan")),
+    ("token_count", "many"), ("include", "yes"), ("extra", 1),
+])
+def test_an_items_state_is_type_checked(tmp_path, field, value):
+    (tmp_path / "x.pkl").write_bytes(course_pickle([Item(record(), 10.0)], **{field: value}))
+    with pytest.raises(pickle.UnpicklingError, match=str(tmp_path / "x.pkl")):
+        load_pickle(tmp_path / "x.pkl")
+
+
+def test_an_item_that_mentions_price_is_round_trips():
+    item = Item(record("Our Price is $5 less than the shops'. " + " ".join(WORDS * 8)), 24.99)
+    assert item.include and item.text.startswith("Kettle\nOur Price is $5 less")
+    assert item.test_prompt() == f"{Item.QUESTION}\n\n{item.text}\n\nPrice is $"
+    assert item.prompt == item.test_prompt() + "25.00"
+    again = Item.from_prompt(item.prompt, item.price)
+    assert again.text == item.text and again.test_prompt() == item.test_prompt()
+    assert pickle.loads(pickle.dumps(item)).text == item.text
+    assert item.token_count == llama_tokens.count(item.prompt)
 
 
 class Exploit:

@@ -12,7 +12,7 @@ from loaders import item_from_record
 
 def short_item(n: int, price: float) -> Item:
     text = f"Kettle model {n}\nBoils {n} cups of water, steel body."
-    return Item.from_prompt(f"{Item.QUESTION}\n\n{text}\n\n{Item.PREFIX}{round(price)}.00", price)
+    return Item.from_text(text, price)
 
 
 # Short prompts keep each training step well under a second on a CPU.

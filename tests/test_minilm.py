@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 
 
 def item(text: str, price: float) -> Item:
-    return Item.from_prompt(f"{Item.QUESTION}\n\n{text}\n\n{Item.PREFIX}{round(price)}.00", price)
+    return Item.from_text(text, price)
 
 
 # Cheap spare parts and expensive appliances: a signal a few steps can pick up.
@@ -47,7 +47,7 @@ def test_fit_trains_the_top_layers_and_learns_the_signal(fitted):
 
 def test_predict_many_matches_one_at_a_time(fitted):
     model = fitted[0]
-    many = model.predict_many(TRAIN[:5], batch_size=2)
+    many = model.predict_many(TRAIN[:5])
     assert many == pytest.approx([model(i) for i in TRAIN[:5]], rel=1e-5)
 
 
@@ -67,5 +67,7 @@ def test_tester_scores_it(fitted, capsys):
 def test_bad_input_gets_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no saved MiniLMPricer"):
         MiniLMPricer.load(tmp_path)
-    with pytest.raises(ValueError, match="at least one"):
+    with pytest.raises(ValueError, match="cannot fit on no training items"):
         MiniLMPricer(FAST).fit([])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        MiniLMPricer(FAST).predict(TRAIN[0])

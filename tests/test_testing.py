@@ -26,8 +26,7 @@ GUESSES = [110.0, 80.0, 140.0, 100.0]
 
 
 def make_item(title: str, price: float, category: str = "Appliances") -> Item:
-    prompt = f"{Item.QUESTION}\n\n{title}\nA product.\n\n{Item.PREFIX}{round(price)}.00"
-    return Item.from_prompt(prompt, price, category)
+    return Item.from_text(f"{title}\nA product.", price, category)
 
 
 @pytest.fixture(scope="module")
@@ -154,8 +153,9 @@ def test_batch_predictors_are_asked_once_and_fall_back_one_by_one(items, titles,
     scores = tester.run()
     assert model.batches == 1 and scores.title == "Batch Model"
     assert tester.report(scores).startswith(
-        "Batch Model: mean error $100.00, 95% interval $")
-    assert tester.report(scores).splitlines()[0].endswith("over 4 items; trained in 1.5s")
+        "Batch Model: mean error $100.00 (95% interval $")
+    assert tester.report(scores).splitlines()[0].endswith(
+        "RMSLE 0.75, hits 50.0%, R² -0.32 over 4 items; trained in 1.5s")
     assert scores.average_error == pytest.approx(100.0)
     spoiled = list(items[:3]) + [make_item("bad 3", 400.0)]
     scores = Tester.test(model, spoiled, results=False, verbose=False)
@@ -180,11 +180,11 @@ def test_results_table_keeps_one_row_per_title(items, titles, tmp_path):
     Tester.test(Batch(), items, results=path, verbose=False)
     Tester.test(lambda item: 150.0, items, title="Hand", results=path, verbose=False)
     table = testing.results(path)
-    assert list(table["title"]) == ["Hand", "Flat", "Batch Model"]    # replaced in place
-    hand = table.iloc[0]
+    assert list(table["title"]) == ["Flat", "Batch Model", "Hand"]    # the latest run last
+    hand = table.iloc[2]
     assert hand["average_error"] == pytest.approx((50 + 100 + 50 + 250) / 4)
     assert hand["size"] == 4 and hand["failures"] == 0
-    assert table.iloc[2]["fit_seconds"] == 1.5 and math.isnan(hand["fit_seconds"])
+    assert table.iloc[1]["fit_seconds"] == 1.5 and math.isnan(hand["fit_seconds"])
     assert hand["error_low"] <= hand["average_error"] <= hand["error_high"]
     assert table["test_set"].nunique() == 1
 

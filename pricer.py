@@ -1,0 +1,142 @@
+"""The one contract every price predictor keeps: classical models, MiniLM, Llama, chat, human.
+
+>>> class Flat(Pricer):
+...     name, needs_fit = "Flat", False
+...     def _predict(self, items):
+...         return np.full(len(items), 9.5)
+>>> model = Flat()
+>>> model.predict_many([None, None]), model(None)
+(array([9.5, 9.5]), 9.5)
+
+A Pricer has a `name` (the Tester's title), learns from training Items with `fit(train)`
+(which returns it, and records `fit_seconds`) unless `needs_fit` is False, and then prices
+items: `predict_many(items)` for a batch (an array, NaN where it has no price for an item),
+`predict(item)` or `model(item)` for one, which raises `NoPrice` saying why instead of
+returning NaN. A model with weights can `save(path)` and `load(path)`. A plain function from
+an Item to a price is a predictor too, for the Tester.
+
+Two errors tell the Tester what to do: `NoPrice` (this item has no price: count it as a
+failure and go on) and `PricerError` (the predictor cannot work as set up, say a rejected
+API key: stop the run).
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+
+from items import Item
+
+Predictor = Callable[[Item], float]  # what the Tester and the local server accept
+Trainer = Callable[[list[Item]], Predictor]  # what a local fine-tuning job runs
+
+
+class NoPrice(Exception):
+    """A predictor has no price for this one item (a failed call, an answer without a number)."""
+
+
+class PricerError(RuntimeError):
+    """A predictor cannot work as set up (a rejected key, an unknown model): stop the run."""
+
+
+class Pricer:
+    """The interface every predictor shares.
+
+    Subclasses implement `_predict(items) -> array` and, when they learn, `_fit(train)`.
+    Guesses are clipped at $0; NaN stays NaN (no price).
+    """
+
+    name = "Pricer"
+    needs_fit = True  # False: ready to predict as made (random guesses, a chat model, a person)
+    savable = True  # False: nothing of its own to save (a model behind an API)
+    fit_seconds: float | None = None  # how long `fit` took; None until fitted
+
+    def fit(self, train: Sequence[Item]) -> Self:
+        """Train on `train` (Items with prices); returns the fitted model."""
+        train = list(train)
+        if not train:
+            raise ValueError(f"{self.name}: cannot fit on no training items")
+        start = time.perf_counter()
+        self._fit(train)
+        self.fit_seconds = time.perf_counter() - start
+        return self
+
+    def _fit(self, train: list[Item]) -> None:
+        """Learn from `train`; nothing to learn by default."""
+
+    def _predict(self, items: list[Item]) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def fitted(self) -> bool:
+        return self.fit_seconds is not None or not self.needs_fit
+
+    def predict_many(self, items: Sequence[Item]) -> np.ndarray:
+        """Prices for many items at once (faster than one by one); NaN where there is none."""
+        if not self.fitted:
+            raise RuntimeError(f"{self.name} is not fitted: call fit(train) first")
+        guesses = np.asarray(self._predict(list(items)), dtype=float)
+        if guesses.shape != (len(items),):
+            raise RuntimeError(f"{self.name} gave {guesses.shape} guesses for {len(items)} items")
+        return np.where(np.isnan(guesses), np.nan, np.clip(guesses, 0, None))
+
+    def predict(self, item: Item) -> float:
+        """The price of one item; raises NoPrice when the model has none."""
+        guess = float(self.predict_many([item])[0])
+        if np.isnan(guess):
+            raise NoPrice(self.why_no_price(item))
+        return guess
+
+    def why_no_price(self, item: Item) -> str:
+        """Why `item` has no price (a model that can fail per item says more)."""
+        return f"{self.name} has no price for it"
+
+    def __call__(self, item: Item) -> float:
+        return self.predict(item)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted model to `path` (a pickle: load only files you saved)."""
+        if not self.fitted:
+            raise RuntimeError(f"{self.name} is not fitted: nothing to save")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        with open(partial, "wb") as f:
+            pickle.dump(self, f)
+        partial.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Read a model written by `save`; refuses pickles holding code from elsewhere."""
+        with open(path, "rb") as f:
+            model = _ModelUnpickler(f).load()
+        if not isinstance(model, cls):
+            raise TypeError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+    def __repr__(self) -> str:
+        if self.fit_seconds is not None:
+            return f"<{self.name}: fitted in {self.fit_seconds:.1f}s>"
+        return f"<{self.name}: {'ready' if self.fitted else 'not fitted'}>"
+
+
+class _ModelUnpickler(pickle.Unpickler):
+    """Builds only this project's models and the libraries they are made of."""
+
+    PROJECT = {"baselines", "pricer"}
+    LIBRARIES = {"sklearn", "numpy", "scipy", "lightgbm", "gensim", "collections", "copyreg",
+                 "_codecs"}
+    BUILTINS = {"set", "frozenset", "slice", "complex", "bytearray", "range", "object"}
+
+    def find_class(self, module: str, name: str):
+        root = module.split(".")[0]
+        if root in self.PROJECT | self.LIBRARIES or (module == "builtins" and
+                                                     name in self.BUILTINS):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a model file")

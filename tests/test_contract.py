@@ -1,0 +1,126 @@
+"""One contract, every predictor: each Pricer of the project runs through the same checks.
+
+A name; fit(train) returns the model and records its time (or it needs no fit); before that,
+a clear "not fitted" error; predict_many gives one finite, non-negative price per item, and
+predict / __call__ give the same price one at a time; save and load give the same prices
+back; the Tester scores it. A new Pricer subclass that is not listed here fails the last test.
+"""
+
+import csv
+import importlib
+import math
+
+import numpy as np
+import pytest
+
+import baselines
+import curation
+import frontier
+import lora
+import minilm
+import server
+from pricer import Pricer
+from testing import Tester
+
+MODULES = ["baselines", "minilm", "lora", "frontier"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    train, test = curation.lite()
+    return train[:200], test[:6]
+
+
+def human(tmp_path, items):
+    """A person who guessed $50 for every item."""
+    path = baselines.write_human_csv(items, tmp_path / "human.csv")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [{**row, "guess": "50"} for row in csv.DictReader(f)]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=baselines.HUMAN_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return baselines.HumanPricer(path)
+
+
+@pytest.fixture(scope="module")
+def chat_server():
+    """A local OpenAI-compatible server pricing every item at $42.50."""
+    with server.start(lambda item: 42.5, model="flat") as running:
+        yield running
+
+
+def chat(running, tmp_path):
+    return frontier.ChatPricer(frontier.OpenAIChat("flat", base_url=running.base_url),
+                               cache=frontier.Cache(tmp_path / "replies.sqlite"))
+
+
+TINY = lora.Settings(max_steps=1, batch_size=1)
+# Every predictor class, made fresh: (id, factory(tmp_path, test items, chat server)).
+PREDICTORS = {
+    "random": lambda *_: baselines.RandomPricer(),
+    "constant": lambda *_: baselines.ConstantPricer(),
+    "features": lambda *_: baselines.FeaturePricer(),
+    "bag of words": lambda *_: baselines.BagOfWordsPricer(),
+    "word2vec": lambda *_: baselines.Word2VecPricer("linear", vector_size=50),
+    "tf-idf ridge": lambda *_: baselines.TfidfRidgePricer(),
+    "neighbours": lambda *_: baselines.NeighboursPricer(),
+    "lightgbm": lambda *_: baselines.LightGBMPricer(rounds=50),
+    "minilm + ridge": lambda *_: baselines.EmbeddingPricer("ridge"),
+    "ensemble": lambda *_: baselines.EnsemblePricer([baselines.ConstantPricer(),
+                                                     baselines.TfidfRidgePricer()]),
+    "human": lambda tmp_path, test, _: human(tmp_path, test),
+    "minilm fine-tune": lambda *_: minilm.MiniLMPricer(minilm.Settings(max_length=32)),
+    "llama": lambda tmp_path, *_: lora.LlamaPricer(lora.tiny_llama(), training=TINY,
+                                                  output_dir=tmp_path / "adapter"),
+    "chat": lambda tmp_path, _, running: chat(running, tmp_path),
+}
+
+
+def reload(model: Pricer, path):
+    """The model saved to `path` and loaded back, as a learner would."""
+    saved = model.save(path)
+    if isinstance(model, lora.LlamaPricer):
+        return lora.LlamaPricer.load(saved, base=lora.tiny_llama())
+    return type(model).load(saved)
+
+
+@pytest.mark.parametrize("key", PREDICTORS)
+def test_every_predictor_keeps_the_contract(key, data, chat_server, tmp_path):
+    train, test = data
+    model = PREDICTORS[key](tmp_path, test, chat_server)
+    assert isinstance(model, Pricer) and isinstance(model.name, str) and model.name
+    if model.needs_fit:
+        assert not model.fitted and model.fit_seconds is None
+        with pytest.raises(RuntimeError, match="not fitted"):
+            model.predict(test[0])
+    assert model.fit(train) is model
+    assert model.fitted and model.fit_seconds > 0
+    guesses = model.predict_many(test)
+    assert isinstance(guesses, np.ndarray) and guesses.shape == (len(test),)
+    assert np.isfinite(guesses).all() and (guesses >= 0).all()
+    for item, guess in zip(test[:3], guesses, strict=False):
+        assert model.predict(item) == pytest.approx(guess, rel=1e-6)
+        assert model(item) == pytest.approx(guess, rel=1e-6)
+    if model.savable:
+        again = reload(model, tmp_path / "model")
+        assert again.predict_many(test) == pytest.approx(guesses, rel=1e-6)
+    else:
+        with pytest.raises(TypeError, match="nothing to save"):
+            model.save(tmp_path / "model")
+    scores = Tester.test(model, test, verbose=False, chart=False, results=False)
+    assert scores.size == len(test) and scores.failures == 0
+    assert math.isfinite(scores.average_error)
+
+
+def subclasses(cls: type) -> set[type]:
+    return {c for sub in cls.__subclasses__() for c in {sub, *subclasses(sub)}}
+
+
+def test_the_contract_covers_every_predictor_class(data, chat_server, tmp_path):
+    for module in MODULES:
+        importlib.import_module(module)
+    project = {c for c in subclasses(Pricer) if c.__module__ in MODULES}
+    concrete = {c for c in project if not subclasses(c) & project}  # not a shared base
+    covered = {type(make(tmp_path, data[1], chat_server)) for make in PREDICTORS.values()}
+    assert concrete - covered == set()
