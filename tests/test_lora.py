@@ -108,9 +108,21 @@ def test_load_adapter_refuses_a_folder_without_one(tmp_path):
 
 
 def test_pricer_reads_prices_from_the_fine_tuned_model(trained):
+    """Each guess is the model's own next-token distribution after "Price is $", read back
+    independently here: the likeliest number tokens 1..999, weighted by probability."""
     _, run, _ = trained
-    guesses = [lora.LlamaPricer(run.model)(item) for item in ITEMS]
-    assert all(1 <= g <= 999 for g in guesses)
+    number = {llama_tokens.encode(str(n))[0]: n for n in range(1, 1000)}
+    ids = torch.tensor(list(number))
+    guesses = lora.LlamaPricer(run.model).predict_many(ITEMS)
+    for item, guess in zip(ITEMS, guesses, strict=True):
+        prompt = lora.tokenizer()(item.test_prompt(), return_tensors="pt")
+        with torch.no_grad():
+            logits = run.model(**prompt).logits[0, -1]
+        top = logits[ids].topk(lora.TOP_K)
+        weights = torch.softmax(top.values, dim=0)
+        expected = sum(w * number[int(ids[i])] for w, i in zip(weights, top.indices, strict=True))
+        assert guess == pytest.approx(float(expected), rel=1e-5)
+    assert len(set(guesses.round(4))) > 1  # the price depends on the item
 
 
 def test_weighted_price_averages_the_likeliest_price_tokens():
