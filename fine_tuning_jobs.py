@@ -154,7 +154,14 @@ class FineTuning:
                 "has_more": len(newest_first) > limit}
 
     def run(self, job: Job) -> None:
-        """Check the training file, train on it, and serve the model: the job's whole life."""
+        """The job's whole life, which always ends: `failed` with a reason if anything raises."""
+        try:
+            self.train(job)
+        except Exception as e:  # a job must always end, never hang in a dead thread
+            self.fail(job, "server_error", f"the job failed: {e!r}")
+
+    def train(self, job: Job) -> None:
+        """Check the training file, train on it, and serve the model."""
         path = self.folder / job.training_file
         report = fine_tuning.validate_jsonl(path, job.model)
         if not report.ok:
