@@ -168,17 +168,20 @@ class OpenAIChat:
 class AnthropicChat:
     """Anthropic's messages API: the system prompt goes apart, the answer is prefilled.
 
-    Set `prefill=False` for models that refuse a prefilled assistant turn.
+    Set `prefill=False` for models that refuse a prefilled assistant turn. The Anthropic key
+    is only ever sent to Anthropic: another endpoint gets `api_key` or "none".
     """
 
     def __init__(self, model: str, api_key: str | None = None, base_url: str | None = None,
                  params: dict | None = None, timeout: float = 30.0, prefill: bool = True):
-        api_key = api_key or settings.get("ANTHROPIC_API_KEY")
-        if not api_key:
-            raise FrontierError("no Anthropic key: set ANTHROPIC_API_KEY (e.g. in .env)")
-        self.key_hint = "ANTHROPIC_API_KEY"
-        self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url, timeout=timeout,
-                                          max_retries=0)
+        if base_url is None:
+            api_key = api_key or settings.get("ANTHROPIC_API_KEY")
+            if not api_key:
+                raise FrontierError("no Anthropic key: set ANTHROPIC_API_KEY (e.g. in .env)")
+        self.key_hint = "ANTHROPIC_API_KEY" if base_url is None else "the api_key you passed"
+        # An explicit key, even "none", stops the client reading keys from the environment.
+        self.client = anthropic.Anthropic(api_key=api_key or "none", base_url=base_url,
+                                          timeout=timeout, max_retries=0)
         self.model, self.prefill = model, prefill
         self.params = dict(ANTHROPIC_PARAMS if params is None else params)
         self.endpoint = str(self.client.base_url).rstrip("/")
