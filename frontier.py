@@ -86,7 +86,10 @@ def item_from_messages(messages: list[dict]) -> Item:
         raise ValueError("the chat has no user message describing an item")
     text = users[-1].get("content") or ""
     if isinstance(text, list):  # OpenAI content parts
-        text = "".join(part.get("text", "") for part in text if isinstance(part, dict))
+        text = [part.get("text", "") for part in text if isinstance(part, dict)]
+        text = "".join(text) if all(isinstance(t, str) for t in text) else None
+    if not isinstance(text, str):
+        raise ValueError("the user message's content must be text")
     text = text.removeprefix(f"{SHORT_QUESTION}\n\n").strip()
     if not text:
         raise ValueError("the user message is empty")
