@@ -6,7 +6,8 @@
 >>> print(pricer.meter)                                 # doctest: +SKIP
 
 Every answer is stored in a SQLite cache the moment it arrives, keyed by endpoint, model,
-messages and parameters: re-running, or resuming after a crash, never pays for a call twice.
+messages and parameters: re-running, or resuming after a crash, never pays for a call twice,
+and nor do two processes sharing the cache (a call in flight is claimed there).
 Rate limits (429), server errors (5xx), timeouts and malformed replies are retried with
 backoff and jitter, honouring Retry-After; a rejected key or an unknown model stops the run
 with a clear error. `OpenAIChat(model, base_url=...)` talks to any OpenAI-compatible server
@@ -18,11 +19,14 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import json
+import os
 import random
 import re
+import socket
 import sqlite3
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -338,22 +342,32 @@ class Meter:
 SCHEMA = """CREATE TABLE IF NOT EXISTS replies (
     key TEXT PRIMARY KEY, endpoint TEXT, model TEXT, request TEXT, text TEXT,
     input_tokens INTEGER, output_tokens INTEGER, created REAL)"""
+CLAIMS = "CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT, since REAL)"
 
 
 class Cache:
     """Answers on disk (SQLite), one row per call, committed as each one arrives.
 
+    A call in flight is claimed in the cache, so that another process (or thread) about to
+    ask for the same answer waits for it instead of paying for it again. A claim whose
+    owner died, or older than `claim_seconds`, is taken over.
+
     >>> cache = Cache(":memory:")
+    >>> cache.claim("k")                  # None: nobody has it, and this caller now asks
     >>> cache.put("k", {"model": "m"}, Reply("Price is $12", 30, 4))
+    >>> cache.release("k")
     >>> cache.get("k"), cache.get("other"), len(cache)
     (Reply(text='Price is $12', input_tokens=30, output_tokens=4), None, 1)
+    >>> cache.claim("k")                  # answered: no need to ask
+    Reply(text='Price is $12', input_tokens=30, output_tokens=4)
     """
 
-    def __init__(self, path: str | Path | None = None):
+    def __init__(self, path: str | Path | None = None, claim_seconds: float = 300.0):
         path = path or cache_path()
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+        self.path, self.claim_seconds = path, claim_seconds
+        self.owner = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
         # Autocommit: every answer is durable once `put` returns, whatever happens next.
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
                                    timeout=30)
@@ -361,11 +375,15 @@ class Cache:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(SCHEMA)
+            self._db.execute(CLAIMS)
 
     def get(self, key: str) -> Reply | None:
         with self._lock:
-            row = self._db.execute("SELECT text, input_tokens, output_tokens FROM replies "
-                                   "WHERE key = ?", (key,)).fetchone()
+            return self._get(key)
+
+    def _get(self, key: str) -> Reply | None:
+        row = self._db.execute("SELECT text, input_tokens, output_tokens FROM replies "
+                               "WHERE key = ?", (key,)).fetchone()
         return Reply(*row) if row else None
 
     def put(self, key: str, request: dict, reply: Reply) -> None:
@@ -374,6 +392,35 @@ class Cache:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
 
+    def claim(self, key: str, poll: float = 0.05) -> Reply | None:
+        """The stored answer for `key`, waiting while another caller is asking for it; None
+        once this caller holds the claim: it asks, then `put`s the answer and `release`s."""
+        while True:
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")  # one claimer at a time, across processes
+                try:
+                    reply = self._get(key)
+                    held = self._db.execute("SELECT owner, since FROM claims WHERE key = ?",
+                                            (key,)).fetchone()
+                    if reply is None and (held is None or self._stale(*held)):
+                        self._db.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?)",
+                                         (key, self.owner, time.time()))
+                        return None
+                finally:
+                    self._db.execute("COMMIT")
+            if reply is not None:
+                return reply
+            time.sleep(poll)
+
+    def release(self, key: str) -> None:
+        """Give up this caller's claim on `key` (answered or not)."""
+        with self._lock:
+            self._db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, self.owner))
+
+    def _stale(self, owner: str, since: float) -> bool:
+        """Whether a claim can be taken over: too old, or its process is gone."""
+        return time.time() - since > self.claim_seconds or not _alive(owner)
+
     def __len__(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
@@ -381,6 +428,21 @@ class Cache:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _alive(owner: str) -> bool:
+    """Whether the process of a claim's owner may still run (only one on this machine can be
+    told to be dead, and only on POSIX: elsewhere a claim waits out its time)."""
+    host, pid, _ = owner.rsplit("/", 2)
+    if host != socket.gethostname() or os.name != "posix":
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
 
 
 def cache_path() -> Path:
@@ -431,15 +493,19 @@ class ChatPricer:
         key = self.key(item)
         if key in self._answers:
             return self._answers[key]
-        reply = self.cache.get(key)
+        reply = self.cache.claim(key)  # waits while another process asks for the same
         if reply is not None:
             self.meter.add(cached=1)
         else:
             messages = messages_for(item)
-            reply = self._call(messages)
+            try:
+                reply = self._call(messages)
+                if reply is not None:
+                    self.cache.put(key, {**self.chat.identity(), "messages": messages}, reply)
+            finally:
+                self.cache.release(key)
             if reply is None:
                 return None
-            self.cache.put(key, {**self.chat.identity(), "messages": messages}, reply)
             self.meter.add(calls=1, input_tokens=reply.input_tokens,
                            output_tokens=reply.output_tokens)
         self._answers[key] = reply

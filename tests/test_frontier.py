@@ -310,3 +310,36 @@ def test_no_key_from_the_environment_goes_to_a_foreign_endpoint(monkeypatch):
     sent = [" ".join(h.values()) for h in listener.headers]
     assert len(sent) == 3 and not any("secret" in s for s in sent)
     assert "mine" in sent[2]  # a key the caller passes goes where the caller says
+
+
+def test_two_processes_sharing_a_cache_never_pay_twice(local, tmp_path):
+    running, recorder, _ = local
+    recorder.delay = 0.05
+    items = faults.make_items(20)
+    # Two Cache objects on one file: two connections, as two processes have.
+    pricers = [pricer_for(running, Cache(tmp_path / "replies.sqlite"), concurrency=4)
+               for _ in range(2)]
+    threads = [threading.Thread(target=p.prefetch, args=(items,), kwargs={"progress": False})
+               for p in pricers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert recorder.calls == 20 and set(recorder.seen.values()) == {1}
+    assert sum(p.meter.calls for p in pricers) == 20
+    assert sum(p.meter.cached for p in pricers) == 20
+    assert [[p(i) for i in items] for p in pricers] == [[faults.widget_price(i) for i in items]] * 2
+
+
+def test_a_claim_of_a_dead_process_or_too_old_is_taken_over(tmp_path):
+    path = tmp_path / "replies.sqlite"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    dead, live = Cache(path), Cache(path, claim_seconds=0.3)
+    dead.owner = dead.owner.rsplit("/", 2)[0] + f"/{gone}/x"
+    assert dead.claim("a") is None
+    start = time.monotonic()
+    assert live.claim("a") is None and time.monotonic() - start < 0.2  # at once
+    assert Cache(path).claim("b") is None  # a live owner's
+    start = time.monotonic()
+    assert live.claim("b") is None and 0.3 <= time.monotonic() - start < 5  # waited it out
