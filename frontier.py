@@ -134,7 +134,33 @@ class MalformedReply(Exception):
     """The endpoint answered 2xx with something that is not a chat completion."""
 
 
-class OpenAIChat:
+class Served:
+    """What a chat over another endpoint than the provider's own adds to its identity: the
+    fingerprint the endpoint reports for its model, when it reports one (this repository's
+    server.py does, new each time it starts), so answers cached from one predictor are never
+    taken for another's served under the same name at the same address."""
+
+    client: openai.OpenAI | anthropic.Anthropic
+    model: str
+    _fingerprint: str | None = None
+    _asked = False
+
+    def served(self) -> dict:
+        """{"served": fingerprint}, or {} for an endpoint that reports none."""
+        if not self._asked:
+            try:
+                info = self.client.models.retrieve(self.model)
+                self._fingerprint = getattr(info, "fingerprint", None)
+            except STATUS_ERRORS as e:
+                if e.status_code >= 500:
+                    return {}  # ask again next time
+            except (*CONNECTION_ERRORS, *VALIDATION_ERRORS, json.JSONDecodeError):
+                return {}
+            self._asked = True
+        return {"served": self._fingerprint} if self._fingerprint else {}
+
+
+class OpenAIChat(Served):
     """OpenAI's chat completions, or any compatible endpoint when `base_url` is given.
 
     The OpenAI key is only ever sent to OpenAI: another endpoint gets `api_key` or "none".
@@ -152,10 +178,12 @@ class OpenAIChat:
         self.model = model
         self.params = dict(OPENAI_PARAMS if params is None else params)
         self.endpoint = str(self.client.base_url).rstrip("/")
+        self._asked = base_url is None  # OpenAI itself: nothing to ask
 
     def identity(self) -> dict:
         """What, besides the messages, decides the answer (the cache key)."""
-        return {"endpoint": self.endpoint, "model": self.model, "params": self.params}
+        return {"endpoint": self.endpoint, "model": self.model, "params": self.params,
+                **self.served()}
 
     def complete(self, messages: list[dict]) -> Reply:
         try:
@@ -172,7 +200,7 @@ class OpenAIChat:
             raise MalformedReply(f"not a chat completion: {str(response)[:200]!r}") from e
 
 
-class AnthropicChat:
+class AnthropicChat(Served):
     """Anthropic's messages API: the system prompt goes apart, the answer is prefilled.
 
     Set `prefill=False` for models that refuse a prefilled assistant turn. The Anthropic key
@@ -192,10 +220,11 @@ class AnthropicChat:
         self.model, self.prefill = model, prefill
         self.params = dict(ANTHROPIC_PARAMS if params is None else params)
         self.endpoint = str(self.client.base_url).rstrip("/")
+        self._asked = base_url is None  # Anthropic itself: nothing to ask
 
     def identity(self) -> dict:
         return {"endpoint": self.endpoint, "model": self.model, "params": self.params,
-                "prefill": self.prefill}
+                "prefill": self.prefill, **self.served()}
 
     def complete(self, messages: list[dict]) -> Reply:
         system, turns = messages[0]["content"], messages[1:]

@@ -136,6 +136,9 @@ def app_for(predictor: Predictor, model: str = "pricer", api_key: str | None = N
     trained model by its `fine_tuned_model` name (see fine_tuning_jobs.py).
     """
     models = {model: predictor}
+    # Every start is a new fingerprint: a client's cache never takes one predictor's answers
+    # for another's served under the same name.
+    fingerprint = f"fp_{uuid.uuid4().hex[:12]}"
     closing: list[Callable[[], None]] = []
 
     @contextlib.asynccontextmanager
@@ -189,10 +192,19 @@ def app_for(predictor: Predictor, model: str = "pricer", api_key: str | None = N
         texts = [str(request.system or "")] + [str(m["content"] or "") for m in messages]
         return shape(request.model, text, sum(llama_tokens.count(t) for t in texts))
 
+    def described(name: str) -> dict:
+        return {"id": name, "object": "model", "created": 0, "owned_by": "local",
+                "fingerprint": fingerprint}
+
     @app.get("/v1/models", dependencies=[Depends(authorize)])
     def list_models() -> dict:
-        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0,
-                                            "owned_by": "local"} for name in models]}
+        return {"object": "list", "data": [described(name) for name in models]}
+
+    @app.get("/v1/models/{name:path}", dependencies=[Depends(authorize)])
+    def model_of(name: str):
+        if name not in models:
+            return error(404, f"The model `{name}` does not exist", "model_not_found")
+        return described(name)
 
     # Plain `def`s: FastAPI runs them in a thread pool, so slow predictors serve concurrently.
     @app.post("/v1/chat/completions", dependencies=[Depends(authorize)])

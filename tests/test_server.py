@@ -186,3 +186,20 @@ def test_a_bad_predictor_spec_is_a_clear_error():
         server.load_predictor("faults.widget_price")
     with pytest.raises(SystemExit, match="not a callable"):
         server.load_predictor("faults:ROOT_MISSING")
+
+
+def test_another_predictor_under_the_same_name_is_never_answered_from_the_cache(tmp_path):
+    cache, item = tmp_path / "replies.sqlite", faults.make_items(1, start=4)[0]
+    first = server.start(faults.widget_price, model="widgets")
+    port = int(first.base_url.rsplit(":", 1)[1].removesuffix("/v1"))
+    assert frontier.compatible_pricer(first.base_url, "widgets",
+                                      cache=frontier.Cache(cache))(item) == 20.0
+    first.stop()
+    with server.start(lambda item: 99.0, model="widgets", port=port) as second:
+        assert second.base_url == first.base_url
+        again = frontier.compatible_pricer(second.base_url, "widgets",
+                                           cache=frontier.Cache(cache))
+        assert again(item) == 99.0 and again.meter.calls == 1
+        reply = httpx.get(f"{second.base_url}/models/widgets")
+        assert reply.json()["fingerprint"] == again.chat.identity()["served"]
+        assert httpx.get(f"{second.base_url}/models/nope").status_code == 404
