@@ -3,6 +3,8 @@
 import json
 import os
 import pickle
+import random
+import string
 
 import pytest
 
@@ -38,8 +40,10 @@ def test_parse_price_reads_unambiguous_prices(raw, price):
     ("Currently unavailable", "qualified or not a price"),
     ("$12.99+", "malformed"), ("1.2.3", "malformed"), ("12,99", "malformed"), ("-5", "malformed"),
     ("0", "not positive"), (0.0, "not positive"), (float("nan"), "not positive"),
-    ("1.299", "ambiguous"), ("12.999", "ambiguous"), ("9" * 400, "too large"),
-    (10 ** 400, "too large"), (float("inf"), "too large"), ("12—19", "a range"),
+    ("1.299", "ambiguous"), ("12.999", "ambiguous"),
+    pytest.param("9" * 400, "too large", id="400 digits"),
+    pytest.param(10 ** 400, "too large", id="a 400-digit int"), (float("inf"), "too large"),
+    ("12—19", "a range"),
 ])
 def test_parse_price_rejects_with_a_reason(raw, why):
     assert parse_price(raw) == (None, why)
@@ -111,7 +115,8 @@ def test_details_nested_too_deeply_are_a_clear_error():
 # --- text without spaces, and huge titles --------------------------------------------------
 
 @pytest.mark.parametrize("text", ["中文的电水壶烧水很快，自动断电。" * 400,
-                                  "電気ケトルはすぐにお湯を沸かします。" * 400])
+                                  "電気ケトルはすぐにお湯を沸かします。" * 400],
+                         ids=["Chinese", "Japanese"])
 def test_unspaced_text_is_cut_between_characters_not_back_to_the_title(text):
     item = Item(record(text, title="电水壶"), 10.0)
     assert item.include and item.text.startswith("电水壶\n" + text[:20])
@@ -119,8 +124,9 @@ def test_unspaced_text_is_cut_between_characters_not_back_to_the_title(text):
 
 
 def test_a_cut_that_falls_under_the_minimum_is_rejected():
-    # One word, then an unbroken run: the word cut keeps a handful of tokens of it.
-    item = Item(record("Boils water " + "ab" * 100_000), 10.0)
+    # A few words, then a run of 300 tokens without a space: the cut goes back to the words.
+    run = "".join(random.Random(0).choices(string.ascii_lowercase, k=900))
+    item = Item(record("Boils water fast. " * 10 + run + " and more words" * 10), 10.0)
     assert not item.include and item.excluded_because == "too few tokens"
 
 

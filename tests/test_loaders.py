@@ -121,7 +121,7 @@ GOOD = json.dumps(raw())
     '{"title": "Kettle", "description": 5, "price": "20"}',
     '{"title": "Kettle", "features": true, "description": 7.5, "price": "20"}',
     '{"title": "Kettle", "price": "20", "details": {"a": ' + "[" * 1000 + "]" * 1000 + "}}",
-])
+], ids=["a number as description", "a bool as features", "details nested 1000 deep"])
 def test_one_bad_record_is_one_rejection(tmp_path, bad):
     path = tmp_path / "meta_Appliances.jsonl"
     path.write_text(f"{GOOD}\n{bad}\n{GOOD}\n")
