@@ -310,10 +310,10 @@ def truncate(text: str, tokens: list[int], max_tokens: int, course_compatible: b
         # Back to the last space; a text with none after the title (Chinese, Japanese) is
         # cut between whole characters instead.
         space = max(head.rfind(" ", body), head.rfind("\n", body))
-        head = head[:space] if space > body else head
+        head = head[:space].rstrip() if space > body else head
+        if llama_tokens.count_joined(head, tokens, "") <= min_tokens:
+            return None
     head = head.rstrip()
-    if llama_tokens.count_joined(head, tokens, "") <= min_tokens:
-        return None
     # Only a sentence end in the last SENTENCE_SLACK of the text can count: look there.
     last_part = max(body, int(len(head) * (1 - SENTENCE_SLACK)) - 2)
     ends = [m.end() for m in _SENTENCE_END.finditer(head, last_part)]
