@@ -6,7 +6,8 @@
 
 A split is saved twice in one folder: train.pkl / test.pkl, pickled lists of Items exactly
 as the course handed them out, and train.parquet / test.parquet, plain columns that load
-without running any code. `to_dataset` gives the course's hub shape (text, price).
+without running any code; done.json, written last, says the split is complete.
+`to_dataset` gives the course's hub shape (text, price).
 
 A full curation keeps each category's Items on disk as it finishes it
 (<data folder>/curated/<source>/<Category>-<settings>.parquet), so an interrupted run resumes
@@ -33,6 +34,7 @@ import pyarrow.parquet as pq
 import items as rules
 import sample_data
 import settings
+from files import written
 from items import Item, load_pickle, save_pickle, text_of_prompt
 from loaders import ItemLoader, LoadReport, progress
 from sample_data import CATEGORIES
@@ -52,6 +54,7 @@ SIZES = {
 CAPS = {"hub": 1_200, "sample": 20}
 CACHE_VERSION = 2  # bump when a change to Item makes different Items of the same records
 ROW_GROUP = 20_000
+DONE = "done.json"  # written last into a split's folder: the split is complete
 
 
 def split(items: list[Item], train_size: int, test_size: int,
@@ -98,16 +101,26 @@ def _text(value: object) -> str | None:
 
 
 def save_split(train: list[Item], test: list[Item], folder: str | Path) -> Path:
-    """Write train/test as course pickles and as parquet into `folder`."""
+    """Write train/test as course pickles and as parquet into `folder`, each file whole or
+    not at all, and DONE last: a folder without DONE is not a saved split (see `is_saved`)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    (folder / DONE).unlink(missing_ok=True)
     for name, items in (("train", train), ("test", test)):
-        save_pickle(items, folder / f"{name}.pkl")
-        with pq.ParquetWriter(folder / f"{name}.parquet", SCHEMA) as writer:
+        with written(folder / f"{name}.pkl") as partial:
+            save_pickle(items, partial)
+        with written(folder / f"{name}.parquet") as partial, \
+                pq.ParquetWriter(partial, SCHEMA) as writer:
             for start in range(0, max(len(items), 1), ROW_GROUP):  # an empty split gets a schema
                 writer.write_table(pa.table(_columns(items[start:start + ROW_GROUP]),
                                             schema=SCHEMA))
+    with written(folder / DONE) as partial:
+        partial.write_text(json.dumps({"train": len(train), "test": len(test)}))
     return folder
+
+
+def is_saved(folder: str | Path) -> bool:
+    """Whether `save_split` finished writing `folder` (an interrupted save did not)."""
+    return (Path(folder) / DONE).exists()
 
 
 def load_split(folder: str | Path) -> tuple[list[Item], list[Item]]:
@@ -144,7 +157,7 @@ def lite(source: str | None = None, workers: int = 2) -> tuple[list[Item], list[
     """The lite dataset: Appliances only, split and saved on first use, then read back."""
     source = source or settings.source()
     folder = folder_for("lite", source)
-    if (folder / "train.parquet").exists():
+    if is_saved(folder):
         return load_split(folder)
     items = ItemLoader("Appliances", source).load(workers=workers)
     train, test = split(items, *SIZES[("lite", scale(source))])
@@ -189,7 +202,8 @@ def curate(category: str, source: str | None = None, workers: int = 2,
     show its progress bar, complete, if `show_cached`).
 
     Items stream from the loader to disk a row group at a time; the file only takes its
-    final name when complete, so an interrupted category is simply done again.
+    final name when complete, and the report, written after it, marks the category done: an
+    interrupted category is simply done again, and two runs at once both finish.
     """
     source = source or settings.source()
     path = cache_path(category, source, course_compatible)
@@ -199,10 +213,8 @@ def curate(category: str, source: str | None = None, workers: int = 2,
         if show_cached:
             progress(category, initial=report.read).close()
         return Curated(category, path, report)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
     loader = ItemLoader(category, source, course_compatible)
-    with pq.ParquetWriter(partial, SCHEMA) as writer:
+    with written(path) as partial, pq.ParquetWriter(partial, SCHEMA) as writer:
         pending: list[Item] = []
         for kept in loader.stream(workers):
             pending += kept
@@ -210,7 +222,6 @@ def curate(category: str, source: str | None = None, workers: int = 2,
                 writer.write_table(pa.table(_columns(pending), schema=SCHEMA))
                 pending = []
         writer.write_table(pa.table(_columns(pending), schema=SCHEMA))
-    partial.replace(path)
     _write_report(loader.report, report_path)
     return Curated(category, path, loader.report)
 
@@ -225,9 +236,8 @@ def curate_all(source: str | None = None, workers: int = 2,
 def _write_report(report: LoadReport, path: Path) -> None:
     fields = dict(category=report.category, read=report.read, kept=report.kept,
                   rejected=dict(report.rejected), seconds=report.seconds)
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(fields, indent=1))
-    partial.replace(path)
+    with written(path) as partial:
+        partial.write_text(json.dumps(fields, indent=1))
 
 
 def _read_report(path: Path) -> LoadReport:
@@ -327,7 +337,7 @@ def full(source: str | None = None, workers: int = 2, sizes: tuple[int | None, i
     first use, then read back. Sizes and cap default to the course's, or the sample's."""
     source = source or settings.source()
     folder = full_path(source, sizes, cap, course_compatible)
-    if (folder / "train.parquet").exists():
+    if is_saved(folder):
         return load_split(folder)
     curated = curate_all(source, workers, course_compatible=course_compatible,
                          show_cached=False)

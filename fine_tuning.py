@@ -183,13 +183,15 @@ def validate_jsonl(path: str | Path, model: str = BASE_MODEL,
     encoding, exact = encoding_for(model)
     limit = TOKEN_LIMITS.get(model, DEFAULT_TOKEN_LIMIT)
     report = Validation(str(path), model, exact_tokens=exact)
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for number, line in enumerate(Path(path).read_bytes().splitlines(), start=1):
         if not line.strip():
             continue
         report.examples += 1
         try:
-            example = json.loads(line)
+            example = json.loads(line.decode())
             problem = problem_in(example)
+        except UnicodeDecodeError:
+            problem = "invalid_utf8"
         except json.JSONDecodeError:
             problem = "invalid_json"
         if problem is None:

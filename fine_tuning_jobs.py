@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import tempfile
 import threading
 import time
@@ -27,6 +28,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 import fine_tuning
+import settings
 from items import Item, get_price, item_from_messages
 from pricer import Predictor, Trainer
 
@@ -96,7 +98,9 @@ class FineTuning:
     def __init__(self, models: dict[str, Predictor], trainer: Trainer, authorize: Callable,
                  error: Callable[[int, str, str], JSONResponse]):
         self.models, self.trainer, self.error = models, trainer, error
-        self.folder = Path(tempfile.mkdtemp(prefix="pricer-files-"))
+        folder = settings.data_dir() / "server-files"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = Path(tempfile.mkdtemp(dir=folder))  # this server's own
         self.files: dict[str, dict] = {}
         self.jobs: dict[str, Job] = {}
         self.count = itertools.count(1)  # ids: unique per server, the same on every run
@@ -108,14 +112,19 @@ class FineTuning:
         self.router.get("/v1/fine_tuning/jobs/{job_id}")(self.retrieve)
         self.router.get("/v1/fine_tuning/jobs/{job_id}/events")(self.events)
 
+    def close(self) -> None:
+        """Remove the uploaded files (the server is stopping)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
     def not_found(self, what: str, id: str) -> JSONResponse:
         return self.error(404, f"No such {what}: {id}", f"{what}_not_found")
 
     def upload(self, file: Annotated[UploadFile, File()], purpose: Annotated[str, Form()]) -> dict:
         file_id = f"file-local{next(self.count):016d}"
-        data = file.file.read()
-        (self.folder / file_id).write_bytes(data)
-        self.files[file_id] = {"id": file_id, "object": "file", "bytes": len(data),
+        with open(self.folder / file_id, "wb") as saved:
+            shutil.copyfileobj(file.file, saved)
+            size = saved.tell()
+        self.files[file_id] = {"id": file_id, "object": "file", "bytes": size,
                                "created_at": int(time.time()), "filename": file.filename,
                                "purpose": purpose, "status": "processed"}
         return self.files[file_id]
@@ -151,7 +160,14 @@ class FineTuning:
                 "has_more": len(newest_first) > limit}
 
     def run(self, job: Job) -> None:
-        """Check the training file, train on it, and serve the model: the job's whole life."""
+        """The job's whole life, which always ends: `failed` with a reason if anything raises."""
+        try:
+            self.train(job)
+        except Exception as e:  # a job must always end, never hang in a dead thread
+            self.fail(job, "server_error", f"the job failed: {e!r}")
+
+    def train(self, job: Job) -> None:
+        """Check the training file, train on it, and serve the model."""
         path = self.folder / job.training_file
         report = fine_tuning.validate_jsonl(path, job.model)
         if not report.ok:

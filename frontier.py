@@ -6,7 +6,8 @@
 >>> print(pricer.meter)                                 # doctest: +SKIP
 
 Every answer is stored in a SQLite cache the moment it arrives, keyed by endpoint, model,
-messages and parameters: re-running, or resuming after a crash, never pays for a call twice.
+messages and parameters: re-running, or resuming after a crash, never pays for a call twice,
+and nor do two processes sharing the cache (a call in flight is claimed there).
 Rate limits (429), server errors (5xx), timeouts and malformed replies are retried with
 backoff and jitter, honouring Retry-After; a rejected key or an unknown model stops the run
 with a clear error. `OpenAIChat(model, base_url=...)` talks to any OpenAI-compatible server
@@ -19,11 +20,14 @@ import email.utils
 import hashlib
 import json
 import math
+import os
 import random
 import re
+import socket
 import sqlite3
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -76,7 +80,33 @@ class MalformedReply(Exception):
     """The endpoint answered 2xx with something that is not a chat completion."""
 
 
-class OpenAIChat:
+class Served:
+    """What a chat over another endpoint than the provider's own adds to its identity: the
+    fingerprint the endpoint reports for its model, when it reports one (this repository's
+    server.py does, new each time it starts), so answers cached from one predictor are never
+    taken for another's served under the same name at the same address."""
+
+    client: openai.OpenAI | anthropic.Anthropic
+    model: str
+    _fingerprint: str | None = None
+    _asked = False
+
+    def served(self) -> dict:
+        """{"served": fingerprint}, or {} for an endpoint that reports none."""
+        if not self._asked:
+            try:
+                info = self.client.models.retrieve(self.model)
+                self._fingerprint = getattr(info, "fingerprint", None)
+            except STATUS_ERRORS as e:
+                if e.status_code >= 500:
+                    return {}  # ask again next time
+            except (*CONNECTION_ERRORS, *VALIDATION_ERRORS, json.JSONDecodeError):
+                return {}
+            self._asked = True
+        return {"served": self._fingerprint} if self._fingerprint else {}
+
+
+class OpenAIChat(Served):
     """OpenAI's chat completions, or any compatible endpoint when `base_url` is given.
 
     The OpenAI key is only ever sent to OpenAI: another endpoint gets `api_key` or "none".
@@ -94,10 +124,12 @@ class OpenAIChat:
         self.model = model
         self.params = dict(OPENAI_PARAMS if params is None else params)
         self.endpoint = str(self.client.base_url).rstrip("/")
+        self._asked = base_url is None  # OpenAI itself: nothing to ask
 
     def identity(self) -> dict:
         """What, besides the messages, decides the answer (the cache key)."""
-        return {"endpoint": self.endpoint, "model": self.model, "params": self.params}
+        return {"endpoint": self.endpoint, "model": self.model, "params": self.params,
+                **self.served()}
 
     def complete(self, messages: list[dict]) -> Reply:
         try:
@@ -114,27 +146,31 @@ class OpenAIChat:
             raise MalformedReply(f"not a chat completion: {str(response)[:200]!r}") from e
 
 
-class AnthropicChat:
+class AnthropicChat(Served):
     """Anthropic's messages API: the system prompt goes apart, the answer is prefilled.
 
-    Set `prefill=False` for models that refuse a prefilled assistant turn.
+    Set `prefill=False` for models that refuse a prefilled assistant turn. The Anthropic key
+    is only ever sent to Anthropic: another endpoint gets `api_key` or "none".
     """
 
     def __init__(self, model: str, api_key: str | None = None, base_url: str | None = None,
                  params: dict | None = None, timeout: float = 30.0, prefill: bool = True):
-        api_key = api_key or settings.get("ANTHROPIC_API_KEY")
-        if not api_key:
-            raise FrontierError("no Anthropic key: set ANTHROPIC_API_KEY (e.g. in .env)")
-        self.key_hint = "ANTHROPIC_API_KEY"
-        self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url, timeout=timeout,
-                                          max_retries=0)
+        if base_url is None:
+            api_key = api_key or settings.get("ANTHROPIC_API_KEY")
+            if not api_key:
+                raise FrontierError("no Anthropic key: set ANTHROPIC_API_KEY (e.g. in .env)")
+        self.key_hint = "ANTHROPIC_API_KEY" if base_url is None else "the api_key you passed"
+        # An explicit key, even "none", stops the client reading keys from the environment.
+        self.client = anthropic.Anthropic(api_key=api_key or "none", base_url=base_url,
+                                          timeout=timeout, max_retries=0)
         self.model, self.prefill = model, prefill
         self.params = dict(ANTHROPIC_PARAMS if params is None else params)
         self.endpoint = str(self.client.base_url).rstrip("/")
+        self._asked = base_url is None  # Anthropic itself: nothing to ask
 
     def identity(self) -> dict:
         return {"endpoint": self.endpoint, "model": self.model, "params": self.params,
-                "prefill": self.prefill}
+                "prefill": self.prefill, **self.served()}
 
     def complete(self, messages: list[dict]) -> Reply:
         system, turns = messages[0]["content"], messages[1:]
@@ -281,22 +317,32 @@ class Meter:
 SCHEMA = """CREATE TABLE IF NOT EXISTS replies (
     key TEXT PRIMARY KEY, endpoint TEXT, model TEXT, request TEXT, text TEXT,
     input_tokens INTEGER, output_tokens INTEGER, created REAL)"""
+CLAIMS = "CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT, since REAL)"
 
 
 class Cache:
     """Answers on disk (SQLite), one row per call, committed as each one arrives.
 
+    A call in flight is claimed in the cache, so that another process (or thread) about to
+    ask for the same answer waits for it instead of paying for it again. A claim whose
+    owner died, or older than `claim_seconds`, is taken over.
+
     >>> cache = Cache(":memory:")
+    >>> cache.claim("k")                  # None: nobody has it, and this caller now asks
     >>> cache.put("k", {"model": "m"}, Reply("Price is $12", 30, 4))
+    >>> cache.release("k")
     >>> cache.get("k"), cache.get("other"), len(cache)
     (Reply(text='Price is $12', input_tokens=30, output_tokens=4), None, 1)
+    >>> cache.claim("k")                  # answered: no need to ask
+    Reply(text='Price is $12', input_tokens=30, output_tokens=4)
     """
 
-    def __init__(self, path: str | Path | None = None):
+    def __init__(self, path: str | Path | None = None, claim_seconds: float = 300.0):
         path = path or cache_path()
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+        self.path, self.claim_seconds = path, claim_seconds
+        self.owner = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
         # Autocommit: every answer is durable once `put` returns, whatever happens next.
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
                                    timeout=30)
@@ -304,11 +350,15 @@ class Cache:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(SCHEMA)
+            self._db.execute(CLAIMS)
 
     def get(self, key: str) -> Reply | None:
         with self._lock:
-            row = self._db.execute("SELECT text, input_tokens, output_tokens FROM replies "
-                                   "WHERE key = ?", (key,)).fetchone()
+            return self._get(key)
+
+    def _get(self, key: str) -> Reply | None:
+        row = self._db.execute("SELECT text, input_tokens, output_tokens FROM replies "
+                               "WHERE key = ?", (key,)).fetchone()
         return Reply(*row) if row else None
 
     def put(self, key: str, request: dict, reply: Reply) -> None:
@@ -317,6 +367,35 @@ class Cache:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
 
+    def claim(self, key: str, poll: float = 0.05) -> Reply | None:
+        """The stored answer for `key`, waiting while another caller is asking for it; None
+        once this caller holds the claim: it asks, then `put`s the answer and `release`s."""
+        while True:
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")  # one claimer at a time, across processes
+                try:
+                    reply = self._get(key)
+                    held = self._db.execute("SELECT owner, since FROM claims WHERE key = ?",
+                                            (key,)).fetchone()
+                    if reply is None and (held is None or self._stale(*held)):
+                        self._db.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?)",
+                                         (key, self.owner, time.time()))
+                        return None
+                finally:
+                    self._db.execute("COMMIT")
+            if reply is not None:
+                return reply
+            time.sleep(poll)
+
+    def release(self, key: str) -> None:
+        """Give up this caller's claim on `key` (answered or not)."""
+        with self._lock:
+            self._db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, self.owner))
+
+    def _stale(self, owner: str, since: float) -> bool:
+        """Whether a claim can be taken over: too old, or its process is gone."""
+        return time.time() - since > self.claim_seconds or not _alive(owner)
+
     def __len__(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
@@ -324,6 +403,21 @@ class Cache:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _alive(owner: str) -> bool:
+    """Whether the process of a claim's owner may still run (only one on this machine can be
+    told to be dead, and only on POSIX: elsewhere a claim waits out its time)."""
+    host, pid, _ = owner.rsplit("/", 2)
+    if host != socket.gethostname() or os.name != "posix":
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
 
 
 def cache_path() -> Path:
@@ -386,14 +480,18 @@ class ChatPricer(Pricer):
         key = self.key(item)
         if key in self._answers:
             return self._answers[key]
-        answer: Reply | str | None = self.cache.get(key)
+        answer: Reply | str | None = self.cache.claim(key)  # waits while another process asks
         if answer is not None:
             self.meter.add(cached=1)
         else:
             messages = messages_for(item)
-            answer = self._call(messages)
+            try:
+                answer = self._call(messages)
+                if isinstance(answer, Reply):
+                    self.cache.put(key, {**self.chat.identity(), "messages": messages}, answer)
+            finally:
+                self.cache.release(key)
             if isinstance(answer, Reply):
-                self.cache.put(key, {**self.chat.identity(), "messages": messages}, answer)
                 self.meter.add(calls=1, input_tokens=answer.input_tokens,
                                output_tokens=answer.output_tokens)
         if isinstance(answer, Reply) and get_price(answer.text) is None:

@@ -33,10 +33,18 @@ MAX_TOKENS = 160
 CEILING_CHARS = MAX_TOKENS * 7
 # A cut at the last sentence end is preferred when it drops at most this share of the text.
 SENTENCE_SLACK = 0.12
+# Real Amazon titles run to about 450 characters; longer is junk that must not fill the text.
+TITLE_CHARS = 500
 
-_RANGE = re.compile(r"\d\s*(-|–|to)\s*\$?\s*\d")
+_RANGE = re.compile(r"\d\s*(-|–|—|to)\s*\$?\s*\d")
 _LETTER = re.compile(r"[a-z]")
-_AMOUNT = re.compile(r"\$?\s*((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)\s*(usd)?")
+# A currency mark before or after the amount: "$12", "USD 12", "US $12", "12 USD", "12$".
+_CURRENCY = re.compile(r"^(us\s*\$|usd|\$)\s*|\s*(usd|\$)$")
+_AMOUNT = re.compile(r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+")
+# "1.299": a thousands separator, or a price in tenths of a cent? Amazon's US prices have two
+# decimals, so three after a leading digit that is not 0 cannot be told apart: rejected.
+_AMBIGUOUS = re.compile(r"[1-9]\d{0,2}\.\d{3}")
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
 _JSON_PUNCTUATION = ':[]"{}【】'
 _ASCII_DIGIT = re.compile(r"[0-9]")
 _SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
@@ -45,47 +53,78 @@ _SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
 def parse_price(raw: Any) -> tuple[float | None, str | None]:
     """Read a raw price field: (price, None) when unambiguous, else (None, reason).
 
-    >>> parse_price("$1,299.99"), parse_price("None"), parse_price("12.99 - 19.99")
-    ((1299.99, None), (None, 'missing'), (None, 'a range'))
+    >>> parse_price("$1,299.99"), parse_price("US $12.99"), parse_price("12$")
+    ((1299.99, None), (12.99, None), (12.0, None))
+    >>> parse_price("None"), parse_price("12.99 - 19.99"), parse_price("1.299")
+    ((None, 'missing'), (None, 'a range'), (None, 'ambiguous'))
+    >>> parse_price("9" * 400), parse_price("0")
+    ((None, 'too large'), (None, 'not positive'))
     """
     if raw is None or isinstance(raw, bool):
         return None, "missing"
     if isinstance(raw, (int, float)):
-        value = float(raw)
+        try:
+            value = float(raw)
+        except OverflowError:  # an int too big for a float
+            value = math.inf
     else:
-        text = str(raw).strip().lower()
+        text = str(raw).translate(_INVISIBLE).strip().lower()
         if text in {"", "none", "null", "nan", "n/a", "-", "—"}:
             return None, "missing"
         if _RANGE.search(text):
             return None, "a range"
-        if _LETTER.search(text.replace("usd", "")):
+        amount = _CURRENCY.sub("", text)
+        if _LETTER.search(amount):
             return None, "qualified or not a price"
-        match = _AMOUNT.fullmatch(text)
-        if not match:
+        if not _AMOUNT.fullmatch(amount):
             return None, "malformed"
-        value = float(match.group(1).replace(",", ""))
-    if not math.isfinite(value) or value <= 0:
+        if _AMBIGUOUS.fullmatch(amount):
+            return None, "ambiguous"
+        value = float(amount.replace(",", ""))
+    if not value > 0:  # NaN too
         return None, "not positive"
+    if math.isinf(value):
+        return None, "too large"
     return value, None
 
 
 def _lines(value: Any) -> list[str]:
-    """A raw text field as a list of strings: lists stay, a lone string is one line."""
+    """A raw text field as a list of strings: a list's non-empty entries, else one line.
+
+    >>> _lines(["Boils.", "", None, 5]), _lines("Boils."), _lines(7.5), _lines(None)
+    (['Boils.', '5'], ['Boils.'], ['7.5'], [])
+    """
     if value is None:
         return []
-    if isinstance(value, str):
-        return [value]
-    return [str(v) for v in value if v]
+    if isinstance(value, list):
+        return [str(v) for v in value if v]
+    return [str(value)]
 
 
 def details_text(details: Any) -> str:
-    """The raw `details` field as a JSON string (it arrives as a string or as a dict)."""
+    """The raw `details` field as a JSON string (it arrives as a string or as a dict).
+
+    A structure nested too deeply to write as JSON raises a ValueError, as any malformed
+    record does.
+    """
     if not details:
         return ""
     if isinstance(details, dict):
         # The hub's JSON builder gives every record every key seen in the file; drop the Nones.
-        return json.dumps({k: v for k, v in details.items() if v is not None})
+        try:
+            return json.dumps({k: v for k, v in details.items() if v is not None})
+        except RecursionError:
+            raise ValueError("details nested too deeply") from None
     return str(details)
+
+
+def title_text(title: Any) -> str:
+    """A raw title as text, at most TITLE_CHARS characters (cut at a word where there is one).
+
+    >>> title_text("Kettle"), len(title_text("Kettle " * 1000)), title_text(None)
+    ('Kettle', 496, '')
+    """
+    return _ceiling(str(title or ""), TITLE_CHARS, course_compatible=False)
 
 
 class Item:
@@ -116,7 +155,7 @@ class Item:
 
     def __init__(self, data: dict, price: float, category: str = "",
                  course_compatible: bool = False):
-        self.title = str(data.get("title") or "")
+        self.title = title_text(data.get("title"))
         self.price = price
         self.category = category
         self.parse(data, course_compatible)
@@ -214,8 +253,12 @@ class Item:
         if len(tokens) <= MIN_TOKENS:
             self.excluded_because = "too few tokens"
             return
-        self.text = truncate(text, tokens, MAX_TOKENS, course_compatible)
-        self._token_count = _prompt_tokens(self.text, tokens, f"\n\n{self.PREFIX}"
+        cut = truncate(text, tokens, MAX_TOKENS, course_compatible, MIN_TOKENS)
+        if cut is None:
+            self.excluded_because = "too few tokens"
+            return
+        self.text = cut
+        self._token_count = _prompt_tokens(cut, tokens, f"\n\n{self.PREFIX}"
                                            f"{round(self.price)}.00")
         self.include = True
 
@@ -310,9 +353,10 @@ def item_from_messages(messages: list[dict]) -> Item:
         raise ValueError("the chat has no user message describing an item")
     text = users[-1].get("content") or ""
     if isinstance(text, list):  # OpenAI content parts
-        text = "".join(part.get("text", "") for part in text if isinstance(part, dict))
+        text = [part.get("text", "") for part in text if isinstance(part, dict)]
+        text = "".join(text) if all(isinstance(t, str) for t in text) else None
     if not isinstance(text, str):
-        raise ValueError("the user message's content is not text")
+        raise ValueError("the user message's content must be text")
     text = text.removeprefix(f"{CHAT_QUESTION}\n\n").strip()
     if not text:
         raise ValueError("the user message is empty")
@@ -385,23 +429,31 @@ def _ceiling(contents: str, limit: int, course_compatible: bool) -> str:
     return cut[:space] if space > 0 else cut
 
 
-def truncate(text: str, tokens: list[int], max_tokens: int, course_compatible: bool) -> str:
-    """Cut `text` to at most `max_tokens` tokens.
+def truncate(text: str, tokens: list[int], max_tokens: int, course_compatible: bool,
+             min_tokens: int = 0) -> str | None:
+    """Cut `text` to at most `max_tokens` tokens (`tokens`: at least its first max_tokens + 1).
 
     The course decodes the first `max_tokens` tokens, which often ends mid-word. The fixed
-    cut never ends inside a word, and ends at a sentence when that loses little.
+    cut never ends inside a word of spaced text, and ends at a sentence when that loses
+    little. It never goes back into the title line; when going back to a word leaves
+    `min_tokens` or fewer (a long last word), there is no text worth keeping: None.
     """
     if len(tokens) <= max_tokens:
         return text
     if course_compatible:
         return llama_tokens.decode(tokens[:max_tokens])
     head = llama_tokens.encoding().decode_bytes(tokens[:max_tokens]).decode("utf-8", "ignore")
+    body = head.find("\n") + 1  # where the description starts
     if not text[len(head)].isspace():
-        space = max(head.rfind(" "), head.rfind("\n"))
-        head = head[:space] if space > 0 else head
+        # Back to the last space; a text with none after the title (Chinese, Japanese) is
+        # cut between whole characters instead.
+        space = max(head.rfind(" ", body), head.rfind("\n", body))
+        head = head[:space].rstrip() if space > body else head
+        if llama_tokens.count_joined(head, tokens, "") <= min_tokens:
+            return None
     head = head.rstrip()
     # Only a sentence end in the last SENTENCE_SLACK of the text can count: look there.
-    last_part = max(0, int(len(head) * (1 - SENTENCE_SLACK)) - 2)
+    last_part = max(body, int(len(head) * (1 - SENTENCE_SLACK)) - 2)
     ends = [m.end() for m in _SENTENCE_END.finditer(head, last_part)]
     if ends and len(head) - ends[-1] <= SENTENCE_SLACK * len(head):
         head = head[: ends[-1]].rstrip()

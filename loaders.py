@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import gzip
 import time
+import warnings
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -33,6 +35,7 @@ SAMPLE_SIZE = 3000  # raw records per category in the offline sample
 CHUNK_SIZE = 1000
 SLICE_BYTES = 2 << 20  # a worker's share of a plain JSONL file: about 1,000 records
 FIELDS = ("title", "description", "features", "details", "price")
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark, which some tools write before the first line
 
 
 @dataclass
@@ -47,8 +50,9 @@ class LoadReport:
 
     @property
     def priced(self) -> int:
-        unpriced = sum(n for why, n in self.rejected.items() if why.startswith("price "))
-        return self.read - self.rejected["malformed record"] - unpriced
+        unpriced = sum(n for why, n in self.rejected.items()
+                       if why.startswith(("price ", "malformed record", "damaged file")))
+        return self.read - unpriced
 
     @property
     def in_range(self) -> int:
@@ -75,28 +79,45 @@ def item_from_record(record: dict, category: str,
                      course_compatible: bool = False) -> tuple[Item | None, str | None]:
     """One raw record -> (Item, None) when it qualifies, else (None, why it was rejected).
 
-    The price is checked first: it is the cheapest test and rejects the most records.
+    Never raises: whatever goes wrong with one record is that record's rejection, so one bad
+    record can never lose a load. The price is checked first: it is the cheapest test and
+    rejects the most records.
     """
     if not isinstance(record, dict) or not isinstance(record.get("title"), str) \
             or not record["title"].strip():
         return None, "malformed record"
-    price, why = parse_price(record.get("price"))
-    if price is None:
-        return None, f"price {why}"
-    if not MIN_PRICE <= price <= MAX_PRICE:
-        return None, "out of price range"
-    item = Item(record, price, category, course_compatible)
+    try:
+        price, why = parse_price(record.get("price"))
+        if price is None:
+            return None, f"price {why}"
+        if not MIN_PRICE <= price <= MAX_PRICE:
+            return None, "out of price range"
+        item = Item(record, price, category, course_compatible)
+    except Exception as error:  # whatever the record holds, it is only this record lost
+        return None, f"malformed record: {error.__class__.__name__}"
     return (item, None) if item.include else (None, item.excluded_because)
 
 
 def as_record(raw: dict | bytes | str) -> dict | None:
-    """A raw record as a dict: parsed when it is a JSON line, None when that is not JSON."""
-    if isinstance(raw, dict):
-        return raw
+    """A raw record as a dict: parsed when it is a JSON line, None when that is not JSON.
+
+    >>> as_record(b'\\xef\\xbb\\xbf{"title": "Kettle"}')   # a UTF-8 BOM is not part of the JSON
+    {'title': 'Kettle'}
+    """
+    if not isinstance(raw, (bytes, str)):
+        return raw if isinstance(raw, dict) else None
     try:
-        return orjson.loads(raw)
+        return orjson.loads(raw.removeprefix(BOM if isinstance(raw, bytes) else BOM.decode()))
     except orjson.JSONDecodeError:
         return None
+
+
+@dataclass(frozen=True)
+class Damage:
+    """Stands, in a chunk, for the unreadable rest of a damaged file: one rejection."""
+
+    path: Path
+    error: str
 
 
 def items_from_chunk(chunk: list | FileSlice, category: str,
@@ -107,6 +128,9 @@ def items_from_chunk(chunk: list | FileSlice, category: str,
         chunk = chunk.lines()
     kept, rejected = [], Counter()
     for raw in chunk:
+        if isinstance(raw, Damage):
+            rejected["damaged file: rest unreadable"] += 1
+            continue
         record = as_record(raw)
         if record is None:
             rejected["malformed record"] += 1
@@ -147,19 +171,34 @@ def _file_slices(path: Path, size: int) -> Iterator[FileSlice]:
             start = end
 
 
-def _file_chunks(path: Path, size: int) -> Iterator[list[bytes]]:
-    """Raw lines of a .jsonl or .jsonl.gz file, `size` at a time (parsed in the workers)."""
-    opener = gzip.open if path.suffix == ".gz" else open
+def is_gzip(path: Path) -> bool:
+    """Whether `path` holds gzip data, whatever its name says."""
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def _file_chunks(path: Path, size: int) -> Iterator[list]:
+    """Raw lines of a JSONL file, plain or gzip, `size` at a time (parsed in the workers).
+
+    A damaged gzip file (truncated, corrupt) gives every line before the damage, then a
+    warning naming the file and a `Damage` that counts its unreadable rest as one rejection.
+    """
+    opener = gzip.open if is_gzip(path) else open
+    chunk: list = []
     with opener(path, "rb") as f:
-        chunk = []
-        for line in f:
-            if line.strip():
-                chunk.append(line)
-            if len(chunk) == size:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
+        try:
+            for line in f:
+                if line.strip():
+                    chunk.append(line)
+                if len(chunk) == size:
+                    yield chunk
+                    chunk = []
+        except (EOFError, OSError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+            warnings.warn(f"{path} is damaged ({e}); the rest of it after the records read "
+                          f"so far is counted as one rejection", stacklevel=2)
+            chunk.append(Damage(path, str(e)))
+    if chunk:
+        yield chunk
 
 
 def _json_builder_chunks(data_files: str, size: int) -> Iterator[list[dict]]:
@@ -208,7 +247,7 @@ class ItemLoader:
     def _work(self) -> Iterator[list | FileSlice]:
         """What the workers get: slices that they read themselves of a plain local file,
         else chunks of records."""
-        if self.source != "hub" and self.raw_path().suffix != ".gz":
+        if self.source != "hub" and not is_gzip(self.raw_path()):
             return _file_slices(self.raw_path(), SLICE_BYTES)
         return self.chunks()
 
@@ -232,10 +271,12 @@ class ItemLoader:
     def records(self) -> Iterator[dict]:
         """Every raw record of this category as a dict, for looking at the raw data.
 
-        Lines that are not valid JSON are skipped here; `load` counts them.
+        Lines that are not valid JSON, and a damaged file's rest, are skipped here; `load`
+        counts them.
         """
         for chunk in self.chunks():
-            yield from (r for r in map(as_record, chunk) if r is not None)
+            records = (as_record(r) for r in chunk if not isinstance(r, Damage))
+            yield from (r for r in records if r is not None)
 
     def load(self, workers: int = 8) -> list[Item]:
         """Every qualifying Item of this category, stamped with it; see `self.report`."""

@@ -30,6 +30,7 @@ from typing import Self
 
 import numpy as np
 
+from files import written
 from items import Item
 
 Predictor = Callable[[Item], float]  # what the Tester and the local server accept
@@ -105,10 +106,8 @@ class Pricer:
             raise RuntimeError(f"{self.name} is not fitted: nothing to save")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial")
-        with open(partial, "wb") as f:
+        with written(path) as partial, open(partial, "wb") as f:
             pickle.dump(self, f)
-        partial.replace(path)
         return path
 
     @classmethod

@@ -20,6 +20,8 @@ import math
 import random
 from pathlib import Path
 
+from files import written
+
 CATEGORIES = [
     "Automotive", "Electronics", "Office_Products", "Tools_and_Home_Improvement",
     "Cell_Phones_and_Accessories", "Toys_and_Games", "Appliances", "Musical_Instruments",
@@ -197,10 +199,8 @@ def version() -> str:
 def write(category: str, path: Path, n: int = 3000, seed: int = 42) -> Path:
     """Write the sample of `category` as gzipped JSON lines (atomically) and return `path`."""
     records = generate(category, n, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    with open(partial, "wb") as raw, gzip.GzipFile("", "wb", fileobj=raw, mtime=0) as f:
+    with written(path) as partial, open(partial, "wb") as raw, \
+            gzip.GzipFile("", "wb", fileobj=raw, mtime=0) as f:
         for rec in records:
             f.write((json.dumps(rec) + "\n").encode())
-    partial.replace(path)
     return path

@@ -14,12 +14,20 @@ The chat that `items.messages_for` builds is turned back into an Item, the predi
 prices it, and the answer comes back as "Price is $X.XX" in an OpenAI-shaped completion with
 token usage (counted with the Llama 3 tokenizer), so the same client code that calls OpenAI
 scores it over real HTTP. It also answers Anthropic's /v1/messages, continuing a prefill.
+
+Bad requests get clean 4xx errors: a chat body is limited to MAX_BODY bytes (413), a chat
+that is not text is a 400, and a predictor's exception is a generic 500 whose details go to
+the server's log only. With an API key (`--api-key`, or PRICER_SERVER_API_KEY so that it
+stays out of the process list), /docs and /openapi.json are closed too.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hmac
 import importlib
+import logging
 import math
 import socket
 import threading
@@ -34,9 +42,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 import llama_tokens
+import settings
 from fine_tuning_jobs import FineTuning
 from items import Item, item_from_messages
 from pricer import Predictor, Trainer
+
+MAX_BODY = 1 << 20  # bytes of a chat request: a product's chat is a few KB
+MAX_UPLOAD = 512 << 20  # bytes of an uploaded file, OpenAI's own limit
+log = logging.getLogger("server")
 
 
 class Message(BaseModel):
@@ -62,6 +75,32 @@ def error(status: int, message: str, code: str) -> JSONResponse:
     kind = "server_error" if status >= 500 else "invalid_request_error"
     body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
     return JSONResponse(body, status_code=status)
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over its limit gets a 413 before a byte of it is read.
+
+    Only bodies of a declared length are taken (as the OpenAI and Anthropic clients send):
+    a chunked one, whose size is unknown until read, gets a 411.
+    """
+
+    def __init__(self, app, limit: int = MAX_BODY, upload_limit: int = MAX_UPLOAD):
+        self.app, self.limit, self.upload_limit = app, limit, upload_limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            limit = self.upload_limit if scope["path"] == "/v1/files" else self.limit
+            length = headers.get(b"content-length")
+            refusal = None
+            if length is None and b"transfer-encoding" in headers:
+                refusal = error(411, "send the body with a Content-Length", "length_required")
+            elif length is not None and int(length) > limit:
+                refusal = error(413, f"the request body is over {limit:,} bytes",
+                                "request_too_large")
+            if refusal is not None:
+                return await refusal(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 def completion(model: str, text: str, prompt_tokens: int) -> dict:
@@ -96,13 +135,30 @@ def app_for(predictor: Predictor, model: str = "pricer", api_key: str | None = N
     With a `trainer`, the app also takes files and fine-tuning jobs, and serves each job's
     trained model by its `fine_tuned_model` name (see fine_tuning_jobs.py).
     """
-    app = FastAPI(title=f"{model}: an OpenAI-compatible price predictor")
     models = {model: predictor}
+    # Every start is a new fingerprint: a client's cache never takes one predictor's answers
+    # for another's served under the same name.
+    fingerprint = f"fp_{uuid.uuid4().hex[:12]}"
+    closing: list[Callable[[], None]] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        for close in closing:
+            close()
+
+    # With a key, the API's description is closed too.
+    hidden = {"docs_url": None, "redoc_url": None, "openapi_url": None} if api_key else {}
+    app = FastAPI(title=f"{model}: an OpenAI-compatible price predictor", lifespan=lifespan,
+                  **hidden)
+    app.add_middleware(BodyLimit)
 
     def authorize(authorization: str | None = Header(default=None),
                   x_api_key: str | None = Header(default=None)) -> None:
         bearer = (authorization or "").removeprefix("Bearer ")
-        if api_key is not None and api_key not in (x_api_key, bearer):  # OpenAI's, Anthropic's
+        if api_key is not None and not any(  # OpenAI's header, or Anthropic's
+                hmac.compare_digest(api_key.encode(), (given or "").encode())
+                for given in (x_api_key, bearer)):
             raise KeyRefused
 
     @app.exception_handler(KeyRefused)
@@ -124,8 +180,10 @@ def app_for(predictor: Predictor, model: str = "pricer", api_key: str | None = N
             return error(400, str(e), "invalid_messages")
         try:
             price = float(models[request.model](item))
-        except Exception as e:  # the client sees why, and retries as after any 500
-            return error(500, f"the predictor failed: {e!r}", "predictor_error")
+        except Exception:  # the client retries as after any 500; why is for the server's log
+            log.exception("the predictor for %s failed on %r", request.model, item.title)
+            return error(500, "the predictor failed; the server's log says why",
+                         "predictor_error")
         if not math.isfinite(price):
             return error(500, f"the predictor returned {price}", "predictor_error")
         text = f"{Item.PREFIX}{max(price, 0.0):.2f}"
@@ -134,10 +192,19 @@ def app_for(predictor: Predictor, model: str = "pricer", api_key: str | None = N
         texts = [str(request.system or "")] + [str(m["content"] or "") for m in messages]
         return shape(request.model, text, sum(llama_tokens.count(t) for t in texts))
 
+    def described(name: str) -> dict:
+        return {"id": name, "object": "model", "created": 0, "owned_by": "local",
+                "fingerprint": fingerprint}
+
     @app.get("/v1/models", dependencies=[Depends(authorize)])
     def list_models() -> dict:
-        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0,
-                                            "owned_by": "local"} for name in models]}
+        return {"object": "list", "data": [described(name) for name in models]}
+
+    @app.get("/v1/models/{name:path}", dependencies=[Depends(authorize)])
+    def model_of(name: str):
+        if name not in models:
+            return error(404, f"The model `{name}` does not exist", "model_not_found")
+        return described(name)
 
     # Plain `def`s: FastAPI runs them in a thread pool, so slow predictors serve concurrently.
     @app.post("/v1/chat/completions", dependencies=[Depends(authorize)])
@@ -149,7 +216,9 @@ def app_for(predictor: Predictor, model: str = "pricer", api_key: str | None = N
         return answer(request, message, continue_prefill=True)
 
     if trainer is not None:
-        app.include_router(FineTuning(models, trainer, authorize, error).router)
+        jobs = FineTuning(models, trainer, authorize, error)
+        app.include_router(jobs.router)
+        closing.append(jobs.close)
     return app
 
 
@@ -219,10 +288,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", help="the model name clients ask for (default: the name)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--api-key", help="require this key from clients")
+    parser.add_argument("--api-key", help="require this key from clients (better: set "
+                                          "PRICER_SERVER_API_KEY, kept out of the process list)")
     args = parser.parse_args(argv)
     model = args.model or args.predictor.partition(":")[2]
-    running = start(load_predictor(args.predictor), model, args.api_key, args.host, args.port)
+    api_key = args.api_key or settings.get("PRICER_SERVER_API_KEY")
+    running = start(load_predictor(args.predictor), model, api_key, args.host, args.port)
     print(f"Serving {model} at {running.base_url}", flush=True)
     try:
         while running.thread.is_alive():

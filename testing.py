@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -36,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 import settings
+from files import written
 from items import Item
 from pricer import NoPrice, Predictor, Pricer, PricerError
 
@@ -314,10 +314,8 @@ def record(scores: Scores, path: str | Path | None = None, test_set: str = "",
     rows = [old for old in results(path).to_dict("records")
             if (old["title"], str(old.get("test_set", ""))) != (scores.title, test_set)]
     table = pd.DataFrame([*rows, row])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    table.to_csv(partial, index=False)
-    partial.replace(path)  # atomic: a reader never sees half a table
+    with written(path) as partial:  # a reader never sees half a table
+        table.to_csv(partial, index=False)
     return table
 
 

@@ -61,7 +61,8 @@ class Recorder:
 
 
 class Faults:
-    """A middleware answering the next requests from a script; an empty script passes through."""
+    """A middleware answering the next chats from a script; an empty script passes through,
+    as do other requests (a client asking which model it talks to)."""
 
     def __init__(self):
         self.script: deque[Fault] = deque()
@@ -71,7 +72,8 @@ class Faults:
         return self
 
     async def __call__(self, request, call_next) -> Response:
-        fault = self.script.popleft() if self.script else None
+        chat = request.url.path.endswith(("/chat/completions", "/messages"))
+        fault = self.script.popleft() if self.script and chat else None
         return await (fault(request, call_next) if fault else call_next(request))
 
 

@@ -2,9 +2,14 @@
 every way of saving and loading them back."""
 
 import json
+import os
 import random
 import shutil
+import subprocess
+import sys
+import time
 from collections import defaultdict
+from pathlib import Path
 from types import SimpleNamespace
 
 import matplotlib
@@ -234,3 +239,53 @@ def test_fast_tokenizing_matches_plain(raw_folder):
         cut = rng.randint(0, len(text))
         assert llama_tokens.count_joined(text[:cut], llama_tokens.encode(text), "\n\nPrice") \
             == llama_tokens.count(text[:cut] + "\n\nPrice")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("stall_at", [1, 2])  # in train.parquet, then in test.parquet
+def test_a_split_save_killed_midway_is_redone(raw_folder, data_dir, tmp_path, stall_at):
+    build(raw_folder)
+    folder = split_folder(data_dir)
+    whole = [(folder / f).read_bytes() for f in SPLIT_FILES]
+    shutil.rmtree(folder)  # the categories stay curated: a rerun only saves the split again
+    ready = tmp_path / "ready"
+    code = (f"import time, curation\n"
+            f"write, calls = curation.pq.ParquetWriter.write_table, []\n"
+            f"def stall(self, table, **kw):\n"
+            f"    write(self, table, **kw)\n"
+            f"    calls.append(1)\n"
+            f"    if len(calls) == {stall_at}:\n"
+            f"        open({str(ready)!r}, 'w').close()\n"
+            f"        time.sleep(60)\n"
+            f"curation.pq.ParquetWriter.write_table = stall\n"
+            f"curation.full({str(raw_folder)!r}, 1, sizes=(None, 20), cap=2)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.Popen([sys.executable, "-c", code], env=env)
+    deadline = time.monotonic() + 60
+    while not ready.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    run.kill()  # kill -9: no clean-up of any kind
+    run.wait()
+    assert ready.exists() and not curation.is_saved(folder)
+    build(raw_folder)
+    assert curation.is_saved(folder)
+    assert [(folder / f).read_bytes() for f in SPLIT_FILES] == whole
+
+
+def test_two_curations_of_one_category_at_once_both_finish(raw_folder, data_dir, monkeypatch):
+    stream, inner = loaders.ItemLoader.stream, []
+
+    def racing(self, workers=8):
+        for kept in stream(self, workers):
+            if not inner:  # halfway through its file, another run curates the same category
+                inner.append(None)
+                inner[0] = curation.curate("Appliances", str(raw_folder))
+            yield kept
+
+    monkeypatch.setattr(loaders.ItemLoader, "stream", racing)
+    outer = curation.curate("Appliances", str(raw_folder))
+    assert outer.path == inner[0].path and outer.report.kept == inner[0].report.kept > 0
+    assert len(curation.prices_and_categories([outer])[0]) == outer.report.kept
+    assert not list(outer.path.parent.glob("*.partial"))

@@ -5,8 +5,8 @@ import importlib
 
 import pytest
 
-MODULES = ["items", "llama_tokens", "loaders", "sample_data", "curation", "testing", "frontier",
-           "server", "fine_tuning", "fine_tuning_jobs", "lora", "minilm", "baselines"]
+MODULES = ["files", "items", "llama_tokens", "loaders", "sample_data", "curation", "testing",
+           "frontier", "server", "fine_tuning", "fine_tuning_jobs", "lora", "minilm", "baselines"]
 
 
 @pytest.mark.parametrize("name", MODULES)

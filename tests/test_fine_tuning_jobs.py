@@ -108,3 +108,29 @@ def test_unknown_files_and_jobs_are_404s(serve):
         fine_tuning.create_job(client, "file-nope")
     with pytest.raises(openai.NotFoundError):
         client.fine_tuning.jobs.retrieve("ftjob-nope")
+
+
+def test_a_file_that_is_not_utf8_fails_its_job(serve, tmp_path):
+    client = client_for(serve())
+    train_file, _ = fine_tuning.write_files(TRAIN, tmp_path, 20, 5)
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(train_file.read_text().replace("Kettle", "Kettle é").encode("latin-1"))
+    with open(path, "rb") as f:
+        file_id = client.files.create(file=f, purpose="fine-tune").id
+    job = fine_tuning.create_job(client, file_id)
+    with pytest.raises(fine_tuning.FineTuneFailed, match="invalid_utf8"):
+        fine_tuning.follow(client, job.id, poll_seconds=0.05, timeout=10, progress=False)
+
+
+def test_anything_that_breaks_a_job_fails_it(serve, tmp_path, monkeypatch):
+    client = client_for(serve())
+    train_file, _ = fine_tuning.write_files(TRAIN, tmp_path, 20, 5)
+    file_id = fine_tuning.upload(client, train_file)
+
+    def broken(*args, **kwargs):
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+    monkeypatch.setattr(fine_tuning, "validate_jsonl", broken)
+    job = fine_tuning.create_job(client, file_id)
+    with pytest.raises(fine_tuning.FineTuneFailed, match="invalid start byte"):
+        fine_tuning.follow(client, job.id, poll_seconds=0.05, timeout=10, progress=False)

@@ -1,10 +1,13 @@
 """The LLM pricers, against the local server over real HTTP, with scripted faults."""
 
 import doctest
+import http.server
+import json
 import math
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,6 +18,7 @@ import pytest
 
 import frontier
 import llama_tokens
+import server
 from frontier import Backoff, Cache, FrontierError
 from items import item_from_messages
 from pricer import NoPrice
@@ -294,3 +298,81 @@ def test_anthropic_over_the_local_server(local):
     prefilled = frontier.AnthropicChat(running.model, api_key="any", base_url=base)
     assert prefilled.complete(frontier.messages_for(item)).text == "22.50"
     assert prefilled.identity() != chat.identity()
+
+
+class Listener(http.server.ThreadingHTTPServer):
+    """A foreign endpoint that records the headers of every request and answers any chat."""
+
+    def __init__(self):
+        self.headers: list[dict] = []
+        listener = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                listener.headers.append(dict(self.headers))
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                shape = server.message if self.path.endswith("/messages") else server.completion
+                body = json.dumps(shape("m", "Price is $9.00", 10)).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def test_no_key_from_the_environment_goes_to_a_foreign_endpoint(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-secret")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret")
+    monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "sk-ant-token-secret")
+    listener = Listener()
+    url = f"http://127.0.0.1:{listener.server_address[1]}"
+    messages = frontier.messages_for(faults.make_items(1)[0])
+    try:
+        for chat in (frontier.OpenAIChat("m", base_url=f"{url}/v1"),
+                     frontier.AnthropicChat("m", base_url=url)):
+            assert chat.complete(messages).text.endswith("9.00")
+        frontier.AnthropicChat("m", base_url=url, api_key="mine").complete(messages)
+    finally:
+        listener.shutdown()
+    sent = [" ".join(h.values()) for h in listener.headers]
+    assert len(sent) == 3 and not any("secret" in s for s in sent)
+    assert "mine" in sent[2]  # a key the caller passes goes where the caller says
+
+
+def test_two_processes_sharing_a_cache_never_pay_twice(local, tmp_path):
+    running, recorder, _ = local
+    recorder.delay = 0.05
+    items = faults.make_items(20)
+    # Two Cache objects on one file: two connections, as two processes have.
+    pricers = [pricer_for(running, Cache(tmp_path / "replies.sqlite"), concurrency=4)
+               for _ in range(2)]
+    threads = [threading.Thread(target=p.prefetch, args=(items,), kwargs={"progress": False})
+               for p in pricers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert recorder.calls == 20 and set(recorder.seen.values()) == {1}
+    assert sum(p.meter.calls for p in pricers) == 20
+    assert sum(p.meter.cached for p in pricers) == 20
+    assert [[p(i) for i in items] for p in pricers] == [[faults.widget_price(i) for i in items]] * 2
+
+
+def test_a_claim_of_a_dead_process_or_too_old_is_taken_over(tmp_path):
+    path = tmp_path / "replies.sqlite"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    dead, live = Cache(path), Cache(path, claim_seconds=0.3)
+    dead.owner = dead.owner.rsplit("/", 2)[0] + f"/{gone}/x"
+    assert dead.claim("a") is None
+    start = time.monotonic()
+    assert live.claim("a") is None and time.monotonic() - start < 0.2  # at once
+    assert Cache(path).claim("b") is None  # a live owner's
+    start = time.monotonic()
+    assert live.claim("b") is None and 0.3 <= time.monotonic() - start < 5  # waited it out

@@ -5,6 +5,8 @@ import io
 import json
 import os
 import pickle
+import random
+import string
 
 import pytest
 
@@ -25,7 +27,9 @@ def record(text: str = " ".join(WORDS * 8), title: str = "Kettle", **fields) -> 
 
 @pytest.mark.parametrize("raw, price", [
     ("$1,299.99", 1299.99), ("12.99", 12.99), (" $5 ", 5.0), ("1299", 1299.0), (".99", 0.99),
-    (12.5, 12.5), (7, 7.0), ("19.99 USD", 19.99),
+    (12.5, 12.5), (7, 7.0), ("19.99 USD", 19.99), ("USD 12", 12.0), ("12.", 12.0),
+    ("US $12.99", 12.99), ("12$", 12.0), ("12.99\u200b", 12.99), ("\ufeff$5", 5.0),
+    ("0.299", 0.299), ("1,299.5", 1299.5),
 ])
 def test_parse_price_reads_unambiguous_prices(raw, price):
     assert parse_price(raw) == (price, None)
@@ -38,6 +42,10 @@ def test_parse_price_reads_unambiguous_prices(raw, price):
     ("Currently unavailable", "qualified or not a price"),
     ("$12.99+", "malformed"), ("1.2.3", "malformed"), ("12,99", "malformed"), ("-5", "malformed"),
     ("0", "not positive"), (0.0, "not positive"), (float("nan"), "not positive"),
+    ("1.299", "ambiguous"), ("12.999", "ambiguous"),
+    pytest.param("9" * 400, "too large", id="400 digits"),
+    pytest.param(10 ** 400, "too large", id="a 400-digit int"), (float("inf"), "too large"),
+    ("12—19", "a range"),
 ])
 def test_parse_price_rejects_with_a_reason(raw, why):
     assert parse_price(raw) == (None, why)
@@ -85,6 +93,49 @@ def test_odd_field_shapes_are_tolerated():
     item = Item({"title": "Kettle", "description": " ".join(WORDS * 8), "features": None,
                  "details": None}, 10.0)
     assert item.include
+
+
+def nested(depth: int) -> list:
+    inner: list = []
+    for _ in range(depth):
+        inner = [inner]
+    return inner
+
+
+@pytest.mark.parametrize("scalar", [5, 7.5, True])
+def test_a_scalar_text_field_is_one_line(scalar):
+    item = Item(record(features=[" ".join(WORDS * 8)]) | {"description": scalar}, 10.0)
+    assert item.include and item.text.startswith(f"Kettle\n{scalar} The sturdy")
+    assert Item(record(features=scalar), 10.0).include
+
+
+def test_details_nested_too_deeply_are_a_clear_error():
+    with pytest.raises(ValueError, match="nested too deeply"):
+        Item(record(details={"a": nested(5000)}), 10.0)
+
+
+# --- text without spaces, and huge titles --------------------------------------------------
+
+@pytest.mark.parametrize("text", ["中文的电水壶烧水很快，自动断电。" * 400,
+                                  "電気ケトルはすぐにお湯を沸かします。" * 400],
+                         ids=["Chinese", "Japanese"])
+def test_unspaced_text_is_cut_between_characters_not_back_to_the_title(text):
+    item = Item(record(text, title="电水壶"), 10.0)
+    assert item.include and item.text.startswith("电水壶\n" + text[:20])
+    assert MIN_TOKENS < llama_tokens.count(item.text) <= MAX_TOKENS
+
+
+def test_a_cut_that_falls_under_the_minimum_is_rejected():
+    # A few words, then a run of 300 tokens without a space: the cut goes back to the words.
+    run = "".join(random.Random(0).choices(string.ascii_lowercase, k=900))
+    item = Item(record("Boils water fast. " * 10 + run + " and more words" * 10), 10.0)
+    assert not item.include and item.excluded_because == "too few tokens"
+
+
+def test_a_huge_title_is_capped():
+    item = Item(record(title="Kettle " * 2_000_000), 10.0)
+    assert len(item.title) <= 500 and item.title.endswith("Kettle")
+    assert item.include and llama_tokens.count(item.text) <= MAX_TOKENS
 
 
 # --- truncation ----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import random
 
 import pytest
 
@@ -109,3 +110,125 @@ def test_report_arithmetic():
     report = LoadReport("X")
     report.add(2, {"price missing": 3, "out of price range": 1, "malformed record": 1})
     assert (report.read, report.priced, report.in_range, report.kept) == (7, 3, 2, 2)
+
+
+# --- bad records and damaged files: one rejection each, never a lost load --------------------
+
+GOOD = json.dumps(raw())
+
+
+@pytest.mark.parametrize("bad", [
+    '{"title": "Kettle", "description": 5, "price": "20"}',
+    '{"title": "Kettle", "features": true, "description": 7.5, "price": "20"}',
+    '{"title": "Kettle", "price": "20", "details": {"a": ' + "[" * 1000 + "]" * 1000 + "}}",
+], ids=["a number as description", "a bool as features", "details nested 1000 deep"])
+def test_one_bad_record_is_one_rejection(tmp_path, bad):
+    path = tmp_path / "meta_Appliances.jsonl"
+    path.write_text(f"{GOOD}\n{bad}\n{GOOD}\n")
+    loader = ItemLoader("Appliances", path)
+    assert len(loader.load(workers=1)) == 2
+    assert loader.report.read == 3 and sum(loader.report.rejected.values()) == 1
+
+
+def test_a_byte_order_mark_is_not_a_malformed_record(tmp_path):
+    path = tmp_path / "meta_Appliances.jsonl"
+    path.write_bytes(loaders.BOM + f"{GOOD}\n{GOOD}\n".encode())
+    loader = ItemLoader("Appliances", path)
+    assert len(loader.load(workers=1)) == 2 and not loader.report.rejected
+
+
+def test_a_truncated_gzip_keeps_what_came_before_and_names_the_file(tmp_path):
+    path = tmp_path / "meta_Appliances.jsonl.gz"
+    whole = gzip.compress("".join(json.dumps(raw(title=f"Kettle {i}")) + "\n"
+                                  for i in range(200)).encode())
+    path.write_bytes(whole[: len(whole) * 2 // 3])
+    loader = ItemLoader("Appliances", path)
+    with pytest.warns(UserWarning, match="meta_Appliances.jsonl.gz is damaged"):
+        items = loader.load(workers=1)
+    assert 50 < len(items) < 200 and items[0].title == "Kettle 0"
+    assert loader.report.rejected == {"damaged file: rest unreadable": 1}
+    assert loader.report.read == len(items) + 1
+
+
+def test_a_plain_file_named_gz_is_read_as_what_it_is(tmp_path):
+    path = write_jsonl(tmp_path / "meta_Appliances.jsonl", RECORDS)
+    named = path.rename(tmp_path / "meta_Appliances.jsonl.gz")
+    assert len(ItemLoader("Appliances", named).load(workers=1)) == 3
+
+
+def fuzz_value(rng: random.Random, depth: int = 0):
+    """A value of any JSON type, of any size and script."""
+    kind = rng.randrange(9 if depth < 3 else 6)
+    if kind == 0:
+        return rng.choice([None, True, False, 0, -1, 10 ** 30, 7.5, -0.0, 1e308])
+    if kind == 1:
+        return rng.choice(["", " ", "None", "$12.99", "12.99 - 19.99", "1.299", "9" * 400,
+                           "USD 12", "\ufeff5", "12—19", "\u200b"])
+    if kind == 2:
+        return " ".join(rng.choice(["Kettle", "boils", "WR57X10051", "水壶", "😀", "\x00",
+                                    "\ud7ff", "é"]) for _ in range(rng.randrange(400)))
+    if kind == 3:
+        return rng.choice(["x", "中", "a b "]) * rng.choice([1, 5_000, 200_000])
+    if kind in (4, 5):
+        return LONG
+    if kind == 6:
+        return [fuzz_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+    if kind == 7:
+        return {str(rng.random()): fuzz_value(rng, depth + 1) for _ in range(rng.randrange(4))}
+    deep: list = []
+    for _ in range(rng.choice([50, 990, 1100])):
+        deep = [deep]
+    return deep
+
+
+def fuzz_line(rng: random.Random) -> bytes:
+    """One line of a raw file: mostly records in the raw schema, some of them broken."""
+    record = {f: fuzz_value(rng) for f in loaders.FIELDS if rng.random() < 0.8}
+    if rng.random() < 0.6:
+        record.update(title="Kettle", price=rng.choice(["24.99", 24.99, "$5", "None"]))
+    try:
+        text = json.dumps(record, ensure_ascii=rng.random() < 0.5)
+    except RecursionError:
+        return b'{"title": "Kettle", "price": "5", "details": {"a": ' + b"[" * 1000 \
+            + b"]" * 1000 + b"}}"
+    line, kind = text.encode(), rng.randrange(10)
+    if kind == 0:
+        return loaders.BOM + line
+    if kind == 1:
+        return line[: rng.randrange(1, len(line) + 1)]
+    if kind == 2:
+        return text.encode("latin-1", "replace")  # é and the like: not UTF-8
+    if kind == 3:
+        return b"#" + bytes(rng.choice([b for b in range(256) if b != 10]) for _ in range(50))
+    if kind == 4:
+        return rng.choice([b"5", b"[]", b'"Kettle"', b"null", b"{}", b'{"title": 5}'])
+    return line
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_fuzzed_records_are_all_accounted_for(tmp_path, seed):
+    rng = random.Random(seed)
+    lines = [fuzz_line(rng) for _ in range(300)]
+    data = b"\n".join(lines) + b"\n"
+    loaded = []
+    for name, content in (("plain.jsonl", data), ("zipped.jsonl.gz", gzip.compress(data))):
+        (tmp_path / name).write_bytes(content)
+        for workers in (1, 2):
+            loader = ItemLoader("Appliances", tmp_path / name)
+            items = loader.load(workers=workers)
+            report = loader.report
+            assert report.read == len(lines) == report.kept + sum(report.rejected.values())
+            assert report.kept == len(items)
+            loaded.append(([i.prompt for i in items], dict(report.rejected)))
+    assert all(run == loaded[0] for run in loaded)
+    assert 10 < len(loaded[0][0]) < 250  # some kept, many rejected
+
+
+def test_fuzzed_dicts_from_the_hub_path_are_all_accounted_for():
+    rng = random.Random(3)
+    records = [{f: fuzz_value(rng) for f in loaders.FIELDS} | {"title": "Kettle", "price": "5"}
+               for _ in range(200)]
+    records += [{"title": "Kettle", "price": "5", "description": fuzz_value(rng), "details":
+                 {"a": [[[[[[[[[[]]]]]]]]]] * 1}} for _ in range(20)]
+    kept, rejected = items_from_chunk(records + [5, None, {"title": ["x"]}], "Appliances")
+    assert len(kept) + sum(rejected.values()) == len(records) + 3

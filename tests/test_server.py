@@ -10,6 +10,7 @@ from pathlib import Path
 
 import faults
 import httpx
+import openai
 import pytest
 
 import frontier
@@ -90,13 +91,62 @@ def test_refuses_what_it_cannot_answer(served):
 
 def test_prices_are_never_negative_nor_nan(served):
     running, _ = served
-    low, nan, failing = faults.make_items(3, start=1)
+    low, nan = faults.make_items(2, start=1)
     reply = post(running, model="widgets", messages=frontier.messages_for(low))
     assert reply.json()["choices"][0]["message"]["content"] == "Price is $0.00"
-    for item, why in ((nan, "returned nan"), (failing, "failed: ValueError('no features')")):
-        reply = post(running, model="widgets", messages=frontier.messages_for(item))
-        assert (reply.status_code, reply.json()["error"]["code"]) == (500, "predictor_error")
-        assert why in reply.json()["error"]["message"]
+    reply = post(running, model="widgets", messages=frontier.messages_for(nan))
+    assert (reply.status_code, reply.json()["error"]["code"]) == (500, "predictor_error")
+    assert "returned nan" in reply.json()["error"]["message"]
+
+
+def test_a_predictors_error_stays_in_the_servers_log(served, caplog):
+    running, _ = served
+    failing = faults.make_items(1, start=3)[0]
+    reply = post(running, model="widgets", messages=frontier.messages_for(failing))
+    assert (reply.status_code, reply.json()["error"]["code"]) == (500, "predictor_error")
+    assert "no features" not in reply.text
+    assert "no features" in caplog.text
+
+
+def test_request_bodies_are_limited(served):
+    running, _ = served
+    messages = frontier.messages_for(faults.make_items(1)[0])
+    messages[1]["content"] += " padding" * 200_000  # 1.6 MB
+    reply = post(running, model="widgets", messages=messages)
+    assert (reply.status_code, reply.json()["error"]["code"]) == (413, "request_too_large")
+    chunked = httpx.post(f"{running.base_url}/chat/completions", timeout=10,
+                         content=(part for part in [b'{"model": ', b'"widgets"}']),
+                         headers={"Authorization": "Bearer key"})
+    assert (chunked.status_code, chunked.json()["error"]["code"]) == (411, "length_required")
+
+
+@pytest.mark.parametrize("part", [{"type": "text", "text": 5}, {"type": "text", "text": None},
+                                  {"type": "text", "text": ["a"]}])
+def test_a_content_part_that_is_not_text_is_a_400(served, part):
+    running, _ = served
+    messages = frontier.messages_for(faults.make_items(1)[0])
+    messages[1]["content"] = [part]
+    reply = post(running, model="widgets", messages=messages)
+    assert (reply.status_code, reply.json()["error"]["code"]) == (400, "invalid_messages")
+
+
+def test_with_a_key_the_api_description_is_closed(served):
+    running, _ = served
+    for path in ("/docs", "/openapi.json", "/redoc"):
+        assert httpx.get(running.base_url.removesuffix("/v1") + path).status_code == 404
+    with server.start(faults.widget_price) as open_server:
+        assert httpx.get(open_server.base_url.removesuffix("/v1") + "/docs").status_code == 200
+
+
+def test_uploads_stay_in_the_data_folder_until_stop(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRICER_DATA_DIR", str(tmp_path / "data"))
+    running = server.start(faults.widget_price, trainer=lambda items: faults.widget_price)
+    client = openai.OpenAI(base_url=running.base_url, api_key="none", max_retries=0)
+    file_id = client.files.create(file=("train.jsonl", b"{}\n" * 3), purpose="fine-tune").id
+    (stored,) = (tmp_path / "data").rglob(file_id)
+    assert stored.read_bytes() == b"{}\n" * 3
+    running.stop()
+    assert not stored.exists()
 
 
 def test_stops_and_frees_its_port():
@@ -112,14 +162,17 @@ def test_starts_from_one_command():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
+           "PRICER_SERVER_API_KEY": "from-the-environment"}  # not on the command line
     command = [sys.executable, str(ROOT / "server.py"), "--predictor", "faults:widget_price",
                "--port", str(port)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout.readline().strip() == \
             f"Serving widget_price at http://127.0.0.1:{port}/v1"
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/models").status_code == 401
         pricer = frontier.compatible_pricer(f"http://127.0.0.1:{port}/v1", "widget_price",
+                                            api_key="from-the-environment",
                                             cache=frontier.Cache(":memory:"))
         item = faults.make_items(1, start=8)[0]
         assert pricer(item) == faults.widget_price(item)
@@ -133,3 +186,20 @@ def test_a_bad_predictor_spec_is_a_clear_error():
         server.load_predictor("faults.widget_price")
     with pytest.raises(SystemExit, match="not a callable"):
         server.load_predictor("faults:ROOT_MISSING")
+
+
+def test_another_predictor_under_the_same_name_is_never_answered_from_the_cache(tmp_path):
+    cache, item = tmp_path / "replies.sqlite", faults.make_items(1, start=4)[0]
+    first = server.start(faults.widget_price, model="widgets")
+    port = int(first.base_url.rsplit(":", 1)[1].removesuffix("/v1"))
+    assert frontier.compatible_pricer(first.base_url, "widgets",
+                                      cache=frontier.Cache(cache))(item) == 20.0
+    first.stop()
+    with server.start(lambda item: 99.0, model="widgets", port=port) as second:
+        assert second.base_url == first.base_url
+        again = frontier.compatible_pricer(second.base_url, "widgets",
+                                           cache=frontier.Cache(cache))
+        assert again(item) == 99.0 and again.meter.calls == 1
+        reply = httpx.get(f"{second.base_url}/models/widgets")
+        assert reply.json()["fingerprint"] == again.chat.identity()["served"]
+        assert httpx.get(f"{second.base_url}/models/nope").status_code == 404
