@@ -51,7 +51,7 @@ SIZES = {
 }
 # Most items a cheap price bucket keeps: the course's 1,200, scaled down for the sample.
 CAPS = {"hub": 1_200, "sample": 20}
-CACHE_VERSION = 1  # bump when a change to Item makes different Items of the same records
+CACHE_VERSION = 2  # bump when a change to Item makes different Items of the same records
 ROW_GROUP = 20_000
 
 

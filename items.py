@@ -69,6 +69,21 @@ def parse_price(raw: Any) -> tuple[float | None, str | None]:
     return value, None
 
 
+def course_price(raw: Any) -> tuple[float | None, str | None]:
+    """Read a raw price field as the course did, with `float()`: (price, None), else
+    (None, reason). It drops what `parse_price` reads ("$12.99") and keeps what it refuses.
+
+    >>> course_price("12.99"), course_price("1e2"), course_price("$12.99"), course_price("")
+    ((12.99, None), (100.0, None), (None, 'malformed'), (None, 'missing'))
+    """
+    if not raw:
+        return None, "missing"
+    try:
+        return float(raw), None
+    except (TypeError, ValueError):
+        return None, "malformed"
+
+
 def _lines(value: Any) -> list[str]:
     """A raw text field as a list of strings: lists stay, a lone string is one line."""
     if value is None:
@@ -155,7 +170,8 @@ class Item:
     def parse(self, data: dict, course_compatible: bool = False) -> None:
         """Apply the curation rules; set `prompt` and `include` when the item qualifies.
 
-        `course_compatible` reproduces the course's cut exactly, mid-word ends and all.
+        `course_compatible` reproduces the course's text exactly: its cut, mid-word ends and
+        all, and its decode's clean-up of spaces (" ." -> ".", " 's" -> "'s", ...).
         """
         contents = "\n".join(_lines(data.get("description")))
         if contents:
@@ -177,7 +193,12 @@ class Item:
         if len(tokens) <= MIN_TOKENS:
             self.excluded_because = "too few tokens"
             return
-        self.make_prompt(truncate(text, tokens, MAX_TOKENS, course_compatible), tokens)
+        if course_compatible:
+            # The course decoded every kept text, short ones too, and its decode cleaned up
+            # spaces: the text changes, so its tokens are counted afresh.
+            self.make_prompt(llama_tokens.decode_as_hub(tokens[:MAX_TOKENS]))
+        else:
+            self.make_prompt(truncate(text, tokens, MAX_TOKENS), tokens)
         self.include = True
 
     def make_prompt(self, text: str, tokens: list[int] | None = None) -> None:
@@ -248,16 +269,14 @@ def _ceiling(contents: str, limit: int, course_compatible: bool) -> str:
     return cut[:space] if space > 0 else cut
 
 
-def truncate(text: str, tokens: list[int], max_tokens: int, course_compatible: bool) -> str:
-    """Cut `text` to at most `max_tokens` tokens.
+def truncate(text: str, tokens: list[int], max_tokens: int) -> str:
+    """Cut `text` to at most `max_tokens` tokens (`tokens`: the start of its encoding).
 
-    The course decodes the first `max_tokens` tokens, which often ends mid-word. The fixed
-    cut never ends inside a word, and ends at a sentence when that loses little.
+    The course decoded the first `max_tokens` tokens, which often ends mid-word. This cut
+    never ends inside a word, and ends at a sentence when that loses little.
     """
     if len(tokens) <= max_tokens:
         return text
-    if course_compatible:
-        return llama_tokens.decode(tokens[:max_tokens])
     head = llama_tokens.encoding().decode_bytes(tokens[:max_tokens]).decode("utf-8", "ignore")
     if not text[len(head)].isspace():
         space = max(head.rfind(" "), head.rfind("\n"))
