@@ -24,7 +24,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,12 +97,24 @@ _NUMBER = r"(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
 
 
 def get_price(text: str | None) -> float | None:
-    """The price in a reply: the first dollar amount, else the first number, else None.
+    """The price in a reply by the course's rule: drop "$" and ",", take the first number
+    (None where the course scored 0: no number at all).
 
-    >>> get_price("$1,299.99"), get_price("about 45 dollars"), get_price("Price is $99")
-    (1299.99, 45.0, 99.0)
+    >>> get_price("Price is $1,299.99"), get_price("about 45 dollars"), get_price("$.99")
+    (1299.99, 45.0, 0.99)
     >>> get_price("2 for $30"), get_price("I cannot tell"), get_price("")
-    (30.0, None, None)
+    (2.0, None, None)
+    """
+    match = re.search(r"[-+]?\d*\.\d+|\d+", (text or "").replace("$", "").replace(",", ""))
+    return float(match.group()) if match else None
+
+
+def get_dollar_price(text: str | None) -> float | None:
+    """The price in a reply: the first dollar amount, else the first number, else None.
+    Unlike `get_price`, it reads past a count before the price and keeps commas' meaning.
+
+    >>> get_dollar_price("2 for $30"), get_dollar_price("1,299.99"), get_dollar_price("12, 15")
+    (30.0, 1299.99, 12.0)
     """
     if not text:
         return None
@@ -392,12 +404,14 @@ class ChatPricer:
     """An LLM as a price predictor for `Tester`: item -> chat -> cached or fresh answer -> price.
 
     An answer with no number in it, or an item given up on after every retry, scores as
-    `fallback` (the course scored those as 0) and is counted in `meter`.
+    `fallback` (the course scored those as 0) and is counted in `meter`. `price_from` reads
+    the price in an answer: the course's `get_price`, or e.g. `get_dollar_price`.
     """
 
     def __init__(self, chat: Chat, cache: Cache | None = None, backoff: Backoff | None = None,
-                 concurrency: int = 8, fallback: float = 0.0):
-        self.chat = chat
+                 concurrency: int = 8, fallback: float = 0.0,
+                 price_from: Callable[[str], float | None] = get_price):
+        self.chat, self.price_from = chat, price_from
         self.cache = cache if cache is not None else Cache()
         self.backoff = backoff or Backoff()
         self.concurrency, self.fallback = concurrency, fallback
@@ -407,7 +421,7 @@ class ChatPricer:
 
     def __call__(self, item: Item) -> float:
         reply = self.reply(item)
-        price = get_price(reply.text) if reply is not None else None
+        price = self.price_from(reply.text) if reply is not None else None
         if reply is not None and price is None:
             self.meter.add(no_price=1)
         return self.fallback if price is None else price

@@ -2,6 +2,7 @@
 
 import doctest
 import os
+import re
 import subprocess
 import sys
 import time
@@ -66,13 +67,36 @@ def test_the_server_gets_the_item_back():
         frontier.item_from_messages([{"role": "system", "content": "hi"}])
 
 
+def course_get_price(s: str) -> float:
+    """The course's rule, as it was written."""
+    s = s.replace("$", "").replace(",", "")
+    match = re.search(r"[-+]?\d*\.\d+|\d+", s)
+    return float(match.group()) if match else 0
+
+
+REPLIES = ["$1,299.99", "about 45 dollars", "Price is $99", "99.99", "Price is $1,234.",
+           "$ 12.50 or so", "2 for $30", ".99", "-5", "Price is $1.5k", "12, 15", "3-pack: $24.99",
+           "I cannot tell", ""]
+
+
+@pytest.mark.parametrize("text", REPLIES)
+def test_get_price_is_the_courses_rule(text):
+    assert (frontier.get_price(text) or 0) == course_get_price(text)
+
+
 @pytest.mark.parametrize("text, price", [
     ("$1,299.99", 1299.99), ("about 45 dollars", 45.0), ("Price is $99", 99.0),
     ("99.99", 99.99), ("Price is $1,234.", 1234.0), ("$ 12.50 or so", 12.5),
-    ("2 for $30", 30.0), (".99", 0.99), ("I cannot tell", None), ("", None), (None, None),
+    ("2 for $30", 30.0), ("3-pack: $24.99", 24.99), ("12, 15", 12.0), (".99", 0.99),
+    ("I cannot tell", None), ("", None), (None, None),
 ])
-def test_get_price(text, price):
-    assert frontier.get_price(text) == price
+def test_get_dollar_price(text, price):
+    assert frontier.get_dollar_price(text) == price
+
+
+def test_the_rules_differ_where_a_count_comes_first():
+    differ = [t for t in REPLIES if frontier.get_price(t) != frontier.get_dollar_price(t)]
+    assert differ == ["2 for $30", "3-pack: $24.99"]
 
 
 def test_cache_hits_and_misses(local, tmp_path):
