@@ -3,6 +3,7 @@
 import json
 import statistics
 
+import faults
 import openai
 import pytest
 
@@ -108,3 +109,24 @@ def test_unknown_files_and_jobs_are_404s(serve):
         fine_tuning.create_job(client, "file-nope")
     with pytest.raises(openai.NotFoundError):
         client.fine_tuning.jobs.retrieve("ftjob-nope")
+
+
+@pytest.mark.parametrize("status, said", [
+    (403, "You have insufficient permissions for this operation."),
+    (400, "Fine-tuning is not available for this organization."),
+    (404, "The model gpt-4o-mini-2024-07-18 does not exist or you do not have access to it."),
+])
+def test_a_refused_job_names_the_ways_on(tmp_path, status, said):
+    script = faults.Faults()
+    app = server.app_for(lambda _: 1.0, "base", trainer=mean_trainer)
+    app.middleware("http")(script)
+    with server.serve(app, "base") as local:
+        client = client_for(local)
+        file_id = fine_tuning.upload(client, fine_tuning.write_files(TRAIN, tmp_path, 20, 5)[0])
+        script.then(faults.status(status, said))
+        with pytest.raises(fine_tuning.FineTuningUnavailable) as refused:
+            fine_tuning.create_job(client, file_id)
+    message = str(refused.value)
+    assert f"refused to create a fine-tuning job (HTTP {status}: {said})" in message
+    for way in ("fine-tuned before", "base_url=", "server.start", "lora.py"):
+        assert way in message
