@@ -64,19 +64,22 @@ def test_tokenizer_gives_the_llama_ids():
     assert tok.eos_token_id == 128001 and tok.pad_token_id == 128001
 
 
-def test_loss_mask_covers_exactly_the_price():
+@pytest.mark.parametrize("end_token, end", [(False, ""), (True, "<|end_of_text|>")])
+def test_loss_mask_covers_exactly_the_price(end_token, end):
+    # The course's target is the price alone: its collator masked every end token (the pad).
     items = real_items()
-    run = lora.trainer(lora.tiny_llama(), items, "unused", lora.Settings(max_steps=1))
+    settings = lora.Settings(max_steps=1, end_token=end_token)
+    run = lora.trainer(lora.tiny_llama(), items, "unused", settings)
     tok = lora.tokenizer()
     assert len(run.train_dataset) == len(items)
     for row, item in zip(run.train_dataset, items, strict=True):
         trained = [(i, t) for i, t in enumerate(row["labels"]) if t != -100]
         positions, tokens = zip(*trained, strict=True)
-        assert tok.decode(tokens) == f"{round(item.price)}.00<|end_of_text|>"
+        assert tok.decode(tokens) == f"{round(item.price)}.00{end}"
         # The price tokens are the last ones, right after "Price is $", and nothing else.
         assert positions == tuple(range(len(row["input_ids"]) - len(tokens), len(row["input_ids"])))
         assert row["input_ids"][positions[0] - 3:positions[0]] == [7117, 374, 400]
-        assert lora.encode(lora.example(item)) == {k: row[k] for k in ("input_ids", "labels")}
+        assert row["input_ids"] == tok(item.prompt + end)["input_ids"]
 
 
 def test_training_changes_the_adapters_and_lowers_the_loss(trained):
@@ -109,20 +112,43 @@ def test_load_adapter_refuses_a_folder_without_one(tmp_path):
 
 def test_pricer_reads_prices_from_the_fine_tuned_model(trained):
     _, run, _ = trained
-    guesses = [lora.LlamaPricer(run.model)(item) for item in ITEMS]
-    assert all(1 <= g <= 999 for g in guesses)
+    course, first = lora.LlamaPricer(run.model), lora.LlamaPricer(run.model, prices_first=True)
+    assert all(1 <= first(item) <= 999 for item in ITEMS)
+    for item in ITEMS:
+        logits = course.next_token_logits(item.test_prompt())
+        assert course(item) == lora.weighted_price(logits, course.values)
 
 
-def test_weighted_price_averages_the_likeliest_price_tokens():
+def logits_for(probabilities: dict[str, float]) -> torch.Tensor:
+    """Next-token logits giving these tokens these probabilities, and the rest next to none."""
+    logits = torch.full((len(lora.tokenizer()),), -30.0)
+    for text, p in probabilities.items():
+        logits[llama_tokens.encode(text)[0]] = torch.log(torch.tensor(p))
+    return logits
+
+
+def test_weighted_price_is_the_courses_decoding():
+    # The course: the top 3 tokens of the whole vocabulary, the prices among them, renormalised.
     values = lora.price_values()
-    logits = torch.full((len(values),), -20.0)
-    ids = {text: llama_tokens.encode(text)[0] for text in ("100", "200", "300", "Price")}
-    logits[ids["Price"]] = 10.0                           # likeliest, but not a price
-    logits[ids["100"]] = logits[ids["200"]] = 2.0         # equally likely prices
-    logits[ids["300"]] = 2.0 + torch.log(torch.tensor(2.0))   # twice as likely
-    assert lora.weighted_price(logits, values, top_k=3) == pytest.approx(
-        (100 + 200 + 2 * 300) / 4)
-    assert lora.weighted_price(logits, values, top_k=1) == pytest.approx(300)
+    logits = logits_for({"765": 0.5, "Price": 0.3, "700": 0.15, "800": 0.05})
+    assert lora.weighted_price(logits, values) == pytest.approx(750.00)
+    # The prices-first rule takes the 3 likeliest prices instead.
+    assert lora.weighted_price(logits, values, prices_first=True) == pytest.approx(
+        (765 * 0.5 + 700 * 0.15 + 800 * 0.05) / 0.7)
+    assert round(lora.weighted_price(logits, values, prices_first=True), 2) == 753.57
+
+
+def test_weighted_price_with_no_price_among_the_top_tokens():
+    values = lora.price_values()
+    logits = logits_for({"Price": 0.5, "The": 0.3, "About": 0.15, "765": 0.05})
+    assert lora.weighted_price(logits, values) == 0.0  # the course scored it 0
+    assert lora.weighted_price(logits, values, prices_first=True) == pytest.approx(765)
+
+
+def test_weighted_price_reads_a_model_wider_than_its_tokenizer():
+    values = lora.price_values()
+    logits = torch.cat([logits_for({"765": 0.6, "700": 0.4}), torch.tensor([5.0])])
+    assert lora.weighted_price(logits, values) == pytest.approx(765 * 0.6 + 700 * 0.4)
 
 
 def test_price_tokens_cover_one_to_999():
