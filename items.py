@@ -31,15 +31,12 @@ MIN_CHARS = 300
 MIN_TOKENS = 150
 MAX_TOKENS = 160
 CEILING_CHARS = MAX_TOKENS * 7
-# A cut at the last sentence end is preferred when it drops at most this share of the text.
-SENTENCE_SLACK = 0.12
 
 _RANGE = re.compile(r"\d\s*(-|–|to)\s*\$?\s*\d")
 _LETTER = re.compile(r"[a-z]")
 _AMOUNT = re.compile(r"\$?\s*((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)\s*(usd)?")
 _JSON_PUNCTUATION = ':[]"{}【】'
 _ASCII_DIGIT = re.compile(r"[0-9]")
-_SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
 
 
 def parse_price(raw: Any) -> tuple[float | None, str | None]:
@@ -273,7 +270,8 @@ def truncate(text: str, tokens: list[int], max_tokens: int) -> str:
     """Cut `text` to at most `max_tokens` tokens (`tokens`: the start of its encoding).
 
     The course decoded the first `max_tokens` tokens, which often ends mid-word. This cut
-    never ends inside a word, and ends at a sentence when that loses little.
+    ends at the last whole word. (Going back further, to a sentence end, kept less text and
+    scored no better: benchmarks/cut_rules.py.)
     """
     if len(tokens) <= max_tokens:
         return text
@@ -281,13 +279,7 @@ def truncate(text: str, tokens: list[int], max_tokens: int) -> str:
     if not text[len(head)].isspace():
         space = max(head.rfind(" "), head.rfind("\n"))
         head = head[:space] if space > 0 else head
-    head = head.rstrip()
-    # Only a sentence end in the last SENTENCE_SLACK of the text can count: look there.
-    last_part = max(0, int(len(head) * (1 - SENTENCE_SLACK)) - 2)
-    ends = [m.end() for m in _SENTENCE_END.finditer(head, last_part)]
-    if ends and len(head) - ends[-1] <= SENTENCE_SLACK * len(head):
-        head = head[: ends[-1]].rstrip()
-    return head
+    return head.rstrip()
 
 
 class _ItemsOnly(pickle.Unpickler):

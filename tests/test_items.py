@@ -101,12 +101,16 @@ def test_fixed_cut_never_ends_inside_a_word():
     assert not is_whole_word_end(course, text)  # the course's known bug, kept in its mode
 
 
-def test_fixed_cut_prefers_a_nearby_sentence_end():
+def test_fixed_cut_keeps_every_whole_word_that_fits():
     item = Item(record(), 10.0)
-    assert item.text.endswith(".")
+    words = item.text.split()
+    full = "Kettle\n" + " ".join(WORDS * 8)
+    assert full.startswith(item.text) and full[len(item.text)] == " "
     assert llama_tokens.count(item.text) <= MAX_TOKENS
-    # ...but never gives up much text for it.
-    assert llama_tokens.count(item.text) >= MAX_TOKENS * (1 - 0.12) - 5
+    # One more word would not fit.
+    longer = full[: full.index(" ", len(item.text) + 1)]
+    assert len(longer.split()) == len(words) + 1
+    assert llama_tokens.count(longer) > MAX_TOKENS
 
 
 def test_truncate_leaves_short_text_alone():
