@@ -65,8 +65,9 @@ def test_a_job_trains_a_model_that_the_server_then_serves(serve, tmp_path):
     assert done.status == "succeeded" and done.fine_tuned_model.startswith("ft:gpt-4o-mini")
     trained = [json.loads(line) for line in train_file.read_text().splitlines()]
     answers = [round(frontier.get_price(t["messages"][-1]["content"])) for t in trained]
-    pricer = frontier.compatible_pricer(local.base_url, done.fine_tuned_model,
-                                        cache=frontier.Cache(tmp_path / "cache.sqlite"))
+    pricer = fine_tuning.pricer(done.fine_tuned_model, base_url=local.base_url,
+                                cache=frontier.Cache(tmp_path / "cache.sqlite"))
+    assert pricer.chat.params == {"max_tokens": 7, "seed": 42}  # as the course called it
     assert pricer(TRAIN[-1]) == pytest.approx(statistics.mean(answers), abs=0.01)
     assert [i.prompt for i in TRAINED] == [item.prompt for item in TRAIN[:20]]
     models = [m.id for m in client.models.list()]
