@@ -5,6 +5,7 @@
 >>> job = create_job(client, upload(client, train_file), upload(client, validation_file))
 ...                                                                         # doctest: +SKIP
 >>> model_name = follow(client, job.id).fine_tuned_model                    # doctest: +SKIP
+>>> Tester.test(pricer(model_name), test)                                   # doctest: +SKIP
 
 Each example is the course's chat: the system line, the item's description, and the answer
 "Price is $65.99", cents kept; a file is the course's to the byte. Files are checked against
