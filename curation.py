@@ -190,8 +190,7 @@ def cache_path(category: str, source: str, course_compatible: bool = False) -> P
         if source != "sample":
             raw = [raw, path.stat().st_size, path.stat().st_mtime_ns]
     decided_by = [CACHE_VERSION, course_compatible, raw, rules.MIN_PRICE, rules.MAX_PRICE,
-                rules.MIN_CHARS, rules.MIN_TOKENS, rules.MAX_TOKENS, rules.CEILING_CHARS,
-                rules.SENTENCE_SLACK]
+                rules.MIN_CHARS, rules.MIN_TOKENS, rules.MAX_TOKENS, rules.CEILING_CHARS]
     name = f"{category}-{_digest(decided_by)}.parquet"
     return settings.data_dir() / "curated" / source_tag(source) / name
 

@@ -5,21 +5,30 @@
 >>> job = create_job(client, upload(client, train_file), upload(client, validation_file))
 ...                                                                         # doctest: +SKIP
 >>> model_name = follow(client, job.id).fine_tuned_model                    # doctest: +SKIP
+>>> Tester.test(pricer(model_name), test)                                   # doctest: +SKIP
 
-Each example is a chat: the system line, the item's description, and the answer
-"Price is $X.00". Files are checked against the chat fine-tuning format, and their cost
-estimated, before anything is uploaded: an upload is the point where money is spent.
+Each example is the course's chat: the system line, the item's description, and the answer
+"Price is $65.99", cents kept; a file is the course's to the byte. Files are checked against
+the chat fine-tuning format, and their cost estimated, before anything is uploaded: an upload
+is the point where money is spent.
+
+Since May 2026 OpenAI refuses new fine-tuning jobs from accounts that never fine-tuned
+before; `create_job` then raises `FineTuningUnavailable`, which names the ways on: any
+OpenAI-compatible fine-tuning endpoint (`server.py` offline) through the same client code,
+or the open-weights path, `lora.py`, on a GPU.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import tiktoken
 from tqdm.auto import tqdm
@@ -27,6 +36,11 @@ from tqdm.auto import tqdm
 import items
 import settings
 from items import Item
+
+if TYPE_CHECKING:
+    import openai
+
+    import frontier
 
 BASE_MODEL = "gpt-4o-mini-2024-07-18"
 MIN_EXAMPLES = 10                 # the API refuses smaller training files
@@ -43,6 +57,8 @@ TRAINING_PRICES = {
 ROLES = {"system", "user", "assistant"}
 MESSAGE_KEYS = {"role", "content", "name", "weight", "function_call"}
 FINISHED = {"succeeded", "failed", "cancelled"}
+# A fine-tuned model's answer, "Price is $65.99", takes up to 7 tokens: the course asked for 7.
+PARAMS = {"max_tokens": 7, "seed": 42}
 
 
 def choose(train: Sequence[Item], n_train: int = 200,
@@ -56,18 +72,20 @@ def choose(train: Sequence[Item], n_train: int = 200,
 
 
 def messages_for(item: Item) -> list[dict]:
-    """One training chat: frontier's zero-shot chat, its prefilled answer completed with the price.
+    """One training chat: frontier's zero-shot chat, its prefilled answer completed with the
+    price to the cent, as the course wrote it.
 
     >>> [m["content"] for m in messages_for(Item.from_text("Kettle\\nBoils.", 24.99))][1:]
-    ['How much does this cost?\\n\\nKettle\\nBoils.', 'Price is $25.00']
+    ['How much does this cost?\\n\\nKettle\\nBoils.', 'Price is $24.99']
     """
     *chat, _ = items.messages_for(item)
-    return [*chat, {"role": "assistant", "content": f"{Item.PREFIX}{round(item.price)}.00"}]
+    return [*chat, {"role": "assistant", "content": f"{Item.PREFIX}{item.price:.2f}"}]
 
 
 def make_jsonl(items: Sequence[Item]) -> str:
-    """The items as JSON Lines, one {"messages": [...]} chat per line."""
-    return "".join(json.dumps({"messages": messages_for(item)}) + "\n" for item in items)
+    """The items as JSON Lines, one {"messages": [...]} chat per line, with no line break
+    after the last: the course's file, byte for byte."""
+    return "\n".join(json.dumps({"messages": messages_for(item)}) for item in items)
 
 
 def write_jsonl(items: Sequence[Item], path: str | Path) -> Path:
@@ -232,16 +250,66 @@ def integrations(project: str = "gpt-pricer") -> list[dict] | None:
     return [{"type": "wandb", "wandb": {"project": project}}]
 
 
+class FineTuningUnavailable(RuntimeError):
+    """The endpoint will not fine-tune for this account, and says so."""
+
+
+# What a refusal of fine-tuning itself says, whatever its status code.
+_NO_ACCESS = re.compile(r"not available|does not have access|do not have access|"
+                        r"permission", re.IGNORECASE)
+
+
+def said(error: openai.APIStatusError) -> str:
+    """What the server said in an error reply: its message, else the client's summary."""
+    body = error.body if isinstance(error.body, dict) else {}
+    return str(body.get("message") or error.message)
+
+
+def unavailable(client, error: openai.APIStatusError) -> FineTuningUnavailable:
+    """The refusal of a job, explained, with the ways to fine-tune that remain."""
+    return FineTuningUnavailable(
+        f"{client.base_url} refused to create a fine-tuning job (HTTP {error.status_code}: "
+        f"{said(error)}).\n"
+        "Since May 2026 OpenAI no longer lets accounts that never fine-tuned before start "
+        "fine-tuning jobs (models fine-tuned earlier still answer). Ways on:\n"
+        "  - an account that has fine-tuned before: this same flow, unchanged;\n"
+        "  - any OpenAI-compatible fine-tuning endpoint: pass openai.OpenAI(base_url=..., "
+        "api_key=...) as the client; offline, this project's local server "
+        "(server.start(..., trainer=...)) trains a model on /v1/fine_tuning/jobs;\n"
+        "  - the open weights: LoRA / QLoRA of Llama 3.1 8B with lora.py on a CUDA GPU "
+        "(notebook 06, part 2).")
+
+
 def create_job(client, training_file: str, validation_file: str | None = None,
                model: str = BASE_MODEL, seed: int = 42, epochs: int = 1, suffix: str = "pricer"):
-    """Start a supervised fine-tuning job on uploaded files; returns the job."""
+    """Start a supervised fine-tuning job on uploaded files; returns the job.
+
+    Raises FineTuningUnavailable when the endpoint refuses fine-tuning to this account.
+    """
     wandb = integrations()
     extra = {"integrations": wandb} if wandb else {}
     if validation_file:
         extra["validation_file"] = validation_file
     method = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": epochs}}}
-    return client.fine_tuning.jobs.create(training_file=training_file, model=model, seed=seed,
-                                          suffix=suffix, method=method, **extra)
+    import openai
+
+    try:
+        return client.fine_tuning.jobs.create(training_file=training_file, model=model,
+                                              seed=seed, suffix=suffix, method=method, **extra)
+    except openai.APIStatusError as error:
+        if error.status_code == 403 or _NO_ACCESS.search(said(error)):
+            raise unavailable(client, error) from error
+        raise
+
+
+def pricer(model: str, base_url: str | None = None, api_key: str | None = None,
+           **kwargs) -> frontier.ChatPricer:
+    """A fine-tuned model as a predictor, called as the course called it (`PARAMS`), over
+    OpenAI or, with `base_url`, any OpenAI-compatible server; `kwargs` go to ChatPricer."""
+    import frontier
+
+    chat = frontier.OpenAIChat(model, base_url=base_url, api_key=api_key, params=PARAMS)
+    return frontier.ChatPricer(chat, **kwargs)
 
 
 class FineTuneFailed(RuntimeError):

@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -437,14 +437,17 @@ class ChatPricer(Pricer):
     An item given up on after every retry, or answered with no number, has no price: the
     Tester counts it as a failure, with the reason, and scores it $0 as the course did.
     Either is remembered for the rest of the run, so asking again costs no call.
+    `price_from` reads the price in an answer: the course's `get_price`, or e.g.
+    `items.get_dollar_price`.
     """
 
     needs_fit = False
     savable = False
 
     def __init__(self, chat: Chat, cache: Cache | None = None, backoff: Backoff | None = None,
-                 concurrency: int = 8):
-        self.chat = chat
+                 concurrency: int = 8,
+                 price_from: Callable[[str], float | None] = get_price):
+        self.chat, self.price_from = chat, price_from
         self.cache = cache if cache is not None else Cache()
         self.backoff = backoff or Backoff()
         self.concurrency = concurrency
@@ -459,7 +462,7 @@ class ChatPricer(Pricer):
 
     def _price(self, item: Item) -> float:
         answer = self.reply(item)
-        price = get_price(answer.text) if isinstance(answer, Reply) else None
+        price = self.price_from(answer.text) if isinstance(answer, Reply) else None
         return math.nan if price is None else price
 
     def why_no_price(self, item: Item) -> str:
@@ -494,7 +497,7 @@ class ChatPricer(Pricer):
             if isinstance(answer, Reply):
                 self.meter.add(calls=1, input_tokens=answer.input_tokens,
                                output_tokens=answer.output_tokens)
-        if isinstance(answer, Reply) and get_price(answer.text) is None:
+        if isinstance(answer, Reply) and self.price_from(answer.text) is None:
             self.meter.add(no_price=1)
         self._answers[key] = answer
         return answer

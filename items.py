@@ -31,8 +31,6 @@ MIN_CHARS = 300
 MIN_TOKENS = 150
 MAX_TOKENS = 160
 CEILING_CHARS = MAX_TOKENS * 7
-# A cut at the last sentence end is preferred when it drops at most this share of the text.
-SENTENCE_SLACK = 0.12
 # Real Amazon titles run to about 450 characters; longer is junk that must not fill the text.
 TITLE_CHARS = 500
 
@@ -47,7 +45,6 @@ _AMBIGUOUS = re.compile(r"[1-9]\d{0,2}\.\d{3}")
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
 _JSON_PUNCTUATION = ':[]"{}【】'
 _ASCII_DIGIT = re.compile(r"[0-9]")
-_SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
 
 
 def parse_price(raw: Any) -> tuple[float | None, str | None]:
@@ -86,6 +83,21 @@ def parse_price(raw: Any) -> tuple[float | None, str | None]:
     if math.isinf(value):
         return None, "too large"
     return value, None
+
+
+def course_price(raw: Any) -> tuple[float | None, str | None]:
+    """Read a raw price field as the course did, with `float()`: (price, None), else
+    (None, reason). It drops what `parse_price` reads ("$12.99") and keeps what it refuses.
+
+    >>> course_price("12.99"), course_price("1e2"), course_price("$12.99"), course_price("")
+    ((12.99, None), (100.0, None), (None, 'malformed'), (None, 'missing'))
+    """
+    if not raw:
+        return None, "missing"
+    try:
+        return float(raw), None
+    except (TypeError, ValueError):
+        return None, "malformed"
 
 
 def _lines(value: Any) -> list[str]:
@@ -231,7 +243,8 @@ class Item:
     def parse(self, data: dict, course_compatible: bool = False) -> None:
         """Apply the curation rules; set `text` and `include` when the item qualifies.
 
-        `course_compatible` reproduces the course's cut exactly, mid-word ends and all.
+        `course_compatible` reproduces the course's text exactly: its cut, mid-word ends and
+        all, and its decode's clean-up of spaces (" ." -> ".", " 's" -> "'s", ...).
         """
         contents = "\n".join(_lines(data.get("description")))
         if contents:
@@ -253,13 +266,19 @@ class Item:
         if len(tokens) <= MIN_TOKENS:
             self.excluded_because = "too few tokens"
             return
-        cut = truncate(text, tokens, MAX_TOKENS, course_compatible, MIN_TOKENS)
-        if cut is None:
-            self.excluded_because = "too few tokens"
-            return
-        self.text = cut
-        self._token_count = _prompt_tokens(cut, tokens, f"\n\n{self.PREFIX}"
-                                           f"{round(self.price)}.00")
+        if course_compatible:
+            # The course decoded every kept text, short ones too, and its decode cleaned up
+            # spaces: the text changes, so its tokens are counted afresh.
+            self.text = llama_tokens.decode_as_hub(tokens[:MAX_TOKENS])
+            self._token_count = llama_tokens.count(self.prompt)
+        else:
+            cut = truncate(text, tokens, MAX_TOKENS, MIN_TOKENS)
+            if cut is None:
+                self.excluded_because = "too few tokens"
+                return
+            self.text = cut
+            self._token_count = _prompt_tokens(cut, tokens, f"\n\n{self.PREFIX}"
+                                               f"{round(self.price)}.00")
         self.include = True
 
     # --- pickles: the course's shape, so that its code and ours read each other's ----------
@@ -367,12 +386,24 @@ _NUMBER = r"(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
 
 
 def get_price(text: str | None) -> float | None:
-    """The price in a reply: the first dollar amount, else the first number, else None.
+    """The price in a reply by the course's rule: drop "$" and ",", take the first number
+    (None where the course scored 0: no number at all).
 
-    >>> get_price("$1,299.99"), get_price("about 45 dollars"), get_price("Price is $99")
-    (1299.99, 45.0, 99.0)
+    >>> get_price("Price is $1,299.99"), get_price("about 45 dollars"), get_price("$.99")
+    (1299.99, 45.0, 0.99)
     >>> get_price("2 for $30"), get_price("I cannot tell"), get_price("")
-    (30.0, None, None)
+    (2.0, None, None)
+    """
+    match = re.search(r"[-+]?\d*\.\d+|\d+", (text or "").replace("$", "").replace(",", ""))
+    return float(match.group()) if match else None
+
+
+def get_dollar_price(text: str | None) -> float | None:
+    """The price in a reply: the first dollar amount, else the first number, else None.
+    Unlike `get_price`, it reads past a count before the price and keeps commas' meaning.
+
+    >>> get_dollar_price("2 for $30"), get_dollar_price("1,299.99"), get_dollar_price("12, 15")
+    (30.0, 1299.99, 12.0)
     """
     if not text:
         return None
@@ -429,19 +460,17 @@ def _ceiling(contents: str, limit: int, course_compatible: bool) -> str:
     return cut[:space] if space > 0 else cut
 
 
-def truncate(text: str, tokens: list[int], max_tokens: int, course_compatible: bool,
-             min_tokens: int = 0) -> str | None:
+def truncate(text: str, tokens: list[int], max_tokens: int, min_tokens: int = 0) -> str | None:
     """Cut `text` to at most `max_tokens` tokens (`tokens`: at least its first max_tokens + 1).
 
-    The course decodes the first `max_tokens` tokens, which often ends mid-word. The fixed
-    cut never ends inside a word of spaced text, and ends at a sentence when that loses
-    little. It never goes back into the title line; when going back to a word leaves
-    `min_tokens` or fewer (a long last word), there is no text worth keeping: None.
+    The course decoded the first `max_tokens` tokens, which often ends mid-word. This cut
+    ends at the last whole word of spaced text (going back further, to a sentence end, kept
+    less text and scored no better: benchmarks/cut_rules.py). It never goes back into the
+    title line; when going back to a word leaves `min_tokens` or fewer (a long last word),
+    there is no text worth keeping: None.
     """
     if len(tokens) <= max_tokens:
         return text
-    if course_compatible:
-        return llama_tokens.decode(tokens[:max_tokens])
     head = llama_tokens.encoding().decode_bytes(tokens[:max_tokens]).decode("utf-8", "ignore")
     body = head.find("\n") + 1  # where the description starts
     if not text[len(head)].isspace():
@@ -451,13 +480,7 @@ def truncate(text: str, tokens: list[int], max_tokens: int, course_compatible: b
         head = head[:space].rstrip() if space > body else head
         if llama_tokens.count_joined(head, tokens, "") <= min_tokens:
             return None
-    head = head.rstrip()
-    # Only a sentence end in the last SENTENCE_SLACK of the text can count: look there.
-    last_part = max(body, int(len(head) * (1 - SENTENCE_SLACK)) - 2)
-    ends = [m.end() for m in _SENTENCE_END.finditer(head, last_part)]
-    if ends and len(head) - ends[-1] <= SENTENCE_SLACK * len(head):
-        head = head[: ends[-1]].rstrip()
-    return head
+    return head.rstrip()
 
 
 class _BareItem:

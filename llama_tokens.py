@@ -23,6 +23,10 @@ import tiktoken
 _GAP = re.compile(r"(?<=[A-Za-z]) (?=[A-Za-z])")
 _LETTERS = frozenset(string.ascii_letters)
 CHARS_PER_TOKEN = 4  # a little under the typical 4.5 of product text: pieces rarely overshoot
+# transformers' clean_up_tokenization, in its order: the hub's Llama 3.1 tokenizer config sets
+# clean_up_tokenization_spaces, so under transformers 4.x every decode did these replacements.
+_CLEAN_UPS = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"),
+              (" n't", "n't"), (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
 
 
 @lru_cache(maxsize=1)
@@ -46,6 +50,28 @@ def encode_batch(texts: list[str]) -> list[list[int]]:
 def decode(tokens: list[int]) -> str:
     """Text of token ids."""
     return encoding().decode(tokens)
+
+
+def clean_up(text: str) -> str:
+    """`text` with the spaces before punctuation and contractions removed, as transformers'
+    clean-up does.
+
+    >>> clean_up("Fits neck . It 's light , isn't it ?")
+    "Fits neck. It's light, isn't it?"
+    """
+    for old, new in _CLEAN_UPS:
+        text = text.replace(old, new)
+    return text
+
+
+def decode_as_hub(tokens: list[int]) -> str:
+    """Text of token ids as the hub's Llama 3.1 tokenizer decoded them under transformers 4.x
+    (the course's decode): bytes to text, then `clean_up`.
+
+    >>> decode_as_hub(encode("Red , blue ."))
+    'Red, blue.'
+    """
+    return clean_up(decode(tokens))
 
 
 def count(text: str) -> int:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 import llama_tokens
 import sample_data
 import settings
-from items import MAX_PRICE, MIN_PRICE, Item, parse_price
+from items import MAX_PRICE, MIN_PRICE, Item, course_price, parse_price
 
 HUB_DATASET = "McAuley-Lab/Amazon-Reviews-2023"
 HUB_FILE = "raw/meta_categories/meta_{category}.jsonl"
@@ -81,13 +81,14 @@ def item_from_record(record: dict, category: str,
 
     Never raises: whatever goes wrong with one record is that record's rejection, so one bad
     record can never lose a load. The price is checked first: it is the cheapest test and
-    rejects the most records.
+    rejects the most records. `course_compatible` reads it as the course did
+    (`course_price`), else with `parse_price`.
     """
     if not isinstance(record, dict) or not isinstance(record.get("title"), str) \
             or not record["title"].strip():
         return None, "malformed record"
     try:
-        price, why = parse_price(record.get("price"))
+        price, why = (course_price if course_compatible else parse_price)(record.get("price"))
         if price is None:
             return None, f"price {why}"
         if not MIN_PRICE <= price <= MAX_PRICE:

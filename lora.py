@@ -1,8 +1,8 @@
 """Fine-tune Llama 3.1 8B with LoRA or QLoRA to finish "Price is $" (the course's week 7).
 
 The base model reads an item's test prompt and learns, through small low-rank adapters on its
-attention projections, to write the price. Only the completion ("765.00" and the end token)
-is in the loss; the prompt is context. On a CUDA GPU with bitsandbytes the base is held in
+attention projections, to write the price. Only the completion ("765.00") is in the loss; the
+prompt is context. On a CUDA GPU with bitsandbytes the base is held in
 4-bit nf4 (QLoRA), so the 8B model trains on one 16 GB card.
 
 >>> base = load_base()                     # meta-llama/Llama-3.1-8B, on a GPU  # doctest: +SKIP
@@ -13,15 +13,25 @@ Without a GPU the same path runs end to end on `tiny_llama()`: a two-layer Llama
 Llama 3 vocabulary and random weights. It learns nothing useful, but every step is real.
 
 The prediction is the course's improved decoding: of the next-token distribution after
-"Price is $", take the `top_k` most likely tokens that read as prices (each of 1..999 is one
-Llama 3 token) and average their prices weighted by their probabilities.
+"Price is $", take the `top_k` most likely tokens of the whole vocabulary, keep those that read
+as prices (each of 1..999 is one Llama 3 token), and average their prices weighted by their
+probabilities. `prices_first=True` takes the `top_k` likeliest price tokens instead, so that a
+likely word among the top tokens does not crowd a price out.
+
+The end-of-text token is not in the loss, as in the course: its SFTTrainer trained on the whole
+prompt with DataCollatorForCompletionOnlyLM after "Price is $", added no end token to the text,
+and padded with the end token, which that collator masks out of the labels wherever it
+appears. Training the same three tokens keeps the loss comparable with the course's curves,
+and only the first price token is ever read. TRL now appends the end token to every
+completion, so the dataset is tokenized here (`encode`); `Settings(end_token=True)` puts it
+back, for a model that should stop after the price when it generates.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import re
+import math
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -72,6 +82,7 @@ class Settings:
     max_length: int = 182        # tokens: every curated prompt with its price fits
     max_steps: int = -1          # > 0 stops early, e.g. for a quick run
     seed: int = 42
+    end_token: bool = False      # the course trained no end-of-text token after the price
 
 
 @lru_cache(maxsize=1)
@@ -117,21 +128,29 @@ def example(item: Item) -> dict[str, str]:
     return {"prompt": prompt, "completion": item.prompt[len(prompt):]}
 
 
-def dataset(items: Sequence[Item]):
-    """A `datasets.Dataset` of prompt/completion pairs, as TRL's SFTTrainer takes them."""
+def dataset(items: Sequence[Item], settings: Settings | None = None):
+    """A `datasets.Dataset` of token ids and labels (`encode`), ready for SFTTrainer."""
     from datasets import Dataset
 
-    return Dataset.from_list([example(item) for item in items])
+    s = settings or Settings()
+    tok = tokenizer()
+    return Dataset.from_list([encode(example(item), tok, s.max_length, s.end_token)
+                              for item in items])
 
 
-def encode(pair: dict[str, str], tok=None, max_length: int = 182) -> dict[str, list[int]]:
-    """Token ids and labels for one pair, as SFTTrainer prepares them (-100: not in the loss).
+def encode(pair: dict[str, str], tok=None, max_length: int = 182,
+           end_token: bool = False) -> dict[str, list[int]]:
+    """Token ids and labels for one pair (-100: not in the loss), the end-of-text token
+    after the completion when `end_token`.
 
-    For training loops without TRL; the tests check it agrees with SFTTrainer.
+    >>> pair = {"prompt": "Price is $", "completion": "765.00"}
+    >>> encode(pair)["labels"]
+    [-100, -100, -100, -100, 22240, 13, 410]
     """
     tok = tok or tokenizer()
     prompt = tok(pair["prompt"])["input_ids"]
-    ids = tok(pair["prompt"] + pair["completion"] + tok.eos_token)["input_ids"]
+    ids = tok(pair["prompt"] + pair["completion"] + (tok.eos_token if end_token else ""))[
+        "input_ids"]
     if ids[:len(prompt)] != prompt:
         raise ValueError("the prompt's tokens change when the completion follows; end the "
                          "prompt on a token boundary")
@@ -246,7 +265,7 @@ def trainer(model, train: Sequence[Item], output_dir: str | Path,
         raise ValueError("no training items")
     with _quiet_renames():
         return SFTTrainer(model=model, args=sft_config(output_dir, s, **overrides),
-                          train_dataset=dataset(train), processing_class=tokenizer(),
+                          train_dataset=dataset(train, s), processing_class=tokenizer(),
                           peft_config=lora_config(s))
 
 
@@ -272,32 +291,49 @@ def load_adapter(base, path: str | Path) -> PeftModel:
 
 
 def price_values(tok=None) -> torch.Tensor:
-    """For every token id, the price it reads as (e.g. "765" -> 765.0), else 0.
+    """For every token id, the price it reads as (e.g. "765" -> 765.0), else 0: the course
+    read a token with float() and kept it when positive; infinities ("inf") are left out.
 
     >>> values = price_values()
     >>> values[22240].item(), values[7117].item(), int((values > 0).sum() >= 999)
     (765.0, 0.0, 1)
     """
     tok = tok or tokenizer()
-    texts = tok.convert_ids_to_tokens(list(range(len(tok))))
+    texts = tok.batch_decode([[i] for i in range(len(tok))])
     values = torch.zeros(len(texts))
     for i, text in enumerate(texts):
-        if re.fullmatch(r"\d+(\.\d+)?", text):  # byte-level BPE: no space mark, digits only
-            values[i] = float(text)
+        try:
+            value = float(text)
+        except ValueError:
+            continue
+        if 0 < value < math.inf:
+            values[i] = value
     return values
 
 
-def weighted_price(logits: torch.Tensor, values: torch.Tensor, top_k: int = TOP_K) -> float:
-    """The probability-weighted mean price of the `top_k` likeliest next tokens that are prices.
+def weighted_price(logits: torch.Tensor, values: torch.Tensor, top_k: int = TOP_K,
+                   prices_first: bool = False) -> float:
+    """The probability-weighted mean price of the `top_k` likeliest next tokens that are
+    prices (NaN, no price, when none is: the course scored that as 0, as the Tester does);
+    `prices_first` takes the `top_k` likeliest price tokens instead.
 
     >>> values = torch.tensor([0.0, 100.0, 200.0, 300.0])
-    >>> weighted_price(torch.tensor([9.0, 1.0, 1.0, -50.0]), values, top_k=2)
-    150.0
+    >>> logits = torch.tensor([9.0, 1.0, 1.0, -50.0])
+    >>> [round(weighted_price(logits, values, top_k=k), 2) for k in (3, 1)]
+    [150.0, nan]
+    >>> weighted_price(logits, values, top_k=1, prices_first=True)
+    100.0
     """
-    logits = logits[: len(values)].float().masked_fill(values <= 0, float("-inf"))
-    top = logits.topk(min(top_k, int((values > 0).sum())))
-    weights = torch.softmax(top.values, dim=-1)
-    return float((weights * values[top.indices]).sum())
+    logits = logits.float()
+    values = torch.nn.functional.pad(values, (0, max(0, len(logits) - len(values))))[: len(logits)]
+    if prices_first:
+        logits = logits.masked_fill(values <= 0, float("-inf"))
+        top_k = min(top_k, int((values > 0).sum()))
+    top = torch.softmax(logits, dim=-1).topk(top_k)
+    prices = values[top.indices]
+    weights = top.values * (prices > 0)
+    total = weights.sum()
+    return float((weights * prices).sum() / total) if total > 0 else math.nan
 
 
 class LlamaPricer(Pricer):
@@ -305,17 +341,19 @@ class LlamaPricer(Pricer):
 
     It prices with whatever model it holds; `fit(train)` adds LoRA adapters and trains them
     (`fine_tune`), `save` writes the adapters and `LlamaPricer.load(path, base)` reads them.
+    `prices_first` decodes with the likeliest price tokens rather than the course's rule.
     """
 
     needs_fit = False
 
     def __init__(self, model, tok=None, top_k: int = TOP_K, name: str = "Llama 3.1 QLoRA",
-                 training: Settings | None = None, output_dir: str | Path | None = None):
+                 prices_first: bool = False, training: Settings | None = None,
+                 output_dir: str | Path | None = None):
         self.model = model.eval()
         self.tokenizer = tok or tokenizer()
         self.values = price_values(self.tokenizer)
-        self.top_k, self.name, self.training = top_k, name, training
-        self.output_dir = output_dir
+        self.top_k, self.prices_first, self.name = top_k, prices_first, name
+        self.training, self.output_dir = training, output_dir
 
     def _fit(self, train: list[Item]) -> None:
         if isinstance(self.model, PeftModel):
@@ -332,7 +370,10 @@ class LlamaPricer(Pricer):
 
     def _predict(self, items: list[Item]) -> np.ndarray:
         return np.array([weighted_price(self.next_token_logits(item.test_prompt()), self.values,
-                                        self.top_k) for item in items])
+                                        self.top_k, self.prices_first) for item in items])
+
+    def why_no_price(self, item: Item) -> str:
+        return f"none of the {self.top_k} likeliest next tokens is a price"
 
     def save(self, path: str | Path) -> Path:
         """Write the LoRA adapters (not the base model) into the folder `path`."""

@@ -61,19 +61,21 @@ class Recorder:
 
 
 class Faults:
-    """A middleware answering the next chats from a script; an empty script passes through,
-    as do other requests (a client asking which model it talks to)."""
+    """A middleware answering the next requests to `paths` (by default, chats) from a script;
+    an empty script passes through, as do other requests (a client asking which model it
+    talks to)."""
 
-    def __init__(self):
+    def __init__(self, paths: tuple[str, ...] = ("/chat/completions", "/messages")):
         self.script: deque[Fault] = deque()
+        self.paths = paths
 
     def then(self, *faults: Fault) -> Faults:
         self.script.extend(faults)
         return self
 
     async def __call__(self, request, call_next) -> Response:
-        chat = request.url.path.endswith(("/chat/completions", "/messages"))
-        fault = self.script.popleft() if self.script and chat else None
+        scripted = request.url.path.endswith(self.paths)
+        fault = self.script.popleft() if self.script and scripted else None
         return await (fault(request, call_next) if fault else call_next(request))
 
 

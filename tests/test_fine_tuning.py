@@ -35,12 +35,34 @@ def test_choose_takes_the_first_examples_in_order():
         ft.choose(ITEMS, 5, 5)
 
 
-def test_messages_end_with_the_rounded_price():
-    messages = ft.messages_for(item(1, 17.49))
+def test_messages_end_with_the_price_to_the_cent():
+    messages = ft.messages_for(item(1, 65.99))
     assert [m["role"] for m in messages] == ["system", "user", "assistant"]
     assert messages[1]["content"].startswith("How much does this cost?\n\nKettle model 1")
     assert "Price is" not in messages[1]["content"]
-    assert messages[2]["content"] == "Price is $17.00"
+    assert messages[2]["content"] == "Price is $65.99"
+
+
+def course_jsonl(items: list[Item]) -> str:
+    """The course's week 6 file, built as its notebook built it."""
+    result = ""
+    for one in items:
+        system = "You estimate prices of items. Reply only with the price, no explanation"
+        user = one.test_prompt().replace(" to the nearest dollar", "").replace(
+            "\n\nPrice is $", "")
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user},
+                    {"role": "assistant", "content": f"Price is ${one.price:.2f}"}]
+        result += '{"messages": ' + json.dumps(messages) + "}\n"
+    return result.strip()
+
+
+def test_the_file_is_the_courses_to_the_byte(tmp_path):
+    items = [item(i, p) for i, p in enumerate([65.99, 0.5, 999.49, 12.0, 30.005])]
+    odd = "Café “Kettle” — 1½ L"
+    items.append(Item.from_prompt(f"{Item.QUESTION}\n\n{odd}\n\nPrice is $9.00", 8.5))
+    path = ft.write_jsonl(items, tmp_path / "train.jsonl")
+    assert path.read_bytes() == course_jsonl(items).encode()
+    assert not path.read_bytes().endswith(b"\n")
 
 
 def test_write_files_makes_valid_jsonl(tmp_path):

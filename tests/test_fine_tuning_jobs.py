@@ -3,13 +3,14 @@
 import json
 import statistics
 
+import faults
 import openai
 import pytest
 
 import fine_tuning
 import frontier
 import server
-from items import Item
+from items import Item, get_price
 
 TEXT = ("Kettle\nA sturdy kettle that boils water fast and switches itself off. " * 3).strip()
 
@@ -63,9 +64,10 @@ def test_a_job_trains_a_model_that_the_server_then_serves(serve, tmp_path):
     done = fine_tuning.follow(client, job.id, poll_seconds=0.05, progress=False)
     assert done.status == "succeeded" and done.fine_tuned_model.startswith("ft:gpt-4o-mini")
     trained = [json.loads(line) for line in train_file.read_text().splitlines()]
-    answers = [round(frontier.get_price(t["messages"][-1]["content"])) for t in trained]
-    pricer = frontier.compatible_pricer(local.base_url, done.fine_tuned_model,
-                                        cache=frontier.Cache(tmp_path / "cache.sqlite"))
+    answers = [round(get_price(t["messages"][-1]["content"])) for t in trained]
+    pricer = fine_tuning.pricer(done.fine_tuned_model, base_url=local.base_url,
+                                cache=frontier.Cache(tmp_path / "cache.sqlite"))
+    assert pricer.chat.params == {"max_tokens": 7, "seed": 42}  # as the course called it
     assert pricer(TRAIN[-1]) == pytest.approx(statistics.mean(answers), abs=0.01)
     assert [i.prompt for i in TRAINED] == [item.prompt for item in TRAIN[:20]]
     models = [m.id for m in client.models.list()]
@@ -134,3 +136,24 @@ def test_anything_that_breaks_a_job_fails_it(serve, tmp_path, monkeypatch):
     job = fine_tuning.create_job(client, file_id)
     with pytest.raises(fine_tuning.FineTuneFailed, match="invalid start byte"):
         fine_tuning.follow(client, job.id, poll_seconds=0.05, timeout=10, progress=False)
+
+
+@pytest.mark.parametrize("status, said", [
+    (403, "You have insufficient permissions for this operation."),
+    (400, "Fine-tuning is not available for this organization."),
+    (404, "The model gpt-4o-mini-2024-07-18 does not exist or you do not have access to it."),
+])
+def test_a_refused_job_names_the_ways_on(tmp_path, status, said):
+    script = faults.Faults(paths=("/fine_tuning/jobs",))
+    app = server.app_for(lambda _: 1.0, "base", trainer=mean_trainer)
+    app.middleware("http")(script)
+    with server.serve(app, "base") as local:
+        client = client_for(local)
+        file_id = fine_tuning.upload(client, fine_tuning.write_files(TRAIN, tmp_path, 20, 5)[0])
+        script.then(faults.status(status, said))
+        with pytest.raises(fine_tuning.FineTuningUnavailable) as refused:
+            fine_tuning.create_job(client, file_id)
+    message = str(refused.value)
+    assert f"refused to create a fine-tuning job (HTTP {status}: {said})" in message
+    for way in ("fine-tuned before", "base_url=", "server.start", "lora.py"):
+        assert way in message

@@ -5,6 +5,7 @@ import http.server
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ import frontier
 import llama_tokens
 import server
 from frontier import Backoff, Cache, FrontierError
-from items import item_from_messages
+from items import get_dollar_price, get_price, item_from_messages, messages_for
 from pricer import NoPrice
 from testing import Tester
 
@@ -58,7 +59,7 @@ def test_doctests():
 
 def test_messages_are_the_courses():
     item = faults.make_items(1)[0]
-    system, user, assistant = frontier.messages_for(item)
+    system, user, assistant = messages_for(item)
     assert system == {"role": "system", "content": "You estimate prices of items. "
                                                    "Reply only with the price, no explanation"}
     assert user["role"] == "user"
@@ -69,19 +70,42 @@ def test_messages_are_the_courses():
 
 def test_the_server_gets_the_item_back():
     for item in faults.make_items(3):
-        rebuilt = item_from_messages(frontier.messages_for(item))
+        rebuilt = item_from_messages(messages_for(item))
         assert (rebuilt.title, rebuilt.test_prompt()) == (item.title, item.test_prompt())
     with pytest.raises(ValueError, match="no user message"):
         item_from_messages([{"role": "system", "content": "hi"}])
 
 
+def course_get_price(s: str) -> float:
+    """The course's rule, as it was written."""
+    s = s.replace("$", "").replace(",", "")
+    match = re.search(r"[-+]?\d*\.\d+|\d+", s)
+    return float(match.group()) if match else 0
+
+
+REPLIES = ["$1,299.99", "about 45 dollars", "Price is $99", "99.99", "Price is $1,234.",
+           "$ 12.50 or so", "2 for $30", ".99", "-5", "Price is $1.5k", "12, 15", "3-pack: $24.99",
+           "I cannot tell", ""]
+
+
+@pytest.mark.parametrize("text", REPLIES)
+def test_get_price_is_the_courses_rule(text):
+    assert (get_price(text) or 0) == course_get_price(text)
+
+
 @pytest.mark.parametrize("text, price", [
     ("$1,299.99", 1299.99), ("about 45 dollars", 45.0), ("Price is $99", 99.0),
     ("99.99", 99.99), ("Price is $1,234.", 1234.0), ("$ 12.50 or so", 12.5),
-    ("2 for $30", 30.0), (".99", 0.99), ("I cannot tell", None), ("", None), (None, None),
+    ("2 for $30", 30.0), ("3-pack: $24.99", 24.99), ("12, 15", 12.0), (".99", 0.99),
+    ("I cannot tell", None), ("", None), (None, None),
 ])
-def test_get_price(text, price):
-    assert frontier.get_price(text) == price
+def test_get_dollar_price(text, price):
+    assert get_dollar_price(text) == price
+
+
+def test_the_rules_differ_where_a_count_comes_first():
+    differ = [t for t in REPLIES if get_price(t) != get_dollar_price(t)]
+    assert differ == ["2 for $30", "3-pack: $24.99"]
 
 
 def test_cache_hits_and_misses(local, tmp_path):
@@ -272,10 +296,10 @@ def test_concurrency_is_bounded(local):
 
 def test_the_meter_adds_up(local, monkeypatch):
     running, _, _ = local
-    pricer, items = pricer_for(running), faults.make_items(4)
-    pricer.prefetch(items, progress=False)
-    sent = sum(llama_tokens.count(m["content"]) for i in items for m in frontier.messages_for(i))
-    answered = sum(llama_tokens.count(f"Price is ${faults.widget_price(i):.2f}") for i in items)
+    pricer, widgets = pricer_for(running), faults.make_items(4)
+    pricer.prefetch(widgets, progress=False)
+    sent = sum(llama_tokens.count(m["content"]) for i in widgets for m in messages_for(i))
+    answered = sum(llama_tokens.count(f"Price is ${faults.widget_price(i):.2f}") for i in widgets)
     meter = pricer.meter
     assert (meter.calls, meter.input_tokens, meter.output_tokens) == (4, sent, answered)
     assert meter.dollars((1.0, 2.0)) == pytest.approx((sent + 2 * answered) / 1e6)
@@ -294,9 +318,9 @@ def test_anthropic_over_the_local_server(local):
                                       prefill=prefill)
         pricer = frontier.ChatPricer(chat, Cache(":memory:"), backoff=FAST)
         assert pricer(item) == faults.widget_price(item)
-    assert chat.complete(frontier.messages_for(item)).text == "Price is $22.50"
+    assert chat.complete(messages_for(item)).text == "Price is $22.50"
     prefilled = frontier.AnthropicChat(running.model, api_key="any", base_url=base)
-    assert prefilled.complete(frontier.messages_for(item)).text == "22.50"
+    assert prefilled.complete(messages_for(item)).text == "22.50"
     assert prefilled.identity() != chat.identity()
 
 
@@ -332,7 +356,7 @@ def test_no_key_from_the_environment_goes_to_a_foreign_endpoint(monkeypatch):
     monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "sk-ant-token-secret")
     listener = Listener()
     url = f"http://127.0.0.1:{listener.server_address[1]}"
-    messages = frontier.messages_for(faults.make_items(1)[0])
+    messages = messages_for(faults.make_items(1)[0])
     try:
         for chat in (frontier.OpenAIChat("m", base_url=f"{url}/v1"),
                      frontier.AnthropicChat("m", base_url=url)):

@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import random
+import re
 import string
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 import llama_tokens
 import testing
 from items import MAX_TOKENS, MIN_TOKENS, Item, load_pickle, parse_price, save_pickle, truncate
-from loaders import ItemLoader
+from loaders import ItemLoader, item_from_record
 
 WORDS = ("The sturdy kettle boils water quickly and switches itself off when done. "
          "It holds enough for eight cups of tea and pours without dripping. ").split()
@@ -153,21 +154,50 @@ def test_fixed_cut_never_ends_inside_a_word():
     assert not is_whole_word_end(course, text)  # the course's known bug, kept in its mode
 
 
-def test_fixed_cut_prefers_a_nearby_sentence_end():
+def test_fixed_cut_keeps_every_whole_word_that_fits():
     item = Item(record(), 10.0)
-    assert item.text.endswith(".")
+    words = item.text.split()
+    full = "Kettle\n" + " ".join(WORDS * 8)
+    assert full.startswith(item.text) and full[len(item.text)] == " "
     assert llama_tokens.count(item.text) <= MAX_TOKENS
-    # ...but never gives up much text for it.
-    assert llama_tokens.count(item.text) >= MAX_TOKENS * (1 - 0.12) - 5
+    # One more word would not fit.
+    longer = full[: full.index(" ", len(item.text) + 1)]
+    assert len(longer.split()) == len(words) + 1
+    assert llama_tokens.count(longer) > MAX_TOKENS
 
 
 def test_truncate_leaves_short_text_alone():
     text = "Short text."
-    assert truncate(text, llama_tokens.encode(text), MAX_TOKENS, False) == text
+    assert truncate(text, llama_tokens.encode(text), MAX_TOKENS) == text
 
 
-def course_item_text(data: dict) -> str | None:
-    """The course's own curation, line for line, as the reference for its compatible mode."""
+def course_scrub(stuff: str) -> str:
+    """The course's scrub, written as it was (a regex), to check the project's own."""
+    stuff = re.sub(r'[:\[\]"{}【】\s]+', " ", stuff).strip()
+    stuff = stuff.replace(" ,", ",").replace(",,,", ",").replace(",,", ",")
+    words = stuff.split(" ")
+    return " ".join(w for w in words if len(w) < 7 or not any(c.isdigit() for c in w))
+
+
+def hub_decode(tokens: list[int]) -> str:
+    """The hub tokenizer's decode under transformers 4.x: bytes, then clean_up_tokenization."""
+    return (llama_tokens.decode(tokens).replace(" .", ".").replace(" ?", "?")
+            .replace(" !", "!").replace(" ,", ",").replace(" ' ", "'").replace(" n't", "n't")
+            .replace(" 'm", "'m").replace(" 's", "'s").replace(" 've", "'ve")
+            .replace(" 're", "'re"))
+
+
+def course_item(data: dict) -> tuple[str, int] | None:
+    """The course's loader and Item, step for step: the reference for its compatible mode.
+
+    (prompt, token_count) for a record the course kept, None for one it dropped.
+    """
+    try:
+        price = float(data["price"]) if data["price"] else None
+    except ValueError:
+        return None
+    if price is None or not 0.5 <= price <= 999.49:
+        return None
     contents = "\n".join(data["description"])
     if contents:
         contents += "\n"
@@ -179,28 +209,49 @@ def course_item_text(data: dict) -> str | None:
         for remove in Item.REMOVALS:
             details = details.replace(remove, "")
         contents += details + "\n"
-    if len(contents) > 300:
-        contents = contents[:1120]
-        text = f"{Item.scrub(data['title'])}\n{Item.scrub(contents)}"
-        tokens = llama_tokens.encode(text)
-        if len(tokens) > 150:
-            return llama_tokens.decode(tokens[:160])
-    return None
+    if len(contents) <= 300:
+        return None
+    contents = contents[:1120]
+    text = f"{course_scrub(data['title'])}\n{course_scrub(contents)}"
+    tokens = llama_tokens.encode(text)
+    if len(tokens) <= 150:
+        return None
+    text = hub_decode(tokens[:160])
+    prompt = f"{Item.QUESTION}\n\n{text}\n\nPrice is ${round(price)}.00"
+    return prompt, llama_tokens.count(prompt)
 
 
-def test_course_compatible_mode_reproduces_the_course_text():
+def compat_item(data: dict) -> tuple[str, int] | None:
+    item, _ = item_from_record(data, "Appliances", course_compatible=True)
+    return None if item is None else (item.prompt, item.token_count)
+
+
+def test_course_compatible_mode_reproduces_the_course_item():
     compared = 0
     for raw in ItemLoader("Appliances").records():
-        price, _ = parse_price(raw["price"])
-        if price is None:
-            continue
-        expected = course_item_text(raw)
-        item = Item(raw, price, course_compatible=True)
-        assert item.include == (expected is not None)
-        if expected is not None:
-            assert item.text == expected
-            compared += 1
+        expected = course_item(raw)
+        assert compat_item(raw) == expected
+        compared += expected is not None
     assert compared > 500
+
+
+@pytest.mark.parametrize("price", ["12.99", " 12.99 ", "1e2", "$12.99", "1,299", "None", "nan",
+                                   "", None, "0.49", "999.5", "inf"])
+def test_course_compatible_mode_reads_prices_as_the_course(price):
+    assert compat_item(record(price=price)) == course_item(record(price=price))
+
+
+def test_course_compatible_mode_cleans_up_short_texts_too():
+    # Under 160 tokens the course did not cut, but its decode still cleaned up the spaces.
+    def body(n: int) -> str:
+        return "It 's light , isn't it ? Yes . " + " ".join(WORDS * 2 + ["apple"] * n)
+
+    n = next(n for n in range(100) if llama_tokens.count(f"Kettle\n{body(n)}") == MAX_TOKENS - 2)
+    data = record(body(n), price="24.99")
+    prompt, token_count = compat_item(data)
+    assert (prompt, token_count) == course_item(data)
+    assert "\nIt's light, isn't it? Yes. The sturdy" in prompt
+    assert token_count == llama_tokens.count(prompt)
 
 
 # --- prompts -------------------------------------------------------------------------------

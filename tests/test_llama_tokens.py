@@ -24,9 +24,27 @@ def test_round_trip_and_batch():
     assert llama_tokens.count("Price is $") == 3
 
 
+def test_decode_as_hub_is_the_decode_of_transformers_4():
+    # The course's decode: the hub tokenizer's bytes to text (a character cut in two becomes
+    # U+FFFD), then transformers' clean-up, on by default in its Llama 3.1 config.
+    import lora
+
+    tok = lora.tokenizer()
+    text = ("Fits the neck . It 's light , isn't it ? I 'm sure we 've got what you 're after ! "
+            "a ' b ' ✅ Ünï 🎸 . end")
+    ids = llama_tokens.encode(text)
+    for k in range(1, len(ids) + 1):
+        decoded = tok.decode(ids[:k], clean_up_tokenization_spaces=False)
+        expected = tok.clean_up_tokenization(decoded)
+        assert llama_tokens.decode_as_hub(ids[:k]) == expected
+    assert llama_tokens.decode_as_hub(ids).startswith("Fits the neck. It's light, isn't it?")
+
+
 def test_importing_the_modules_loads_nothing_heavy():
-    code = ("import sys, items, loaders, curation, testing, llama_tokens; "
-            "print(llama_tokens.encoding.cache_info().currsize, "
-            "[m for m in ('torch', 'datasets', 'transformers', 'openai') if m in sys.modules])")
+    code = ("import sys, settings, charts, files, pricer, items, loaders, curation, testing, "
+            "server, fine_tuning, fine_tuning_jobs, llama_tokens; "
+            "print(llama_tokens.encoding.cache_info().currsize, [m for m in ('torch', "
+            "'datasets', 'transformers', 'sklearn', 'openai', 'anthropic', 'frontier') "
+            "if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["0", "[]"]

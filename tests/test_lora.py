@@ -1,5 +1,8 @@
 """LoRA fine-tuning, end to end on a tiny random Llama with the real Llama 3 vocabulary."""
 
+import math
+
+import numpy as np
 import pytest
 import torch
 
@@ -64,19 +67,22 @@ def test_tokenizer_gives_the_llama_ids():
     assert tok.eos_token_id == 128001 and tok.pad_token_id == 128001
 
 
-def test_loss_mask_covers_exactly_the_price():
+@pytest.mark.parametrize("end_token, end", [(False, ""), (True, "<|end_of_text|>")])
+def test_loss_mask_covers_exactly_the_price(end_token, end):
+    # The course's target is the price alone: its collator masked every end token (the pad).
     items = real_items()
-    run = lora.trainer(lora.tiny_llama(), items, "unused", lora.Settings(max_steps=1))
+    settings = lora.Settings(max_steps=1, end_token=end_token)
+    run = lora.trainer(lora.tiny_llama(), items, "unused", settings)
     tok = lora.tokenizer()
     assert len(run.train_dataset) == len(items)
     for row, item in zip(run.train_dataset, items, strict=True):
         trained = [(i, t) for i, t in enumerate(row["labels"]) if t != -100]
         positions, tokens = zip(*trained, strict=True)
-        assert tok.decode(tokens) == f"{round(item.price)}.00<|end_of_text|>"
+        assert tok.decode(tokens) == f"{round(item.price)}.00{end}"
         # The price tokens are the last ones, right after "Price is $", and nothing else.
         assert positions == tuple(range(len(row["input_ids"]) - len(tokens), len(row["input_ids"])))
         assert row["input_ids"][positions[0] - 3:positions[0]] == [7117, 374, 400]
-        assert lora.encode(lora.example(item)) == {k: row[k] for k in ("input_ids", "labels")}
+        assert row["input_ids"] == tok(item.prompt + end)["input_ids"]
 
 
 def test_training_changes_the_adapters_and_lowers_the_loss(trained):
@@ -99,7 +105,7 @@ def test_adapter_round_trip_gives_identical_outputs(trained):
     with torch.no_grad():
         assert torch.equal(run.model.eval()(ids).logits, reloaded(ids).logits)
     pricer, again = lora.LlamaPricer(run.model), lora.LlamaPricer(reloaded)
-    assert [pricer(i) for i in ITEMS] == [again(i) for i in ITEMS]
+    assert np.array_equal(pricer.predict_many(ITEMS), again.predict_many(ITEMS), equal_nan=True)
 
 
 def test_load_adapter_refuses_a_folder_without_one(tmp_path):
@@ -113,7 +119,7 @@ def test_pricer_reads_prices_from_the_fine_tuned_model(trained):
     _, run, _ = trained
     number = {llama_tokens.encode(str(n))[0]: n for n in range(1, 1000)}
     ids = torch.tensor(list(number))
-    guesses = lora.LlamaPricer(run.model).predict_many(ITEMS)
+    guesses = lora.LlamaPricer(run.model, prices_first=True).predict_many(ITEMS)
     for item, guess in zip(ITEMS, guesses, strict=True):
         prompt = lora.tokenizer()(item.test_prompt(), return_tensors="pt")
         with torch.no_grad():
@@ -123,18 +129,42 @@ def test_pricer_reads_prices_from_the_fine_tuned_model(trained):
         expected = sum(w * number[int(ids[i])] for w, i in zip(weights, top.indices, strict=True))
         assert guess == pytest.approx(float(expected), rel=1e-5)
     assert len(set(guesses.round(4))) > 1  # the price depends on the item
+    course = lora.LlamaPricer(run.model)  # the course's rule, checked in its own test
+    for item, guess in zip(ITEMS, course.predict_many(ITEMS), strict=True):
+        logits = course.next_token_logits(item.test_prompt())
+        assert guess == pytest.approx(lora.weighted_price(logits, course.values), nan_ok=True)
 
 
-def test_weighted_price_averages_the_likeliest_price_tokens():
+def logits_for(probabilities: dict[str, float]) -> torch.Tensor:
+    """Next-token logits giving these tokens these probabilities, and the rest next to none."""
+    logits = torch.full((len(lora.tokenizer()),), -30.0)
+    for text, p in probabilities.items():
+        logits[llama_tokens.encode(text)[0]] = torch.log(torch.tensor(p))
+    return logits
+
+
+def test_weighted_price_is_the_courses_decoding():
+    # The course: the top 3 tokens of the whole vocabulary, the prices among them, renormalised.
     values = lora.price_values()
-    logits = torch.full((len(values),), -20.0)
-    ids = {text: llama_tokens.encode(text)[0] for text in ("100", "200", "300", "Price")}
-    logits[ids["Price"]] = 10.0                           # likeliest, but not a price
-    logits[ids["100"]] = logits[ids["200"]] = 2.0         # equally likely prices
-    logits[ids["300"]] = 2.0 + torch.log(torch.tensor(2.0))   # twice as likely
-    assert lora.weighted_price(logits, values, top_k=3) == pytest.approx(
-        (100 + 200 + 2 * 300) / 4)
-    assert lora.weighted_price(logits, values, top_k=1) == pytest.approx(300)
+    logits = logits_for({"765": 0.5, "Price": 0.3, "700": 0.15, "800": 0.05})
+    assert lora.weighted_price(logits, values) == pytest.approx(750.00)
+    # The prices-first rule takes the 3 likeliest prices instead.
+    assert lora.weighted_price(logits, values, prices_first=True) == pytest.approx(
+        (765 * 0.5 + 700 * 0.15 + 800 * 0.05) / 0.7)
+    assert round(lora.weighted_price(logits, values, prices_first=True), 2) == 753.57
+
+
+def test_weighted_price_with_no_price_among_the_top_tokens():
+    values = lora.price_values()
+    logits = logits_for({"Price": 0.5, "The": 0.3, "About": 0.15, "765": 0.05})
+    assert math.isnan(lora.weighted_price(logits, values))  # no price: the course scored 0
+    assert lora.weighted_price(logits, values, prices_first=True) == pytest.approx(765)
+
+
+def test_weighted_price_reads_a_model_wider_than_its_tokenizer():
+    values = lora.price_values()
+    logits = torch.cat([logits_for({"765": 0.6, "700": 0.4}), torch.tensor([5.0])])
+    assert lora.weighted_price(logits, values) == pytest.approx(765 * 0.6 + 700 * 0.4)
 
 
 def test_price_tokens_cover_one_to_999():
