@@ -29,9 +29,11 @@ def png(figure, colors: int = COLORS) -> bytes:
 
 def compact(colors: int = COLORS) -> None:
     """Show this notebook's charts as `png(figure, colors)` from now on."""
+    import matplotlib.pyplot as plt
     from IPython import get_ipython
-    from matplotlib import pyplot  # noqa: F401 - sets up the inline backend first
     from matplotlib.figure import Figure
+
+    plt.close(plt.figure())  # the inline backend sets its own formatter on the first figure
 
     shell = get_ipython()
     if shell is not None:

@@ -263,8 +263,6 @@ class Tester:
         fit_seconds = getattr(self.predictor, "fit_seconds", None)
         if isinstance(fit_seconds, (int, float)):
             lines[0] += f"; trained in {fit_seconds:.1f}s"
-        if self.examples is not None and scores.size > self.examples:
-            lines.insert(0, f"... and {scores.size - self.examples} more items")
         if self.failures:
             tally = Counter(self.failures.values()).most_common()
             reasons = ", ".join(f"{n} {why}" for why, n in tally)
@@ -281,6 +279,8 @@ class Tester:
         for i, (guess, failure) in enumerate(self.outcomes(items)):
             self.add(i, guess, failure)
         self.seconds = time.perf_counter() - start
+        if self.verbose and self.examples is not None and len(items) > self.examples:
+            print(f"... and {len(items) - self.examples} more items")
         scores = self.scores()
         if self.show_chart:
             self.chart(str(scores))

@@ -146,6 +146,7 @@ def test_ensemble_fits_its_members_and_averages_log_prices(split, tmp_path):
     assert np.array_equal(loaded.predict_many(test[:5]), ensemble.predict_many(test[:5]))
 
 
+@pytest.mark.slow
 def test_sentence_embeddings_load_offline_and_help(split, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     train, test = split

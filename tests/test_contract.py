@@ -86,7 +86,11 @@ def reload(model: Pricer, path):
     return type(model).load(saved)
 
 
-@pytest.mark.parametrize("key", PREDICTORS)
+SLOW = {"minilm + ridge", "minilm fine-tune", "llama"}  # torch models
+
+
+@pytest.mark.parametrize("key", [pytest.param(k, marks=pytest.mark.slow) if k in SLOW else k
+                                 for k in PREDICTORS])
 def test_every_predictor_keeps_the_contract(key, data, chat_server, tmp_path):
     train, test = data
     model = PREDICTORS[key](tmp_path, test, chat_server)

@@ -12,6 +12,8 @@ import sample_data
 from items import Item
 from loaders import item_from_record
 
+pytestmark = pytest.mark.slow  # trains a model with torch
+
 
 def short_item(n: int, price: float) -> Item:
     text = f"Kettle model {n}\nBoils {n} cups of water, steel body."

@@ -10,6 +10,8 @@ import testing
 from items import Item
 from minilm import MiniLMPricer, Settings
 
+pytestmark = pytest.mark.slow  # trains a model with torch
+
 matplotlib.use("Agg")
 
 

@@ -231,3 +231,41 @@ def test_default_titles():
 def test_no_items_is_a_clear_error():
     with pytest.raises(ValueError, match="at least one test item"):
         Tester(by_title, [])
+
+
+def test_compact_mode_shows_a_few_lines_then_the_summary(items, titles, capsys):
+    Tester.test(by_title, items, title="Hand", results=False, examples=2)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line[5:20] for line in lines[:2]] == ["1: Guess: $110.", "2: Guess: $80.0"]
+    assert lines[2] == "... and 2 more items"
+    assert lines[3].startswith("Hand: mean error $100.00 (95% interval $")
+
+
+def test_mse_and_r2_match_hand_computed_values(items, titles):
+    scores = Tester.test(by_title, items, results=False, verbose=False)
+    squares = [(g - p) ** 2 for g, p in zip(GUESSES, PRICES, strict=True)]
+    assert scores.mse == pytest.approx(sum(squares) / 4)               # 23,725
+    mean = sum(PRICES) / 4
+    spread = sum((p - mean) ** 2 for p in PRICES) / 4
+    assert scores.r2 == pytest.approx(1 - scores.mse / spread)         # -0.32: worse than a mean
+
+
+def test_results_are_kept_per_test_set_and_charted_for_one(items, monkeypatch, tmp_path):
+    path = tmp_path / "results.csv"
+    others = [make_item(f"Product {i}", 10.0) for i in range(4)]
+    Tester.test(by_title, items, title="Hand", results=path, verbose=False, chart=False)
+    Tester.test(by_title, others, title="Hand", results=path, verbose=False, chart=False)
+    Tester.test(lambda item: 50.0, others, title="Flat", results=path, verbose=False,
+                chart=False)
+    table = testing.results(path)
+    assert list(table["title"]) == ["Hand", "Hand", "Flat"]
+    assert table["test_set"].nunique() == 2
+    drawn = {}
+    monkeypatch.setattr(plt, "show", lambda: drawn.update(
+        titles=[t.get_text() for t in plt.gca().get_yticklabels()]))
+    comparison_chart(path)                                   # the test set scored last
+    assert sorted(drawn["titles"]) == ["Flat", "Hand"]
+    comparison_chart(path, test_set=table["test_set"].iloc[0])
+    assert drawn["titles"] == ["Hand"]
+    with pytest.raises(ValueError, match="nothing was scored on the test set"):
+        comparison_chart(path, test_set="nope")
