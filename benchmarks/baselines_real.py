@@ -174,13 +174,14 @@ def main() -> None:
 
     start = time.perf_counter()
     items, unusable, duplicated = load_items(args.data)
+    built = time.perf_counter() - start
     runs = {}
     for seed in [int(s) for s in args.seeds.split(",")]:
         train, test = curation.split(items, len(items) - args.test_size, args.test_size, seed)
         train = train[:args.train_size]
         print(f"\nSeed {seed}: {len(items):,} items ({unusable} unusable rows, {duplicated} "
               f"duplicated texts dropped): {len(train):,} train, {len(test):,} test; built in "
-              f"{time.perf_counter() - start:.1f}s; {settings.threads()} thread(s) per model, "
+              f"{built:.1f}s; {settings.threads()} thread(s) per model, "
               f"{os.cpu_count()} CPUs", flush=True)
         runs[seed] = run_models(pick(args), train, test, args.ranges)
     if len(runs) > 1:
