@@ -1,18 +1,20 @@
 """A sparse MLP ensemble: the model that won the Mercari Price Suggestion Challenge, small.
 
-TF-IDF of the title's words, of the text's words and word pairs, of the text's character
-n-grams, and the category, feed small MLPs (features -> 256 -> 64 -> 1, ReLU) trained with
-Adam on the standardized log price for a few epochs, the batch doubling each epoch. Members
-differ in seed and in input (TF-IDF weights, or the same columns as 0/1); their log-price
-guesses are averaged.
+TF-IDF of the title's words, of the text's words and word pairs (optionally of its character
+n-grams: on real products they doubled the cost and did not help), and the category, feed
+small MLPs (features -> 256 -> 64 -> 1, ReLU) trained with Adam on the standardized log
+price for a few epochs, the batch doubling each epoch. Members differ in seed and in input
+(TF-IDF weights, or the same columns as 0/1); their log-price guesses are averaged.
 
 >>> model = SparseMLPPricer().fit(train)          # doctest: +SKIP
 >>> model.predict_many(test[:3])                  # doctest: +SKIP
 
-The first layer reads only an item's nonzero columns (an `nn.EmbeddingBag` summing rows
-weighted by the values, with sparse gradients), so a step costs what the batch holds, not
-what the vocabulary holds. Training uses settings.threads() torch threads and is
-deterministic for a given seed and thread count.
+The first layer reads only the columns a batch uses (an embedding bag summing weight rows
+scaled by the values) and lazy Adam updates only those rows (torch's SparseAdam took seconds
+a step here), so a step costs what the batch holds, not what the vocabulary holds: a member
+trains in about 8 seconds on 12,000 items. Training uses settings.threads() torch threads,
+leaves torch's thread count and random state as they were, and is deterministic for a given
+seed and thread count. Predicting needs numpy only.
 """
 
 from __future__ import annotations
@@ -40,9 +42,9 @@ def _whole(text: str) -> list[str]:
 
 
 class SparseText:
-    """Items -> one sparse matrix: TF-IDF of title words, text words and word pairs, text
-    character 2-4-grams within words, and a one-hot category; rows scaled to unit length
-    per part."""
+    """Items -> one sparse matrix: TF-IDF of title words, of text words and word pairs, of
+    text character 2-4-grams within words when `characters`, and a one-hot category; rows
+    have unit length within each TF-IDF part."""
 
     def __init__(self, max_features: int = 100_000, characters: bool = True):
         self.max_features, self.characters = max_features, characters
@@ -54,14 +56,12 @@ class SparseText:
             return TfidfVectorizer(ngram_range=ngrams, min_df=2, sublinear_tf=True,
                                    max_features=self.max_features, dtype=np.float32)
 
-        self.parts = [
-            (titles, words((1, 1))),
-            (texts, words((1, 2))),
-            *[(texts, TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=3,
-                                      sublinear_tf=True, max_features=self.max_features,
-                                      dtype=np.float32))] * self.characters,
-            (categories, CountVectorizer(analyzer=_whole, dtype=np.float32)),
-        ]
+        self.parts = [(titles, words((1, 1))), (texts, words((1, 2))),
+                      (categories, CountVectorizer(analyzer=_whole, dtype=np.float32))]
+        if self.characters:
+            self.parts.append((texts, TfidfVectorizer(
+                analyzer="char_wb", ngram_range=(2, 4), min_df=3, sublinear_tf=True,
+                max_features=self.max_features, dtype=np.float32)))
         return sp.hstack([v.fit_transform(column(items)) for column, v in self.parts],
                          format="csr")
 
