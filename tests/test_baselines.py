@@ -21,7 +21,9 @@ from baselines import (
     Word2VecPricer,
 )
 from items import Item
+from mlp import SparseMLPPricer
 from pricer import NoPrice, Pricer
+from stacking import StackPricer, nearest
 from testing import Tester
 
 QUIET = {"verbose": False, "chart": False, "results": False}
@@ -149,6 +151,7 @@ def test_ensemble_fits_its_members_and_averages_log_prices(split, tmp_path):
 @pytest.mark.slow
 def test_sentence_embeddings_load_offline_and_help(split, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(baselines, "_cache", baselines.EmbeddingCache(tmp_path / "e.npz"))
     train, test = split
     train, test = train[:200], test[:60]
     constant = Tester.test(ConstantPricer().fit(train), test, **QUIET).average_error
@@ -190,3 +193,86 @@ def test_human_baseline_round_trip(split, tmp_path):
         human.predict(items[2])
     scores = Tester.test(human, test[:6], **QUIET)        # two items the person never saw
     assert scores.failures == 3
+
+
+def test_price_ranges_hold_the_price_as_often_as_they_say(split):
+    train, test = split
+    model = TfidfRidgePricer().fit_calibrated(train, share=0.25)
+    assert len(model.residuals) == 200 and model.fitted
+    truth, guesses = baselines.prices(test), model.predict_many(test)
+    low80, high80 = model.predict_interval(test, 0.8)
+    low95, high95 = model.predict_interval(test, level=0.95)
+    assert low80.shape == high80.shape == (len(test),)
+    assert (low95 <= low80).all() and (low80 <= guesses).all() and (guesses <= high80).all()
+    assert (high80 <= high95).all() and (low95 >= 0).all() and (high95 > low95).all()
+    for low, high, level in ((low80, high80, 0.8), (low95, high95, 0.95)):
+        covered = ((low <= truth) & (truth <= high)).mean()
+        assert level - 0.1 <= covered <= min(level + 0.1, 1.0), (level, covered)
+
+
+def test_price_ranges_need_calibration(split):
+    train, test = split
+    model = TfidfRidgePricer().fit(train)
+    with pytest.raises(RuntimeError, match="no price ranges"):
+        model.predict_interval(test[:3])
+    model.calibrate(test[:9])
+    with pytest.raises(ValueError, match="9 calibration errors are too few for a 95% range"):
+        model.predict_interval(test[:3], 0.95)
+    with pytest.raises(ValueError, match="level must be between 0 and 1"):
+        model.predict_interval(test[:3], 80)
+    with pytest.raises(ValueError, match="share must be between 0 and 1"):
+        TfidfRidgePricer().fit_calibrated(train, share=1)
+
+
+def test_the_stack_calibrates_its_ranges_out_of_fold(fitted, split):
+    train, test = split
+    stack = next(m for m in fitted if isinstance(m, StackPricer))
+    assert len(stack.residuals) == len(train)
+    low, high = stack.predict_interval(test, 0.8)
+    covered = ((low <= baselines.prices(test)) & (baselines.prices(test) <= high)).mean()
+    assert 0.7 <= covered <= 0.9
+    assert type(baselines.best()) is StackPricer and not baselines.best().fitted
+
+
+def test_sparse_mlp_is_seeded_and_leaves_torch_threads_alone(split):
+    import torch
+
+    train, test = split
+    threads = torch.get_num_threads()
+    first, second = SparseMLPPricer(members=2).fit(train), SparseMLPPricer(members=2).fit(train)
+    other = SparseMLPPricer(members=2, seed=7).fit(train)
+    assert torch.get_num_threads() == threads
+    assert np.array_equal(first.predict_many(test), second.predict_many(test))
+    assert not np.allclose(first.predict_many(test), other.predict_many(test))
+    with pytest.raises(ValueError, match="at least one member"):
+        SparseMLPPricer(members=0)
+
+
+def test_nearest_finds_the_most_similar_rows():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(50, 8))
+    queries = rng.normal(size=(7, 8))
+    sims, rows = nearest(queries, base, 3)
+    expected = np.argsort(-(queries @ base.T), axis=1)[:, :3]
+    assert np.array_equal(rows, expected)
+    assert np.allclose(sims, np.take_along_axis(queries @ base.T, expected, axis=1))
+    assert nearest(queries, base[:2], 5)[1].shape == (7, 2)
+
+
+def test_embeddings_are_cached_on_disk_by_content(split, monkeypatch, tmp_path):
+    _, test = split
+    monkeypatch.setattr(baselines, "_cache", baselines.EmbeddingCache(tmp_path / "e.npz"))
+    vectors = baselines.embed(test[:4])
+    seconds = baselines.encoding_seconds(test[:4])
+    assert (tmp_path / "e.npz").exists() and seconds > 0
+    # A new process reads them back instead of encoding again.
+    reread = baselines.EmbeddingCache(tmp_path / "e.npz")
+    monkeypatch.setattr(baselines, "_cache", reread)
+    monkeypatch.setattr(baselines, "sentence_encoder", None)   # encoding would fail
+    assert np.array_equal(baselines.embed(test[:4]), vectors)
+    assert baselines.encoding_seconds(test[:4]) == pytest.approx(seconds)
+    baselines.clear_embedding_cache(test[:1])
+    assert len(baselines.EmbeddingCache(tmp_path / "e.npz").file().read_bytes()) > 0
+    reread = baselines.EmbeddingCache(tmp_path / "e.npz")
+    reread.load()
+    assert len(reread.vectors) == 3

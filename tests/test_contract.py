@@ -18,11 +18,13 @@ import curation
 import frontier
 import lora
 import minilm
+import mlp
 import server
+import stacking
 from pricer import Pricer
 from testing import Tester
 
-MODULES = ["baselines", "minilm", "lora", "frontier"]
+MODULES = ["baselines", "mlp", "stacking", "minilm", "lora", "frontier"]
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +71,8 @@ PREDICTORS = {
     "minilm + ridge": lambda *_: baselines.EmbeddingPricer("ridge"),
     "ensemble": lambda *_: baselines.EnsemblePricer([baselines.ConstantPricer(),
                                                      baselines.TfidfRidgePricer()]),
+    "sparse mlp": lambda *_: mlp.SparseMLPPricer(members=2),
+    "stack": lambda *_: stacking.StackPricer(embeddings=False),
     "human": lambda tmp_path, test, _: human(tmp_path, test),
     "minilm fine-tune": lambda *_: minilm.MiniLMPricer(minilm.Settings(max_length=32)),
     # A random tiny Llama's likeliest tokens are rarely prices: read the likeliest prices.

@@ -1,0 +1,149 @@
+"""The strongest CPU pricer: LightGBM over what other models and similar products say.
+
+For every item the stack gathers, out of fold on the training items:
+- the log-price guesses of TF-IDF ridge regression and of the sparse MLP ensemble (mlp.py);
+- retrieval: the prices of its nearest training products by TF-IDF and by MiniLM sentence
+  embedding, with how alike they are (the course's RAG signal, without an LLM);
+- weight, best-seller rank and text length;
+and gradient-boosted trees learn how far to trust each. Out of fold means a training item's
+features come from models fitted without it, so they are as good, or as bad, as they will be
+on a new item.
+
+>>> model = StackPricer().fit(train)                              # doctest: +SKIP
+>>> low, high = model.predict_interval(test, level=0.8)          # doctest: +SKIP
+
+Its price ranges are calibrated for free: the trees are also fitted out of fold over the
+same features, and their errors on the items each fold held out become the conformal
+residuals (see Pricer.predict_interval); no training item is set aside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Self
+
+import numpy as np
+
+import settings
+from baselines import (
+    SEED,
+    embed,
+    encoding_seconds,
+    facts_matrix,
+    prices,
+    ridge,
+    texts,
+    tfidf,
+)
+from items import Item
+from mlp import SparseMLPPricer
+from pricer import Pricer
+
+
+def nearest(queries, base, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(similarities, rows) of each query row's `k` most similar base rows, most similar
+    first, by dot product: cosine similarity for unit-length rows (TF-IDF, MiniLM), dense or
+    sparse.
+
+    >>> nearest(np.eye(3)[:2], np.eye(3), 1)[1].tolist()
+    [[0], [1]]
+    """
+    k = min(k, base.shape[0])
+    found_sims, found_rows = [], []
+    for start in range(0, queries.shape[0], 1000):
+        sims = queries[start:start + 1000] @ base.T
+        sims = sims.toarray() if hasattr(sims, "toarray") else np.asarray(sims)
+        rows = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        picked = np.take_along_axis(sims, rows, axis=1)
+        order = np.argsort(-picked, axis=1, kind="stable")
+        found_rows.append(np.take_along_axis(rows, order, axis=1))
+        found_sims.append(np.take_along_axis(picked, order, axis=1))
+    return np.vstack(found_sims), np.vstack(found_rows)
+
+
+def retrieval_features(queries, base, logs: np.ndarray, k: int = 10) -> np.ndarray:
+    """Six columns about the `k` nearest base items: similarity-weighted mean log price of
+    the nearest 5, nearest log price, top similarity, mean similarity and log-price spread
+    of the nearest 5, mean log price of all `k`."""
+    sims, rows = nearest(queries, base, k)
+    near = logs[rows]
+    weights = np.maximum(sims[:, :5], 1e-6)
+    return np.column_stack([(weights * near[:, :5]).sum(1) / weights.sum(1), near[:, 0],
+                            sims[:, 0], sims[:, :5].mean(1), near[:, :5].std(1),
+                            near.mean(1)])
+
+
+class StackPricer(Pricer):
+    """LightGBM on log price over out-of-fold model guesses and retrieval features."""
+
+    calibrated_by_fit = True
+
+    def __init__(self, folds: int = 5, members: int = 2, embeddings: bool = True,
+                 rounds: int = 500, learning_rate: float = 0.03, leaves: int = 15,
+                 alpha: float = 0.3, seed: int = SEED):
+        self.folds, self.members, self.embeddings = folds, members, embeddings
+        self.rounds, self.learning_rate, self.leaves = rounds, learning_rate, leaves
+        self.alpha, self.seed = alpha, seed
+        self.name = "Stack" + (" + MiniLM retrieval" if embeddings else "")
+
+    def fit(self, train: Sequence[Item]) -> Self:
+        """Fit; the training time counts encoding the training texts even when cached."""
+        cached = encoding_seconds(train) if self.embeddings else 0.0
+        super().fit(train)
+        self.fit_seconds += cached
+        return self
+
+    def trees(self):
+        from lightgbm import LGBMRegressor
+
+        return LGBMRegressor(n_estimators=self.rounds, learning_rate=self.learning_rate,
+                             num_leaves=self.leaves, min_child_samples=20, subsample=0.8,
+                             subsample_freq=1, colsample_bytree=0.8, random_state=self.seed,
+                             n_jobs=settings.threads(), deterministic=True, verbose=-1)
+
+    def _parts(self, items: list[Item], words, vectors, logs) -> dict:
+        """The models the features come from, fitted on `items`."""
+        return {"ridge": ridge(self.alpha).fit(words, logs),
+                "mlp": SparseMLPPricer(members=self.members, seed=self.seed).fit(items),
+                "words": words, "vectors": vectors, "logs": logs}
+
+    def _features(self, parts: dict, items: list[Item], words, vectors) -> np.ndarray:
+        columns = [parts["ridge"].predict(words), parts["mlp"].predict_logs(items),
+                   retrieval_features(words, parts["words"], parts["logs"])]
+        if self.embeddings:
+            columns.append(retrieval_features(vectors, parts["vectors"], parts["logs"]))
+        return np.column_stack([*columns, facts_matrix(items)])
+
+    def _fit(self, train: list[Item]) -> None:
+        from sklearn.model_selection import KFold
+
+        if len(train) < 2 * self.folds:
+            raise ValueError(f"{self.name} needs at least {2 * self.folds} training items")
+        self.vectorizer = tfidf()
+        words = self.vectorizer.fit_transform(texts(train))
+        vectors = embed(train) if self.embeddings else None
+        logs = np.log1p(prices(train))
+        folds = list(KFold(self.folds, shuffle=True, random_state=self.seed).split(logs))
+        stacked = None
+        for fold, held in folds:
+            parts = self._parts([train[i] for i in fold], words[fold],
+                                vectors[fold] if vectors is not None else None, logs[fold])
+            features = self._features(parts, [train[i] for i in held], words[held],
+                                      vectors[held] if vectors is not None else None)
+            if stacked is None:
+                stacked = np.zeros((len(train), features.shape[1]))
+            stacked[held] = features
+        self.parts = self._parts(train, words, vectors, logs)
+        self.regressor = self.trees().fit(stacked, logs)
+        # The trees' own out-of-fold errors calibrate the price ranges.
+        errors = np.zeros(len(train))
+        for fold, held in folds:
+            trees = self.trees().fit(stacked[fold], logs[fold])
+            errors[held] = np.abs(logs[held] - trees.predict(stacked[held]))
+        self.residuals = np.sort(errors)
+
+    def _predict(self, items: list[Item]) -> np.ndarray:
+        words = self.vectorizer.transform(texts(items))
+        vectors = embed(items) if self.embeddings else None
+        return np.expm1(self.regressor.predict(self._features(self.parts, items, words,
+                                                              vectors)))
