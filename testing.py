@@ -117,6 +117,9 @@ class Scores:
     seconds: float = 0.0  # wall time spent predicting
     mse: float = math.nan  # mean squared error, in dollars squared
     r2: float = math.nan  # 1 - MSE / variance of the truths: the share of the spread explained
+    coverage80: float = math.nan  # share of truths inside the predictor's 80% price ranges
+    coverage95: float = math.nan  # ... and its 95% ranges (NaN: it gives no ranges)
+    width80: float = math.nan  # median width of the 80% ranges, in dollars
 
     def __str__(self) -> str:
         return (f"{self.title} Error=${self.average_error:,.2f} RMSLE={self.rmsle:,.2f} "
@@ -227,7 +230,22 @@ class Tester:
         spread = float(np.mean((truths - truths.mean()) ** 2))
         return Scores(self.title, sum(self.errors) / n, math.sqrt(sum(self.sles) / n),
                       self.colors.count(GREEN) / n, n, low, high, len(self.failures),
-                      self.seconds, mse, 1 - mse / spread if spread else math.nan)
+                      self.seconds, mse, 1 - mse / spread if spread else math.nan,
+                      **self.coverage())
+
+    def coverage(self) -> dict[str, float]:
+        """How often the predictor's 80% and 95% price ranges hold the truth, and how wide
+        the 80% ones are; nothing when it gives no ranges (see Pricer.predict_interval)."""
+        if not getattr(self.predictor, "calibrated", False):
+            return {}
+        items, truths = self.data[:len(self.truths)], np.array(self.truths)
+        found = {}
+        for level in (80, 95):
+            low, high = self.predictor.predict_interval(items, level / 100)
+            found[f"coverage{level}"] = float(np.mean((low <= truths) & (truths <= high)))
+            if level == 80:
+                found["width80"] = float(np.nanmedian(high - low))
+        return found
 
     def by_category(self) -> pd.DataFrame:
         """Items, average error, RMSLE and hits for each category scored, largest first."""
@@ -263,6 +281,10 @@ class Tester:
         fit_seconds = getattr(self.predictor, "fit_seconds", None)
         if isinstance(fit_seconds, (int, float)):
             lines[0] += f"; trained in {fit_seconds:.1f}s"
+        if not math.isnan(scores.coverage80):
+            lines.append(f"Price ranges: the 80% range holds the price for "
+                         f"{scores.coverage80:.1%} of items (median width "
+                         f"${scores.width80:,.0f}), the 95% range for {scores.coverage95:.1%}")
         if self.failures:
             tally = Counter(self.failures.values()).most_common()
             reasons = ", ".join(f"{n} {why}" for why, n in tally)

@@ -269,3 +269,25 @@ def test_results_are_kept_per_test_set_and_charted_for_one(items, monkeypatch, t
     assert drawn["titles"] == ["Hand"]
     with pytest.raises(ValueError, match="nothing was scored on the test set"):
         comparison_chart(path, test_set="nope")
+
+
+class Ranged:
+    """A predictor with price ranges: the truth's neighbourhood, as wide as asked."""
+
+    name, calibrated = "Ranged", True
+
+    def __call__(self, item):
+        return item.price
+
+    def predict_interval(self, items, level):
+        half = {0.8: 1.0, 0.95: 300.0}[level]
+        return (np.array([i.price - half for i in items]) + [0, 0, 0, 5],
+                np.array([i.price + half for i in items]))
+
+
+def test_the_coverage_of_price_ranges_is_reported(items, titles, capsys):
+    scores = Tester.test(Ranged(), items, results=False, chart=False)
+    assert (scores.coverage80, scores.coverage95, scores.width80) == (0.75, 1.0, 2.0)
+    assert ("Price ranges: the 80% range holds the price for 75.0% of items (median width $2), "
+            "the 95% range for 100.0%") in capsys.readouterr().out
+    assert math.isnan(Tester.test(by_title, items, results=False, verbose=False).coverage80)
