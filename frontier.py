@@ -80,6 +80,23 @@ class MalformedReply(Exception):
     """The endpoint answered 2xx with something that is not a chat completion."""
 
 
+def key_for(setting: str, api_key: str | None, base_url: str | None) -> tuple[str, str]:
+    """(the key to send, where it came from): `api_key` if given; else the provider's own key
+    (the `setting`, from the environment or .env) for the provider itself (`base_url` None)
+    and "none" for any other endpoint. An explicit key, even "none", also stops the SDKs
+    reading keys from the environment themselves.
+
+    >>> key_for("NO_SUCH_KEY", None, "http://localhost:8000/v1")
+    ('none', 'the api_key you passed')
+    """
+    if base_url is not None:
+        return api_key or "none", "the api_key you passed"
+    api_key = api_key or settings.get(setting)
+    if not api_key:
+        raise FrontierError(f"no key: set {setting} (e.g. in .env)")
+    return api_key, setting
+
+
 class Served:
     """What a chat over another endpoint than the provider's own adds to its identity: the
     fingerprint the endpoint reports for its model, when it reports one (this repository's
@@ -114,12 +131,8 @@ class OpenAIChat(Served):
 
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None,
                  params: dict | None = None, timeout: float = 30.0):
-        if base_url is None:
-            api_key = api_key or settings.get("OPENAI_API_KEY")
-            if not api_key:
-                raise FrontierError("no OpenAI key: set OPENAI_API_KEY (e.g. in .env)")
-        self.key_hint = "OPENAI_API_KEY" if base_url is None else "the api_key you passed"
-        self.client = openai.OpenAI(api_key=api_key or "none", base_url=base_url,
+        api_key, self.key_hint = key_for("OPENAI_API_KEY", api_key, base_url)
+        self.client = openai.OpenAI(api_key=api_key, base_url=base_url,
                                     timeout=timeout, max_retries=0)
         self.model = model
         self.params = dict(OPENAI_PARAMS if params is None else params)
@@ -155,13 +168,8 @@ class AnthropicChat(Served):
 
     def __init__(self, model: str, api_key: str | None = None, base_url: str | None = None,
                  params: dict | None = None, timeout: float = 30.0, prefill: bool = True):
-        if base_url is None:
-            api_key = api_key or settings.get("ANTHROPIC_API_KEY")
-            if not api_key:
-                raise FrontierError("no Anthropic key: set ANTHROPIC_API_KEY (e.g. in .env)")
-        self.key_hint = "ANTHROPIC_API_KEY" if base_url is None else "the api_key you passed"
-        # An explicit key, even "none", stops the client reading keys from the environment.
-        self.client = anthropic.Anthropic(api_key=api_key or "none", base_url=base_url,
+        api_key, self.key_hint = key_for("ANTHROPIC_API_KEY", api_key, base_url)
+        self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url,
                                           timeout=timeout, max_retries=0)
         self.model, self.prefill = model, prefill
         self.params = dict(ANTHROPIC_PARAMS if params is None else params)
