@@ -9,8 +9,8 @@
         --models "TF-IDF + Ridge,LightGBM,Sparse MLP Ensemble,Stack,Stack + MiniLM retrieval"
 
 The file holds one product a line: `text` (the curated body of a course prompt, or another
-wording of the product), `price` and `category`. Each row becomes an Item through the
-course's prompt format; duplicated texts are kept once. A seeded split holds out 2,000
+wording of the product), `price` and `category`. Each row becomes an Item
+(`Item.from_text`); duplicated texts are kept once. A seeded split holds out 2,000
 items; every model trains on the rest and is scored on the first 250 and on all 2,000
 held-out items. Predictions per second time the first 250 guesses, batched, their texts
 encoded afresh for each model that embeds them. Training times count encoding the training
