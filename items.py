@@ -1,8 +1,9 @@
 """One product: cleaned text, a 180-token training prompt, and its price.
 
-An `Item` is built from one raw Amazon metadata record and its price. It keeps the course's
-attributes (title, price, category, token_count, details, prompt, include) so that the
-course's own pickled splits load straight into this class.
+An `Item` is built from one raw Amazon metadata record and its price. It keeps its parts
+(title, curated text, price, category, details, token count) and derives what it shows from
+them, in one place: the training prompt, the test prompt and the chat for chat models. The
+course's attribute names all work, and its pickled splits load into this class.
 
 >>> item = Item({"title": "Kettle", "description": ["Boils water. " * 60], "features": [],
 ...              "details": "{}"}, price=24.99, category="Appliances")

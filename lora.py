@@ -5,9 +5,10 @@ attention projections, to write the price. Only the completion ("765.00") is in 
 prompt is context. On a CUDA GPU with bitsandbytes the base is held in
 4-bit nf4 (QLoRA), so the 8B model trains on one 16 GB card.
 
->>> base = load_base()                     # meta-llama/Llama-3.1-8B, on a GPU  # doctest: +SKIP
->>> trainer = fine_tune(base, train, "data/pricer-adapter")                      # doctest: +SKIP
->>> Tester.test(LlamaPricer(trainer.model), test)                                # doctest: +SKIP
+>>> llama = LlamaPricer(load_base()).fit(train)  # meta-llama/Llama-3.1-8B, on a GPU
+...                                                                              # doctest: +SKIP
+>>> Tester.test(llama, test)                                                     # doctest: +SKIP
+>>> llama.save("data/pricer-adapter")            # the adapters only             # doctest: +SKIP
 
 Without a GPU the same path runs end to end on `tiny_llama()`: a two-layer Llama with the real
 Llama 3 vocabulary and random weights. It learns nothing useful, but every step is real.

@@ -56,14 +56,14 @@ class SparseText:
 
         def words(ngrams):
             return TfidfVectorizer(ngram_range=ngrams, min_df=2, sublinear_tf=True,
-                                   max_features=self.max_features, dtype=np.float64)
+                                   max_features=self.max_features, dtype=np.float32)
 
         self.parts = [(titles, words((1, 1))), (texts, words((1, 2))),
-                      (categories, CountVectorizer(analyzer=_whole, dtype=np.float64))]
+                      (categories, CountVectorizer(analyzer=_whole, dtype=np.float32))]
         if self.characters:
             self.parts.append((texts, TfidfVectorizer(
                 analyzer="char_wb", ngram_range=(2, 4), min_df=3, sublinear_tf=True,
-                max_features=self.max_features, dtype=np.float64)))
+                max_features=self.max_features, dtype=np.float32)))
         return sp.hstack([v.fit_transform(column(items)) for column, v in self.parts],
                          format="csr")
 
@@ -95,12 +95,12 @@ class SparseMLP:
             torch.manual_seed(self.seed)
             wide, narrow = self.hidden
             first = LazyAdamRows(matrix.shape[1], wide, self.learning_rate)
-            bias = nn.Parameter(torch.zeros(wide, dtype=torch.float64))
-            top = nn.Sequential(nn.ReLU(), nn.Linear(wide, narrow, dtype=torch.float64),
-                                nn.ReLU(), nn.Linear(narrow, 1, dtype=torch.float64))
+            bias = nn.Parameter(torch.zeros(wide))
+            top = nn.Sequential(nn.ReLU(), nn.Linear(wide, narrow), nn.ReLU(),
+                                nn.Linear(narrow, 1))
             optimizer = torch.optim.Adam([bias, *top.parameters()], lr=self.learning_rate)
             order = np.random.default_rng(self.seed)
-            goal = torch.from_numpy(target.astype(np.float64))
+            goal = torch.from_numpy(target.astype(np.float32))
             for epoch in range(self.epochs):
                 size = self.batch * 2 ** epoch
                 shuffled = order.permutation(matrix.shape[0])
@@ -112,8 +112,7 @@ class SparseMLP:
                     hidden = nn.functional.embedding_bag(
                         torch.from_numpy(used), sub,
                         torch.from_numpy(rows.indptr[:-1].astype(np.int64)), mode="sum",
-                        per_sample_weights=torch.from_numpy(self._values(rows).astype(
-                            np.float64))) + bias
+                        per_sample_weights=torch.from_numpy(self._values(rows))) + bias
                     loss = nn.functional.mse_loss(top(hidden).squeeze(1), goal[batch])
                     optimizer.zero_grad()
                     loss.backward()
@@ -144,9 +143,8 @@ class LazyAdamRows:
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
         import torch
 
-        # float64: in float32 the trained weights' last digits depend on the CPU.
-        self.state = torch.zeros(rows, 3 * width, dtype=torch.float64)
-        self.state[:, :width] = torch.randn(rows, width, dtype=torch.float64) * 0.01
+        self.state = torch.zeros(rows, 3 * width)
+        self.state[:, :width] = torch.randn(rows, width) * 0.01
         self.width, self.learning_rate, self.betas, self.eps = width, learning_rate, betas, eps
         self.steps = 0
 
