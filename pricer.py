@@ -88,7 +88,7 @@ class Pricer:
         guesses = np.asarray(self._predict(list(items)), dtype=float)
         if guesses.shape != (len(items),):
             raise RuntimeError(f"{self.name} gave {guesses.shape} guesses for {len(items)} items")
-        return np.where(np.isnan(guesses), np.nan, np.clip(guesses, 0, None))
+        return np.clip(guesses, 0, None)  # NaN stays NaN
 
     def predict(self, item: Item) -> float:
         """The price of one item; raises NoPrice when the model has none."""
