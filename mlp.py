@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 import settings
-from baselines import SEED, prices, texts
+from features import SEED, prices, texts
 from items import Item
 from pricer import Pricer
 

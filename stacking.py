@@ -24,53 +24,11 @@ from typing import Self
 
 import numpy as np
 
-import settings
-from baselines import (
-    SEED,
-    embed,
-    encoding_seconds,
-    facts_matrix,
-    prices,
-    ridge,
-    texts,
-    tfidf,
-)
+from features import SEED, facts_matrix, prices, retrieval_features, ridge, texts, tfidf, trees
 from items import Item
 from mlp import SparseMLPPricer
 from pricer import Pricer
-
-
-def nearest(queries, base, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(similarities, rows) of each query row's `k` most similar base rows, most similar
-    first, by dot product: cosine similarity for unit-length rows (TF-IDF, MiniLM), dense or
-    sparse.
-
-    >>> nearest(np.eye(3)[:2], np.eye(3), 1)[1].tolist()
-    [[0], [1]]
-    """
-    k = min(k, base.shape[0])
-    found_sims, found_rows = [], []
-    for start in range(0, queries.shape[0], 1000):
-        sims = queries[start:start + 1000] @ base.T
-        sims = sims.toarray() if hasattr(sims, "toarray") else np.asarray(sims)
-        rows = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        picked = np.take_along_axis(sims, rows, axis=1)
-        order = np.argsort(-picked, axis=1, kind="stable")
-        found_rows.append(np.take_along_axis(rows, order, axis=1))
-        found_sims.append(np.take_along_axis(picked, order, axis=1))
-    return np.vstack(found_sims), np.vstack(found_rows)
-
-
-def retrieval_features(queries, base, logs: np.ndarray, k: int = 10) -> np.ndarray:
-    """Six columns about the `k` nearest base items: similarity-weighted mean log price of
-    the nearest 5, nearest log price, top similarity, mean similarity and log-price spread
-    of the nearest 5, mean log price of all `k`."""
-    sims, rows = nearest(queries, base, k)
-    near = logs[rows]
-    weights = np.maximum(sims[:, :5], 1e-6)
-    return np.column_stack([(weights * near[:, :5]).sum(1) / weights.sum(1), near[:, 0],
-                            sims[:, 0], sims[:, :5].mean(1), near[:, :5].std(1),
-                            near.mean(1)])
+from sentences import embed, encoding_seconds
 
 
 class StackPricer(Pricer):
@@ -93,13 +51,8 @@ class StackPricer(Pricer):
         self.fit_seconds += cached
         return self
 
-    def trees(self):
-        from lightgbm import LGBMRegressor
-
-        return LGBMRegressor(n_estimators=self.rounds, learning_rate=self.learning_rate,
-                             num_leaves=self.leaves, min_child_samples=20, subsample=0.8,
-                             subsample_freq=1, colsample_bytree=0.8, random_state=self.seed,
-                             n_jobs=settings.threads(), deterministic=True, verbose=-1)
+    def _trees(self):
+        return trees(self.rounds, self.learning_rate, self.leaves, self.seed)
 
     def _parts(self, items: list[Item], words, vectors, logs) -> dict:
         """The models the features come from, fitted on `items`."""
@@ -134,11 +87,11 @@ class StackPricer(Pricer):
                 stacked = np.zeros((len(train), features.shape[1]))
             stacked[held] = features
         self.parts = self._parts(train, words, vectors, logs)
-        self.regressor = self.trees().fit(stacked, logs)
+        self.regressor = self._trees().fit(stacked, logs)
         # The trees' own out-of-fold errors calibrate the price ranges.
         errors = np.zeros(len(train))
         for fold, held in folds:
-            trees = self.trees().fit(stacked[fold], logs[fold])
+            trees = self._trees().fit(stacked[fold], logs[fold])
             errors[held] = np.abs(logs[held] - trees.predict(stacked[held]))
         self.residuals = np.sort(errors)
 

@@ -19,7 +19,7 @@ adds the MiniLM fine-tune (minilm.py), which also reports its training examples 
 Models that give price ranges report how often the 80% and 95% ranges hold the true price
 on all held-out items, and their median width; `--ranges` gives every model ranges (see
 `score`). With several `--seeds`, a last table gives each model's mean ± standard deviation.
-MiniLM embeddings are cached on disk by content (baselines.EmbeddingCache), so a rerun
+MiniLM embeddings are cached on disk by content (sentences.EmbeddingCache), so a rerun
 encodes nothing again; training times still count the encoding.
 """
 
@@ -36,7 +36,9 @@ import numpy as np
 
 import baselines
 import curation
+import features
 import minilm
+import sentences
 import settings
 from items import MAX_PRICE, MIN_PRICE, Item
 from testing import Tester
@@ -77,13 +79,13 @@ def score(model, train: list[Item], test: list[Item], ranges: bool = False) -> d
         model.fit_calibrated(train)
     else:
         model.fit(train)
-    baselines.clear_embedding_cache(test[:250])
+    sentences.clear_embedding_cache(test[:250])
     quiet = {"verbose": False, "chart": False, "results": False}
     head = Tester.test(model, test, size=250, **quiet)
     full = Tester.test(model, test, size=len(test), **quiet)
     row = {"model": model.name, "fit_s": model.fit_seconds, "head": head, "full": full}
     if model.calibrated:
-        truth = baselines.prices(test)
+        truth = features.prices(test)
         for level in LEVELS:
             low, high = model.predict_interval(test, level)
             row[f"cover{level}"] = float(((low <= truth) & (truth <= high)).mean())

