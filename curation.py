@@ -17,6 +17,7 @@ where it stopped, and memory holds only what the split needs.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import random
 from collections import Counter
@@ -31,10 +32,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-import items as rules
 import sample_data
 import settings
-from files import written
+from files import digest, written
 from items import Item, load_pickle, save_pickle, text_of_prompt
 from loaders import ItemLoader, LoadReport, progress
 from sample_data import CATEGORIES
@@ -52,7 +52,8 @@ SIZES = {
 }
 # Most items a cheap price bucket keeps: the course's 1,200, scaled down for the sample.
 CAPS = {"hub": 1_200, "sample": 20}
-CACHE_VERSION = 2  # bump when a change to Item makes different Items of the same records
+# The code that turns raw records into Items: caches are named by a digest of its source.
+ITEM_RULES = ("items", "loaders", "llama_tokens")
 ROW_GROUP = 20_000
 DONE = "done.json"  # written last into a split's folder: the split is complete
 
@@ -134,6 +135,12 @@ def load_split(folder: str | Path) -> tuple[list[Item], list[Item]]:
     raise FileNotFoundError(f"no train.parquet or train.pkl in {folder}")
 
 
+def rules_version(*modules: str) -> str:
+    """A digest of the source of the modules (the curation rules by default): an edit of a
+    rule names new caches and split folders, so an old Item is never served as a new one."""
+    return digest(*(importlib.util.find_spec(m).origin for m in modules or ITEM_RULES))
+
+
 def source_tag(source: str) -> str:
     """A short folder-safe name for a data source; the sample's names its generator's version."""
     if source == "sample":
@@ -144,8 +151,13 @@ def source_tag(source: str) -> str:
 
 
 def folder_for(dataset: str, source: str) -> Path:
-    """Where a dataset curated from `source` is saved, e.g. data/lite-hub."""
-    return settings.data_dir() / f"{dataset}-{source_tag(source)}"
+    """Where a dataset curated from `source` is saved, e.g. data/lite-hub-<rules>, named
+    by the rules that made its Items and the code here that split them."""
+    return settings.data_dir() / f"{dataset}-{source_tag(source)}-{_split_rules()}"
+
+
+def _split_rules() -> str:
+    return rules_version(*ITEM_RULES, __name__)
 
 
 def scale(source: str) -> str:
@@ -189,8 +201,7 @@ def cache_path(category: str, source: str, course_compatible: bool = False) -> P
         raw = path.name  # the sample's name says all: its size and seed
         if source != "sample":
             raw = [raw, path.stat().st_size, path.stat().st_mtime_ns]
-    decided_by = [CACHE_VERSION, course_compatible, raw, rules.MIN_PRICE, rules.MAX_PRICE,
-                rules.MIN_CHARS, rules.MIN_TOKENS, rules.MAX_TOKENS, rules.CEILING_CHARS]
+    decided_by = [rules_version(), course_compatible, raw]
     name = f"{category}-{_digest(decided_by)}.parquet"
     return settings.data_dir() / "curated" / source_tag(source) / name
 
@@ -353,7 +364,7 @@ def full_path(source: str | None = None, sizes: tuple[int | None, int] | None = 
     source = source or settings.source()
     sizes = sizes or SIZES[("full", scale(source))]
     caches = [cache_path(c, source, course_compatible).name for c in CATEGORIES]
-    decided_by = [caches, list(sizes), cap or CAPS[scale(source)]]
+    decided_by = [caches, list(sizes), cap or CAPS[scale(source)], _split_rules()]
     return settings.data_dir() / f"full-{source_tag(source)}-{_digest(decided_by)}"
 
 

@@ -16,6 +16,7 @@ False
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -39,3 +40,12 @@ def written(path: str | Path) -> Iterator[Path]:
         partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def digest(*paths: str | Path) -> str:
+    """A short digest of the files' contents: a cache named by the digest of the code that
+    made it is never stale, as an edit of that code names a new one."""
+    hashed = hashlib.sha1()
+    for path in paths:
+        hashed.update(Path(path).read_bytes())
+    return hashed.hexdigest()[:10]

@@ -14,13 +14,12 @@ model has something real to learn.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import math
 import random
 from pathlib import Path
 
-from files import written
+from files import digest, written
 
 CATEGORIES = [
     "Automotive", "Electronics", "Office_Products", "Tools_and_Home_Improvement",
@@ -193,7 +192,7 @@ def generate(category: str, n: int = 3000, seed: int = 42) -> list[dict]:
 
 def version() -> str:
     """A digest of this generator's code: a sample cached under it is never stale."""
-    return hashlib.sha1(Path(__file__).read_bytes()).hexdigest()[:8]
+    return digest(__file__)
 
 
 def write(category: str, path: Path, n: int = 3000, seed: int = 42) -> Path:

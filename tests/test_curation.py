@@ -20,6 +20,7 @@ import curation
 import llama_tokens
 import loaders
 import sample_data
+import settings
 import testing
 from items import Item
 
@@ -150,6 +151,35 @@ def test_cache_is_keyed_by_source_and_settings(raw_folder, data_dir, tmp_path):
     with open(copy / "meta_Appliances.jsonl", "a") as f:
         f.write("{}\n")
     assert curation.cache_path("Appliances", str(copy)) != before  # the raw file changed
+
+
+def names_under(code: Path, data: Path) -> list[str]:
+    """The category cache and lite split folder that the project's code at `code` names."""
+    script = ("import curation; print(curation.cache_path('Appliances', 'sample').name); "
+              "print(curation.folder_for('lite', 'sample').name)")
+    env = dict(os.environ, PYTHONPATH=str(code), PRICER_DATA_DIR=str(data))
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=code,
+                          capture_output=True, text=True, check=True)
+    return done.stdout.split()
+
+
+@pytest.mark.parametrize("module, edit", [
+    ("items.py", ("REMOVALS = [", "REMOVALS = [\"Color\", ")),    # one boilerplate key more
+    ("loaders.py", ("CHUNK_SIZE = 1000", "CHUNK_SIZE = 999")),
+])
+def test_a_rule_change_names_new_caches_and_splits(tmp_path, module, edit):
+    for name in ("before", "after"):
+        (tmp_path / name).mkdir()
+        for path in settings.ROOT.glob("*.py"):
+            shutil.copy(path, tmp_path / name)
+    changed = tmp_path / "after" / module
+    old, new = edit
+    assert old in changed.read_text()
+    changed.write_text(changed.read_text().replace(old, new, 1))
+    before = names_under(tmp_path / "before", tmp_path / "data")
+    after = names_under(tmp_path / "after", tmp_path / "data")
+    assert before[0] != after[0] and before[1] != after[1]
+    assert names_under(tmp_path / "before", tmp_path / "data") == before  # and only then
 
 
 def test_saved_split_loads_back_every_way(raw_folder, data_dir, tmp_path, capsys):
