@@ -5,7 +5,7 @@
 >>> job = create_job(client, upload(client, train_file), upload(client, validation_file))
 ...                                                                         # doctest: +SKIP
 >>> model_name = follow(client, job.id).fine_tuned_model                    # doctest: +SKIP
->>> Tester.test(pricer(model_name), test)                                   # doctest: +SKIP
+>>> Tester.test(tuned_pricer(model_name), test)                             # doctest: +SKIP
 
 Each example is the course's chat: the system line, the item's description, and the answer
 "Price is $65.99", cents kept; a file is the course's to the byte. Files are checked against
@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING
 import tiktoken
 from tqdm.auto import tqdm
 
-import items
 import settings
+from chat import training_messages
 from items import Item
 
 if TYPE_CHECKING:
@@ -71,21 +71,10 @@ def choose(train: Sequence[Item], n_train: int = 200,
     return list(train[:n_train]), list(train[n_train:n_train + n_validation])
 
 
-def messages_for(item: Item) -> list[dict]:
-    """One training chat: frontier's zero-shot chat, its prefilled answer completed with the
-    price to the cent, as the course wrote it.
-
-    >>> [m["content"] for m in messages_for(Item.from_text("Kettle\\nBoils.", 24.99))][1:]
-    ['How much does this cost?\\n\\nKettle\\nBoils.', 'Price is $24.99']
-    """
-    *chat, _ = items.messages_for(item)
-    return [*chat, {"role": "assistant", "content": f"{Item.PREFIX}{item.price:.2f}"}]
-
-
 def make_jsonl(items: Sequence[Item]) -> str:
     """The items as JSON Lines, one {"messages": [...]} chat per line, with no line break
     after the last: the course's file, byte for byte."""
-    return "\n".join(json.dumps({"messages": messages_for(item)}) for item in items)
+    return "\n".join(json.dumps({"messages": training_messages(item)}) for item in items)
 
 
 def write_jsonl(items: Sequence[Item], path: str | Path) -> Path:
@@ -302,14 +291,14 @@ def create_job(client, training_file: str, validation_file: str | None = None,
         raise
 
 
-def pricer(model: str, base_url: str | None = None, api_key: str | None = None,
-           **kwargs) -> frontier.ChatPricer:
+def tuned_pricer(model: str, base_url: str | None = None, api_key: str | None = None,
+                 **kwargs) -> frontier.ChatPricer:
     """A fine-tuned model as a predictor, called as the course called it (`PARAMS`), over
     OpenAI or, with `base_url`, any OpenAI-compatible server; `kwargs` go to ChatPricer."""
     import frontier
 
-    chat = frontier.OpenAIChat(model, base_url=base_url, api_key=api_key, params=PARAMS)
-    return frontier.ChatPricer(chat, **kwargs)
+    tuned = frontier.OpenAIChat(model, base_url=base_url, api_key=api_key, params=PARAMS)
+    return frontier.ChatPricer(tuned, **kwargs)
 
 
 class FineTuneFailed(RuntimeError):

@@ -29,7 +29,8 @@ from pydantic import BaseModel, ConfigDict
 
 import fine_tuning
 import settings
-from items import Item, get_price, item_from_messages
+from chat import priced_item
+from items import Item
 from pricer import Predictor, Trainer
 
 
@@ -39,11 +40,7 @@ def examples_to_items(path: Path) -> list[Item]:
     for line in path.read_text().splitlines():
         if not line.strip():
             continue
-        messages = json.loads(line)["messages"]
-        answer = get_price(messages[-1]["content"])
-        if answer is None:
-            raise ValueError(f"an assistant answer has no price: {messages[-1]['content']!r}")
-        items.append(Item.from_text(item_from_messages(messages[:-1]).text, answer))
+        items.append(priced_item(json.loads(line)["messages"]))
     return items
 
 

@@ -41,7 +41,8 @@ import openai
 from tqdm import tqdm
 
 import settings
-from items import Item, get_price, messages_for
+from chat import get_price, messages_for
+from items import Item
 from pricer import Pricer, PricerError
 
 OPENAI_PARAMS = {"max_tokens": 5, "seed": 42}
@@ -446,7 +447,7 @@ class ChatPricer(Pricer):
     Tester counts it as a failure, with the reason, and scores it $0 as the course did.
     Either is remembered for the rest of the run, so asking again costs no call.
     `price_from` reads the price in an answer: the course's `get_price`, or e.g.
-    `items.get_dollar_price`.
+    `chat.get_dollar_price`.
     """
 
     needs_fit = False

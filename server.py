@@ -10,7 +10,7 @@ From a notebook cell:
 >>> pricer = frontier.compatible_pricer(local.base_url, local.model)      # doctest: +SKIP
 >>> local.stop()                                                          # doctest: +SKIP
 
-The chat that `items.messages_for` builds is turned back into an Item, the predictor
+The chat that `chat.messages_for` builds is turned back into an Item, the predictor
 prices it, and the answer comes back as "Price is $X.XX" in an OpenAI-shaped completion with
 token usage (counted with the Llama 3 tokenizer), so the same client code that calls OpenAI
 scores it over real HTTP. It also answers Anthropic's /v1/messages, continuing a prefill.
@@ -43,8 +43,8 @@ from pydantic import BaseModel, ConfigDict
 
 import llama_tokens
 import settings
+from chat import answer, item_from_messages
 from fine_tuning_jobs import FineTuning
-from items import Item, item_from_messages
 from pricer import Predictor, Trainer
 
 MAX_BODY = 1 << 20  # bytes of a chat request: a product's chat is a few KB
@@ -165,7 +165,7 @@ def app_for(predictor: Predictor, model: str = "pricer", api_key: str | None = N
     def refused(request, exc: KeyRefused) -> JSONResponse:
         return error(401, "Incorrect API key provided", "invalid_api_key")
 
-    def answer(request: ChatRequest, shape: Callable[[str, str, int], dict],
+    def reply(request: ChatRequest, shape: Callable[[str, str, int], dict],
                continue_prefill: bool = False):
         """Price the item in the chat; the reply in `shape`, or an error."""
         if request.model not in models:
@@ -186,7 +186,7 @@ def app_for(predictor: Predictor, model: str = "pricer", api_key: str | None = N
                          "predictor_error")
         if not math.isfinite(price):
             return error(500, f"the predictor returned {price}", "predictor_error")
-        text = f"{Item.PREFIX}{max(price, 0.0):.2f}"
+        text = answer(max(price, 0.0))
         if continue_prefill and messages[-1]["role"] == "assistant":
             text = text.removeprefix(str(messages[-1]["content"]))
         texts = [str(request.system or "")] + [str(m["content"] or "") for m in messages]
@@ -209,11 +209,11 @@ def app_for(predictor: Predictor, model: str = "pricer", api_key: str | None = N
     # Plain `def`s: FastAPI runs them in a thread pool, so slow predictors serve concurrently.
     @app.post("/v1/chat/completions", dependencies=[Depends(authorize)])
     def chat(request: ChatRequest):
-        return answer(request, completion)
+        return reply(request, completion)
 
     @app.post("/v1/messages", dependencies=[Depends(authorize)])
     def messages(request: ChatRequest):
-        return answer(request, message, continue_prefill=True)
+        return reply(request, message, continue_prefill=True)
 
     if trainer is not None:
         jobs = FineTuning(models, trainer, authorize, error)

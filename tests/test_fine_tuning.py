@@ -6,6 +6,7 @@ import pytest
 
 import fine_tuning as ft
 import llama_tokens
+from chat import training_messages
 from items import Item
 
 
@@ -35,14 +36,6 @@ def test_choose_takes_the_first_examples_in_order():
         ft.choose(ITEMS, 5, 5)
 
 
-def test_messages_end_with_the_price_to_the_cent():
-    messages = ft.messages_for(item(1, 65.99))
-    assert [m["role"] for m in messages] == ["system", "user", "assistant"]
-    assert messages[1]["content"].startswith("How much does this cost?\n\nKettle model 1")
-    assert "Price is" not in messages[1]["content"]
-    assert messages[2]["content"] == "Price is $65.99"
-
-
 def course_jsonl(items: list[Item]) -> str:
     """The course's week 6 file, built as its notebook built it."""
     result = ""
@@ -69,14 +62,14 @@ def test_write_files_makes_valid_jsonl(tmp_path):
     train_path, validation_path = ft.write_files(ITEMS, tmp_path / "files", 20, 5)
     examples = lines_of(train_path)
     assert len(examples) == 20 and len(lines_of(validation_path)) == 5
-    assert examples[3] == {"messages": ft.messages_for(ITEMS[3])}
+    assert examples[3] == {"messages": training_messages(ITEMS[3])}
     assert ft.make_jsonl(ITEMS[:20]) == train_path.read_text()
     report = ft.check(train_path)
     assert report.ok and report.examples == 20 and len(report.tokens) == 20
 
 
 def test_token_counts_follow_the_cookbook():
-    messages = ft.messages_for(ITEMS[0])
+    messages = training_messages(ITEMS[0])
     encoding = llama_tokens.encoding()
     values = sum(len(encoding.encode_ordinary(m[k])) for m in messages for k in ("role", "content"))
     assert ft.count_tokens(messages, encoding) == values + 3 * len(messages) + 3
@@ -89,7 +82,7 @@ def test_estimate_counts_tokens_and_dollars(tmp_path):
     path = ft.write_jsonl(ITEMS[:20], tmp_path / "train.jsonl")
     report = ft.validate_jsonl(path)
     encoding, _ = ft.encoding_for(ft.BASE_MODEL)
-    expected = sum(ft.count_tokens(ft.messages_for(i), encoding) for i in ITEMS[:20])
+    expected = sum(ft.count_tokens(training_messages(i), encoding) for i in ITEMS[:20])
     assert report.billed_tokens() == expected and report.billed_tokens(3) == 3 * expected
     assert report.dollars() == pytest.approx(expected * 3.00 / 1e6)
     assert ft.validate_jsonl(path, model="a-model-without-a-price").dollars() is None
@@ -117,7 +110,7 @@ BAD = {
 @pytest.mark.parametrize("kind", sorted(BAD))
 def test_a_malformed_example_is_refused_with_its_line(tmp_path, kind):
     path = tmp_path / "train.jsonl"
-    good = [{"messages": ft.messages_for(i)} for i in ITEMS[:12]]
+    good = [{"messages": training_messages(i)} for i in ITEMS[:12]]
     write_lines(path, good[:4] + [BAD[kind]] + good[4:])
     report = ft.validate_jsonl(path)
     assert not report.ok and report.errors == {kind: 1}

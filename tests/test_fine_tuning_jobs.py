@@ -10,7 +10,8 @@ import pytest
 import fine_tuning
 import frontier
 import server
-from items import Item, get_price
+from chat import get_price
+from items import Item
 
 TEXT = ("Kettle\nA sturdy kettle that boils water fast and switches itself off. " * 3).strip()
 
@@ -65,7 +66,7 @@ def test_a_job_trains_a_model_that_the_server_then_serves(serve, tmp_path):
     assert done.status == "succeeded" and done.fine_tuned_model.startswith("ft:gpt-4o-mini")
     trained = [json.loads(line) for line in train_file.read_text().splitlines()]
     answers = [round(get_price(t["messages"][-1]["content"])) for t in trained]
-    pricer = fine_tuning.pricer(done.fine_tuned_model, base_url=local.base_url,
+    pricer = fine_tuning.tuned_pricer(done.fine_tuned_model, base_url=local.base_url,
                                 cache=frontier.Cache(tmp_path / "cache.sqlite"))
     assert pricer.chat.params == {"max_tokens": 7, "seed": 42}  # as the course called it
     assert pricer(TRAIN[-1]) == pytest.approx(statistics.mean(answers), abs=0.01)

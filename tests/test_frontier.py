@@ -5,7 +5,6 @@ import http.server
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -20,8 +19,8 @@ import pytest
 import frontier
 import llama_tokens
 import server
+from chat import messages_for
 from frontier import Backoff, Cache, FrontierError
-from items import get_dollar_price, get_price, item_from_messages, messages_for
 from pricer import NoPrice
 from testing import Tester
 
@@ -55,57 +54,6 @@ def pricer_for(running, cache=None, timeout=30.0, **kwargs) -> frontier.ChatPric
 
 def test_doctests():
     assert doctest.testmod(frontier).failed == 0
-
-
-def test_messages_are_the_courses():
-    item = faults.make_items(1)[0]
-    system, user, assistant = messages_for(item)
-    assert system == {"role": "system", "content": "You estimate prices of items. "
-                                                   "Reply only with the price, no explanation"}
-    assert user["role"] == "user"
-    assert user["content"] == "How much does this cost?\n\nWidget 0\nA sturdy widget, model 0, " \
-                              "in steel."
-    assert assistant == {"role": "assistant", "content": "Price is $"}
-
-
-def test_the_server_gets_the_item_back():
-    for item in faults.make_items(3):
-        rebuilt = item_from_messages(messages_for(item))
-        assert (rebuilt.title, rebuilt.test_prompt()) == (item.title, item.test_prompt())
-    with pytest.raises(ValueError, match="no user message"):
-        item_from_messages([{"role": "system", "content": "hi"}])
-
-
-def course_get_price(s: str) -> float:
-    """The course's rule, as it was written."""
-    s = s.replace("$", "").replace(",", "")
-    match = re.search(r"[-+]?\d*\.\d+|\d+", s)
-    return float(match.group()) if match else 0
-
-
-REPLIES = ["$1,299.99", "about 45 dollars", "Price is $99", "99.99", "Price is $1,234.",
-           "$ 12.50 or so", "2 for $30", ".99", "-5", "Price is $1.5k", "12, 15", "3-pack: $24.99",
-           "I cannot tell", ""]
-
-
-@pytest.mark.parametrize("text", REPLIES)
-def test_get_price_is_the_courses_rule(text):
-    assert (get_price(text) or 0) == course_get_price(text)
-
-
-@pytest.mark.parametrize("text, price", [
-    ("$1,299.99", 1299.99), ("about 45 dollars", 45.0), ("Price is $99", 99.0),
-    ("99.99", 99.99), ("Price is $1,234.", 1234.0), ("$ 12.50 or so", 12.5),
-    ("2 for $30", 30.0), ("3-pack: $24.99", 24.99), ("12, 15", 12.0), (".99", 0.99),
-    ("I cannot tell", None), ("", None), (None, None),
-])
-def test_get_dollar_price(text, price):
-    assert get_dollar_price(text) == price
-
-
-def test_the_rules_differ_where_a_count_comes_first():
-    differ = [t for t in REPLIES if get_price(t) != get_dollar_price(t)]
-    assert differ == ["2 for $30", "3-pack: $24.99"]
 
 
 def test_cache_hits_and_misses(local, tmp_path):

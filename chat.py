@@ -1,0 +1,118 @@
+"""The course's question as a chat, for chat models: Item -> chat -> answer -> price, and back.
+
+>>> item = Item.from_text("Kettle\\nBoils.", 24.99)
+>>> messages_for(item)[-1]["content"]                # a chat model is asked, prefilled
+'Price is $'
+>>> training_messages(item)[-1]["content"]           # fine-tuning teaches the answer
+'Price is $24.99'
+>>> back = priced_item(training_messages(item))      # and a training chat is an Item again
+>>> back.text == item.text, back.price, get_price(answer(7))
+(True, 24.99, 7.0)
+
+The server reads the same chats (`item_from_messages`) and answers with `answer(price)`; a
+reply's price is read with the course's rule, `get_price`, or with `get_dollar_price`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from items import Item
+
+SYSTEM = "You estimate prices of items. Reply only with the price, no explanation"
+CHAT_QUESTION = "How much does this cost?"
+
+
+def messages_for(item: Item) -> list[dict]:
+    """The course's chat: a system line, the item, and an answer prefilled with "Price is $".
+
+    >>> [m["content"] for m in messages_for(Item.from_text("Kettle\\nBoils.", 25))][1:]
+    ['How much does this cost?\\n\\nKettle\\nBoils.', 'Price is $']
+    """
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": f"{CHAT_QUESTION}\n\n{item.text}"},
+        {"role": "assistant", "content": Item.PREFIX},
+    ]
+
+
+def answer(price: float) -> str:
+    """What a model answers, and what fine-tuning teaches: the prefill and the price in cents.
+
+    >>> answer(24.989), answer(1299)
+    ('Price is $24.99', 'Price is $1299.00')
+    """
+    return f"{Item.PREFIX}{price:.2f}"
+
+
+def training_messages(item: Item) -> list[dict]:
+    """One training chat: the question's chat, its prefilled answer completed with the price
+    to the cent, as the course wrote it."""
+    return [*messages_for(item)[:-1], {"role": "assistant", "content": answer(item.price)}]
+
+
+def priced_item(messages: list[dict]) -> Item:
+    """The Item of a training chat, priced by its assistant answer; ValueError if it has none.
+
+    >>> priced_item(messages_for(Item.from_text("Kettle", 1)))
+    Traceback (most recent call last):
+    ...
+    ValueError: the assistant's answer has no price: 'Price is $'
+    """
+    *question, last = messages
+    content = last.get("content") if isinstance(last, dict) else None
+    price = get_price(content) if isinstance(content, str) else None
+    if price is None:
+        raise ValueError(f"the assistant's answer has no price: {content!r}")
+    return Item.from_text(item_from_messages(question).text, price)
+
+
+def item_from_messages(messages: list[dict]) -> Item:
+    """The Item that `messages_for` was given, rebuilt from its chat (price unknown: 0).
+
+    >>> item = Item.from_text("Kettle\\nBoils.", 25)
+    >>> item_from_messages(messages_for(item)).text == item.text
+    True
+    """
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    if not users:
+        raise ValueError("the chat has no user message describing an item")
+    text = users[-1].get("content") or ""
+    if isinstance(text, list):  # OpenAI content parts
+        text = [part.get("text", "") for part in text if isinstance(part, dict)]
+        text = "".join(text) if all(isinstance(t, str) for t in text) else None
+    if not isinstance(text, str):
+        raise ValueError("the user message's content must be text")
+    text = text.removeprefix(f"{CHAT_QUESTION}\n\n").strip()
+    if not text:
+        raise ValueError("the user message is empty")
+    return Item.from_text(text, 0.0)
+
+
+_NUMBER = r"(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
+
+
+def get_price(text: str | None) -> float | None:
+    """The price in a reply by the course's rule: drop "$" and ",", take the first number
+    (None where the course scored 0: no number at all).
+
+    >>> get_price("Price is $1,299.99"), get_price("about 45 dollars"), get_price("$.99")
+    (1299.99, 45.0, 0.99)
+    >>> get_price("2 for $30"), get_price("I cannot tell"), get_price("")
+    (2.0, None, None)
+    """
+    match = re.search(r"[-+]?\d*\.\d+|\d+", (text or "").replace("$", "").replace(",", ""))
+    return float(match.group()) if match else None
+
+
+def get_dollar_price(text: str | None) -> float | None:
+    """The price in a reply: the first dollar amount, else the first number, else None.
+    Unlike `get_price`, it reads past a count before the price and keeps commas' meaning.
+
+    >>> get_dollar_price("2 for $30"), get_dollar_price("1,299.99"), get_dollar_price("12, 15")
+    (30.0, 1299.99, 12.0)
+    """
+    if not text:
+        return None
+    match = re.search(r"\$\s*" + _NUMBER, text) or re.search(_NUMBER, text)
+    return float(match.group(1).replace(",", "")) if match else None
