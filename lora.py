@@ -24,7 +24,7 @@ prompt with DataCollatorForCompletionOnlyLM after "Price is $", added no end tok
 and padded with the end token, which that collator masks out of the labels wherever it
 appears. Training the same three tokens keeps the loss comparable with the course's curves,
 and only the first price token is ever read. TRL now appends the end token to every
-completion, so the dataset is tokenized here (`encode`); `Settings(end_token=True)` puts it
+completion, so the dataset is tokenized here (`encode`); `Hyperparameters(end_token=True)` puts it
 back, for a model that should stop after the price when it generates.
 """
 
@@ -68,7 +68,7 @@ TINY = dict(LLAMA_31_8B, hidden_size=64, intermediate_size=128, num_hidden_layer
 
 
 @dataclass
-class Settings:
+class Hyperparameters:
     """The course's QLoRA hyperparameters."""
 
     r: int = 32
@@ -129,13 +129,13 @@ def example(item: Item) -> dict[str, str]:
     return {"prompt": prompt, "completion": item.prompt[len(prompt):]}
 
 
-def dataset(items: Sequence[Item], settings: Settings | None = None):
+def dataset(items: Sequence[Item], hyperparameters: Hyperparameters | None = None):
     """A `datasets.Dataset` of token ids and labels (`encode`), ready for SFTTrainer."""
     from datasets import Dataset
 
-    s = settings or Settings()
+    h = hyperparameters or Hyperparameters()
     tok = tokenizer()
-    return Dataset.from_list([encode(example(item), tok, s.max_length, s.end_token)
+    return Dataset.from_list([encode(example(item), tok, h.max_length, h.end_token)
                               for item in items])
 
 
@@ -219,11 +219,11 @@ def tiny_llama(seed: int = 42, **overrides) -> LlamaForCausalLM:
     return LlamaForCausalLM(LlamaConfig(**{**TINY, **overrides}))
 
 
-def lora_config(settings: Settings | None = None) -> LoraConfig:
+def lora_config(hyperparameters: Hyperparameters | None = None) -> LoraConfig:
     """Adapters of rank r on the attention projections (q, k, v, o)."""
-    s = settings or Settings()
-    return LoraConfig(r=s.r, lora_alpha=s.alpha, lora_dropout=s.dropout, bias="none",
-                      target_modules=list(s.targets), task_type="CAUSAL_LM")
+    h = hyperparameters or Hyperparameters()
+    return LoraConfig(r=h.r, lora_alpha=h.alpha, lora_dropout=h.dropout, bias="none",
+                      target_modules=list(h.targets), task_type="CAUSAL_LM")
 
 
 def wandb_ready() -> bool:
@@ -231,8 +231,8 @@ def wandb_ready() -> bool:
     return bool(settings.get("WANDB_API_KEY")) and importlib.util.find_spec("wandb") is not None
 
 
-def sft_config(output_dir: str | Path, settings: Settings | None = None, **overrides):
-    """TRL's SFTConfig with the course's training settings, fitted to this machine.
+def sft_config(output_dir: str | Path, hyperparameters: Hyperparameters | None = None, **overrides):
+    """TRL's SFTConfig with the course's hyperparameters, fitted to this machine.
 
     On a GPU: bf16 and the paged 32-bit AdamW of bitsandbytes, as the course; on a CPU: fp32
     and torch's AdamW. W&B gets the run when `wandb_ready()`. `overrides` win.
@@ -240,43 +240,43 @@ def sft_config(output_dir: str | Path, settings: Settings | None = None, **overr
     from transformers.utils import is_bitsandbytes_available
     from trl import SFTConfig
 
-    s = settings or Settings()
+    h = hyperparameters or Hyperparameters()
     cuda = torch.cuda.is_available()
     values = dict(
-        output_dir=str(output_dir), num_train_epochs=s.epochs, max_steps=s.max_steps,
-        per_device_train_batch_size=s.batch_size, gradient_accumulation_steps=1,
-        learning_rate=s.learning_rate, lr_scheduler_type=s.scheduler, warmup_steps=s.warmup,
-        weight_decay=0.001, max_grad_norm=0.3, max_length=s.max_length,
+        output_dir=str(output_dir), num_train_epochs=h.epochs, max_steps=h.max_steps,
+        per_device_train_batch_size=h.batch_size, gradient_accumulation_steps=1,
+        learning_rate=h.learning_rate, lr_scheduler_type=h.scheduler, warmup_steps=h.warmup,
+        weight_decay=0.001, max_grad_norm=0.3, max_length=h.max_length,
         completion_only_loss=True, train_sampling_strategy="group_by_length",
         optim="paged_adamw_32bit" if cuda and is_bitsandbytes_available() else "adamw_torch",
         bf16=cuda, use_cpu=not cuda, logging_steps=50, save_steps=2000, save_total_limit=10,
-        report_to="wandb" if wandb_ready() else "none", seed=s.seed,
+        report_to="wandb" if wandb_ready() else "none", seed=h.seed,
     )
     with _quiet_renames():
         return SFTConfig(**{**values, **overrides})
 
 
 def trainer(model, train: Sequence[Item], output_dir: str | Path,
-            settings: Settings | None = None, **overrides):
+            hyperparameters: Hyperparameters | None = None, **overrides):
     """An SFTTrainer that adds LoRA adapters to `model` and trains them on `train`'s prices."""
     from trl import SFTTrainer
 
-    s = settings or Settings()
+    h = hyperparameters or Hyperparameters()
     if not train:
         raise ValueError("no training items")
     with _quiet_renames():
-        return SFTTrainer(model=model, args=sft_config(output_dir, s, **overrides),
-                          train_dataset=dataset(train, s), processing_class=tokenizer(),
-                          peft_config=lora_config(s))
+        return SFTTrainer(model=model, args=sft_config(output_dir, h, **overrides),
+                          train_dataset=dataset(train, h), processing_class=tokenizer(),
+                          peft_config=lora_config(h))
 
 
 def fine_tune(model, train: Sequence[Item], output_dir: str | Path,
-              settings: Settings | None = None, **overrides):
+              hyperparameters: Hyperparameters | None = None, **overrides):
     """Train LoRA adapters on `train`, save them in `output_dir`, return the trainer.
 
     `trainer.model` is the fine-tuned PeftModel; `trainer.state.log_history` has the losses.
     """
-    run = trainer(model, train, output_dir, settings, **overrides)
+    run = trainer(model, train, output_dir, hyperparameters, **overrides)
     with _quiet_renames():
         run.train()
     run.save_model(str(output_dir))
@@ -348,20 +348,20 @@ class LlamaPricer(Pricer):
     needs_fit = False
 
     def __init__(self, model, tok=None, top_k: int = TOP_K, name: str = "Llama 3.1 QLoRA",
-                 prices_first: bool = False, training: Settings | None = None,
+                 prices_first: bool = False, hyperparameters: Hyperparameters | None = None,
                  output_dir: str | Path | None = None):
         self.model = model.eval()
         self.tokenizer = tok or tokenizer()
         self.values = price_values(self.tokenizer)
         self.top_k, self.prices_first, self.name = top_k, prices_first, name
-        self.training, self.output_dir = training, output_dir
+        self.hyperparameters, self.output_dir = hyperparameters, output_dir
 
     def _fit(self, train: list[Item]) -> None:
         if isinstance(self.model, PeftModel):
             raise RuntimeError(f"{self.name} already holds LoRA adapters: fine-tune a new "
                                "LlamaPricer on the base model instead")
         output_dir = self.output_dir or settings.data_dir() / "llama-pricer"
-        self.model = fine_tune(self.model, train, output_dir, self.training).model.eval()
+        self.model = fine_tune(self.model, train, output_dir, self.hyperparameters).model.eval()
 
     @torch.no_grad()
     def next_token_logits(self, prompt: str) -> torch.Tensor:

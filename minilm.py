@@ -43,7 +43,7 @@ def encoder_path() -> Path:
 
 
 @dataclass
-class Settings:
+class Hyperparameters:
     """How the fine-tune runs. Frozen layers (and the embeddings) train no faster but cost less."""
 
     max_length: int = 128        # word pieces read per item: the title and the start of the text
@@ -84,9 +84,9 @@ class MiniLMPricer(Pricer):
     name = "MiniLM fine-tune"
     batch_size = 32  # items priced at once
 
-    def __init__(self, settings: Settings | None = None, path: str | Path | None = None,
-                 device: str | None = None):
-        self.settings = settings or Settings()
+    def __init__(self, hyperparameters: Hyperparameters | None = None,
+                 path: str | Path | None = None, device: str | None = None):
+        self.hyperparameters = hyperparameters or Hyperparameters()
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         source = Path(path) if path else encoder_path()
         self.tokenizer = AutoTokenizer.from_pretrained(source)
@@ -97,7 +97,7 @@ class MiniLMPricer(Pricer):
     def encode(self, items: Sequence[Item]) -> dict[str, torch.Tensor]:
         """Token ids and attention masks of the items' texts, padded to the longest."""
         return self.tokenizer([item.text for item in items], truncation=True, padding=True,
-                              max_length=self.settings.max_length, return_tensors="pt",
+                              max_length=self.hyperparameters.max_length, return_tensors="pt",
                               return_token_type_ids=False).to(self.device)
 
     def fit(self, train: Sequence[Item], progress: bool = True) -> Self:
@@ -107,23 +107,23 @@ class MiniLMPricer(Pricer):
             return super().fit(train)
 
     def _fit(self, train: list[Item]) -> None:
-        s = self.settings
-        torch.manual_seed(s.seed)
+        h = self.hyperparameters
+        torch.manual_seed(h.seed)
         targets = torch.tensor([math.log1p(item.price) for item in train])
         self.mean, self.std = targets.mean().item(), max(targets.std().item(), 1e-6)
         targets = ((targets - self.mean) / self.std).to(self.device)
-        self.model.freeze(s.frozen_layers)
+        self.model.freeze(h.frozen_layers)
         optimizer = self._optimizer()
         order = list(range(len(train)))
-        steps = s.epochs * math.ceil(len(train) / s.batch_size)
-        schedule = get_linear_schedule_with_warmup(optimizer, round(s.warmup * steps), steps)
+        steps = h.epochs * math.ceil(len(train) / h.batch_size)
+        schedule = get_linear_schedule_with_warmup(optimizer, round(h.warmup * steps), steps)
         self.model.train()
         start = time.perf_counter()
         with tqdm(total=steps, desc="Fine-tuning MiniLM", disable=not self.progress) as bar:
-            for epoch in range(s.epochs):
-                random.Random(s.seed + epoch).shuffle(order)
-                for i in range(0, len(order), s.batch_size):
-                    batch = order[i:i + s.batch_size]
+            for epoch in range(h.epochs):
+                random.Random(h.seed + epoch).shuffle(order)
+                for i in range(0, len(order), h.batch_size):
+                    batch = order[i:i + h.batch_size]
                     guess = self.model(**self.encode([train[j] for j in batch]))
                     loss = nn.functional.mse_loss(guess, targets[batch])
                     loss.backward()
@@ -132,13 +132,13 @@ class MiniLMPricer(Pricer):
                     optimizer.zero_grad()
                     bar.set_postfix(loss=f"{loss.item():.3f}")
                     bar.update()
-        self.examples_per_second = s.epochs * len(train) / (time.perf_counter() - start)
+        self.examples_per_second = h.epochs * len(train) / (time.perf_counter() - start)
         self.model.eval()
 
     def _optimizer(self) -> torch.optim.Optimizer:
         encoder = [p for p in self.model.encoder.parameters() if p.requires_grad]
         head = list(self.model.head.parameters())
-        rate = self.settings.learning_rate
+        rate = self.hyperparameters.learning_rate
         return torch.optim.AdamW([{"params": encoder, "lr": rate},
                                   {"params": head, "lr": rate * 10}], weight_decay=0.01)
 
@@ -153,7 +153,7 @@ class MiniLMPricer(Pricer):
         return np.expm1(np.array(logs) * self.std + self.mean)
 
     def save(self, path: str | Path) -> Path:
-        """Write the encoder, tokenizer, head and settings into the folder `path`."""
+        """Write the encoder, tokenizer, head and hyperparameters into the folder `path`."""
         if not self.fitted:
             raise RuntimeError(f"{self.name} is not fitted: nothing to save")
         path = Path(path)
@@ -161,7 +161,7 @@ class MiniLMPricer(Pricer):
         self.tokenizer.save_pretrained(path)
         save_file({k: v.cpu().contiguous() for k, v in self.model.head.state_dict().items()},
                   path / "head.safetensors")
-        meta = {"settings": asdict(self.settings), "mean": self.mean, "std": self.std,
+        meta = {"hyperparameters": asdict(self.hyperparameters), "mean": self.mean, "std": self.std,
                 "fit_seconds": self.fit_seconds, "examples_per_second": self.examples_per_second}
         (path / "pricer.json").write_text(json.dumps(meta, indent=2))
         return path
@@ -173,7 +173,9 @@ class MiniLMPricer(Pricer):
         if not (path / "pricer.json").exists():
             raise FileNotFoundError(f"{path} holds no saved MiniLMPricer (no pricer.json)")
         meta = json.loads((path / "pricer.json").read_text())
-        pricer = cls(Settings(**meta["settings"]), path=path)
+        # Saved before the hyperparameters had their name: under "settings".
+        chosen = meta.get("hyperparameters", meta.get("settings"))
+        pricer = cls(Hyperparameters(**chosen), path=path)
         pricer.model.head.load_state_dict(load_file(path / "head.safetensors", pricer.device))
         pricer.mean, pricer.std = meta["mean"], meta["std"]
         pricer.fit_seconds = meta["fit_seconds"]

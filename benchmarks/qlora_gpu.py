@@ -87,16 +87,16 @@ def prepare(model, quantized: bool):
 def optimizer_for(model) -> torch.optim.Optimizer:
     """Paged 32-bit AdamW from bitsandbytes on a GPU (the course's), else torch's AdamW."""
     trainable = [p for p in model.parameters() if p.requires_grad]
-    settings = lora.Settings()
+    hyperparameters = lora.Hyperparameters()
     if torch.cuda.is_available():
         try:
             import bitsandbytes as bnb
 
-            return bnb.optim.PagedAdamW32bit(trainable, lr=settings.learning_rate,
+            return bnb.optim.PagedAdamW32bit(trainable, lr=hyperparameters.learning_rate,
                                              weight_decay=0.001)
         except ImportError:
             pass
-    return torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.001)
+    return torch.optim.AdamW(trainable, lr=hyperparameters.learning_rate, weight_decay=0.001)
 
 
 def synchronize() -> None:

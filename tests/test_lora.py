@@ -49,8 +49,8 @@ def trained(tmp_path_factory):
     lora.tiny_llama().save_pretrained(folder / "base")
     base = lora.load_base(folder / "base", quantize=False)
     before = completion_loss(base, ITEMS)
-    settings = lora.Settings(batch_size=4, epochs=4, learning_rate=5e-3)
-    run = lora.fine_tune(base, ITEMS, folder / "adapter", settings, logging_steps=1)
+    hyperparameters = lora.Hyperparameters(batch_size=4, epochs=4, learning_rate=5e-3)
+    run = lora.fine_tune(base, ITEMS, folder / "adapter", hyperparameters, logging_steps=1)
     return folder, run, before
 
 
@@ -73,8 +73,8 @@ def test_tokenizer_gives_the_llama_ids():
 def test_loss_mask_covers_exactly_the_price(end_token, end):
     # The course's target is the price alone: its collator masked every end token (the pad).
     items = real_items()
-    settings = lora.Settings(max_steps=1, end_token=end_token)
-    run = lora.trainer(lora.tiny_llama(), items, "unused", settings)
+    hyperparameters = lora.Hyperparameters(max_steps=1, end_token=end_token)
+    run = lora.trainer(lora.tiny_llama(), items, "unused", hyperparameters)
     tok = lora.tokenizer()
     assert len(run.train_dataset) == len(items)
     for row, item in zip(run.train_dataset, items, strict=True):

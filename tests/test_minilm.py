@@ -8,7 +8,7 @@ import torch
 
 import testing
 from items import Item
-from minilm import MiniLMPricer, Settings
+from minilm import Hyperparameters, MiniLMPricer
 
 pytestmark = pytest.mark.slow  # trains a model with torch
 
@@ -25,7 +25,7 @@ CHEAP = [item(f"Replacement knob {n}\nSmall plastic knob for a stove, pack of {n
 DEAR = [item(f"French door refrigerator {n}\nLarge stainless steel fridge with ice maker.",
              800 + 10 * n) for n in range(12)]
 TRAIN = [x for pair in zip(CHEAP, DEAR, strict=True) for x in pair]
-FAST = Settings(max_length=24, batch_size=8, epochs=3, learning_rate=3e-4)
+FAST = Hyperparameters(max_length=24, batch_size=8, epochs=3, learning_rate=3e-4)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +81,6 @@ def test_the_notebooks_fine_tune_scores_as_in_the_notebook():
     import curation
 
     train, test = curation.lite()
-    model = MiniLMPricer(Settings(max_length=64, frozen_layers=4)).fit(train, progress=False)
+    model = MiniLMPricer(Hyperparameters(max_length=64, frozen_layers=4)).fit(train, progress=False)
     scores = testing.Tester.test(model, test, verbose=False, chart=False, results=False)
     assert scores.average_error == pytest.approx(57.49, rel=0.2)
