@@ -84,8 +84,8 @@ def nearest(queries, base, k: int) -> tuple[np.ndarray, np.ndarray]:
 def weighted_log_price(sims: np.ndarray, logs: np.ndarray, k: int) -> np.ndarray:
     """The similarity-weighted mean of the first `k` log prices of each row.
 
-    >>> weighted_log_price(np.array([[1.0, 0.0]]), np.array([[2.0, 9.0]]), 2)
-    array([2.])
+    >>> weighted_log_price(np.array([[3.0, 1.0]]), np.array([[2.0, 6.0]]), 2)
+    array([3.])
     """
     weights = np.maximum(sims[:, :k], 1e-6)
     return (weights * logs[:, :k]).sum(axis=1) / weights.sum(axis=1)

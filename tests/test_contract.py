@@ -15,7 +15,6 @@ import pytest
 
 import baselines
 import curation
-import frontier
 import lora
 import minilm
 import mlp
@@ -52,12 +51,7 @@ def chat_server():
         yield running
 
 
-def chat(running, tmp_path):
-    return frontier.ChatPricer(frontier.OpenAIChat("flat", base_url=running.base_url),
-                               cache=frontier.Cache(tmp_path / "replies.sqlite"))
-
-
-TINY = lora.Settings(max_steps=1, batch_size=1)
+TINY = lora.Hyperparameters(max_steps=1, batch_size=1)
 # Every predictor class, made fresh: (id, factory(tmp_path, test items, chat server)).
 PREDICTORS = {
     "random": lambda *_: baselines.RandomPricer(),
@@ -74,11 +68,12 @@ PREDICTORS = {
     "sparse mlp": lambda *_: mlp.SparseMLPPricer(members=2),
     "stack": lambda *_: stacking.StackPricer(embeddings=False),
     "human": lambda tmp_path, test, _: human(tmp_path, test),
-    "minilm fine-tune": lambda *_: minilm.MiniLMPricer(minilm.Settings(max_length=32)),
+    "minilm fine-tune": lambda *_: minilm.MiniLMPricer(minilm.Hyperparameters(max_length=32)),
     # A random tiny Llama's likeliest tokens are rarely prices: read the likeliest prices.
-    "llama": lambda tmp_path, *_: lora.LlamaPricer(lora.tiny_llama(), prices_first=True,
-                                                  training=TINY, output_dir=tmp_path / "adapter"),
-    "chat": lambda tmp_path, _, running: chat(running, tmp_path),
+    "llama": lambda tmp_path, *_: lora.LlamaPricer(
+        lora.tiny_llama(), prices_first=True, hyperparameters=TINY,
+        output_dir=tmp_path / "adapter"),
+    "chat": lambda tmp_path, _, running: running.pricer(),
 }
 
 

@@ -1,6 +1,5 @@
 """The LLM pricers, against the local server over real HTTP, with scripted faults."""
 
-import doctest
 import http.server
 import json
 import math
@@ -50,10 +49,6 @@ def pricer_for(running, cache=None, timeout=30.0, **kwargs) -> frontier.ChatPric
     chat = frontier.OpenAIChat(running.model, base_url=running.base_url, timeout=timeout)
     return frontier.ChatPricer(chat, cache=Cache(":memory:") if cache is None else cache,
                            backoff=kwargs.pop("backoff", FAST), **kwargs)
-
-
-def test_doctests():
-    assert doctest.testmod(frontier).failed == 0
 
 
 def test_cache_hits_and_misses(local, tmp_path):

@@ -41,8 +41,8 @@ def test_decode_as_hub_is_the_decode_of_transformers_4():
 
 
 def test_importing_the_modules_loads_nothing_heavy():
-    code = ("import sys, settings, charts, files, pricer, items, loaders, curation, testing, "
-            "server, fine_tuning, fine_tuning_jobs, llama_tokens; "
+    code = ("import sys, settings, charts, files, pricer, items, chat, loaders, curation, "
+            "testing, features, sentences, server, fine_tuning, jobs, llama_tokens; "
             "print(llama_tokens.encoding.cache_info().currsize, [m for m in ('torch', "
             "'datasets', 'transformers', 'sklearn', 'openai', 'anthropic', 'frontier') "
             "if m in sys.modules])")

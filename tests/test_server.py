@@ -1,6 +1,5 @@
 """The local OpenAI-compatible server, over real HTTP."""
 
-import doctest
 import math
 import os
 import socket
@@ -37,10 +36,6 @@ def served():
 def post(running, path="/chat/completions", key="key", **body):
     return httpx.post(f"{running.base_url}{path}", json=body, timeout=10,
                       headers={"Authorization": f"Bearer {key}"})
-
-
-def test_doctests():
-    assert doctest.testmod(server).failed == 0
 
 
 def test_lists_its_model(served):
