@@ -18,13 +18,11 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, File, Form, HTTPException, UploadFile
 from pydantic import BaseModel, ConfigDict
 
 import fine_tuning
@@ -89,19 +87,18 @@ class JobRequest(BaseModel):
     seed: int | None = None
 
 
-class FineTuning:
+class FineTuningJobs:
     """Uploaded files and jobs; `router` serves them, `models` receives each trained model."""
 
-    def __init__(self, models: dict[str, Predictor], trainer: Trainer, authorize: Callable,
-                 error: Callable[[int, str, str], JSONResponse]):
-        self.models, self.trainer, self.error = models, trainer, error
+    def __init__(self, models: dict[str, Predictor], trainer: Trainer):
+        self.models, self.trainer = models, trainer
         folder = settings.data_dir() / "server-files"
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = Path(tempfile.mkdtemp(dir=folder))  # this server's own
         self.files: dict[str, dict] = {}
         self.jobs: dict[str, Job] = {}
         self.count = itertools.count(1)  # ids: unique per server, the same on every run
-        self.router = APIRouter(dependencies=[Depends(authorize)])
+        self.router = APIRouter()
         self.router.post("/v1/files")(self.upload)
         self.router.get("/v1/files")(self.list_files)
         self.router.get("/v1/files/{file_id}")(self.file)
@@ -113,8 +110,9 @@ class FineTuning:
         """Remove the uploaded files (the server is stopping)."""
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def not_found(self, what: str, id: str) -> JSONResponse:
-        return self.error(404, f"No such {what}: {id}", f"{what}_not_found")
+    @staticmethod
+    def not_found(what: str, id: str) -> HTTPException:
+        return HTTPException(404, {"message": f"No such {what}: {id}", "code": f"{what}_not_found"})
 
     def upload(self, file: Annotated[UploadFile, File()], purpose: Annotated[str, Form()]) -> dict:
         file_id = f"file-local{next(self.count):016d}"
@@ -129,13 +127,15 @@ class FineTuning:
     def list_files(self) -> dict:
         return {"object": "list", "data": list(self.files.values()), "has_more": False}
 
-    def file(self, file_id: str):
-        return self.files.get(file_id) or self.not_found("file", file_id)
+    def file(self, file_id: str) -> dict:
+        if file_id not in self.files:
+            raise self.not_found("file", file_id)
+        return self.files[file_id]
 
-    def create(self, request: JobRequest):
+    def create(self, request: JobRequest) -> dict:
         for file_id in filter(None, (request.training_file, request.validation_file)):
             if file_id not in self.files:
-                return self.not_found("file", file_id)
+                raise self.not_found("file", file_id)
         job = Job(f"ftjob-local{next(self.count):016d}", request.model, request.training_file,
                   request.validation_file, request.suffix, request.seed)
         self.jobs[job.id] = job
@@ -144,15 +144,16 @@ class FineTuning:
         threading.Thread(target=self.run, args=(job,), daemon=True).start()
         return created
 
-    def retrieve(self, job_id: str):
-        job = self.jobs.get(job_id)
-        return job.api() if job else self.not_found("job", job_id)
+    def job(self, job_id: str) -> Job:
+        if job_id not in self.jobs:
+            raise self.not_found("job", job_id)
+        return self.jobs[job_id]
 
-    def events(self, job_id: str, limit: int = 20):
-        job = self.jobs.get(job_id)
-        if job is None:
-            return self.not_found("job", job_id)
-        newest_first = job.events[::-1]
+    def retrieve(self, job_id: str) -> dict:
+        return self.job(job_id).api()
+
+    def events(self, job_id: str, limit: int = 20) -> dict:
+        newest_first = self.job(job_id).events[::-1]
         return {"object": "list", "data": newest_first[:limit],
                 "has_more": len(newest_first) > limit}
 

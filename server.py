@@ -30,22 +30,28 @@ import importlib
 import logging
 import math
 import socket
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
-from fastapi import Depends, FastAPI, Header
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 import llama_tokens
 import settings
 from chat import answer, item_from_messages
-from fine_tuning_jobs import FineTuning
+from jobs import FineTuningJobs
 from pricer import Predictor, Trainer
+
+if TYPE_CHECKING:
+    import frontier
 
 MAX_BODY = 1 << 20  # bytes of a chat request: a product's chat is a few KB
 MAX_UPLOAD = 512 << 20  # bytes of an uploaded file, OpenAI's own limit
@@ -64,10 +70,6 @@ class ChatRequest(BaseModel):
     messages: list[Message]
     system: str | list[dict] | None = None  # Anthropic's messages API passes it apart
     stream: bool = False
-
-
-class KeyRefused(Exception):
-    """The caller did not present the server's API key."""
 
 
 def error(status: int, message: str, code: str) -> JSONResponse:
@@ -128,24 +130,104 @@ def message(model: str, text: str, prompt_tokens: int) -> dict:
     }
 
 
+def refusal(status: int, message: str, code: str) -> HTTPException:
+    """An error to raise from a route; the app answers it in OpenAI's shape (`error`)."""
+    return HTTPException(status, {"message": message, "code": code})
+
+
+class Chats:
+    """The chat routes over `models` (name -> predictor): /v1/models, /v1/chat/completions,
+    and Anthropic's /v1/messages, which continues a prefilled answer."""
+
+    def __init__(self, models: dict[str, Predictor]):
+        self.models = models
+        # Every start is a new fingerprint: a client's cache never takes one predictor's answers
+        # for another's served under the same name.
+        self.fingerprint = f"fp_{uuid.uuid4().hex[:12]}"
+        self.router = APIRouter()
+        self.router.get("/v1/models")(self.list_models)
+        self.router.get("/v1/models/{name:path}")(self.model_of)
+        # Plain methods, not async: FastAPI runs them in a thread pool, so slow predictors
+        # serve concurrently.
+        self.router.post("/v1/chat/completions")(self.chat)
+        self.router.post("/v1/messages")(self.messages)
+
+    def described(self, name: str) -> dict:
+        return {"id": name, "object": "model", "created": 0, "owned_by": "local",
+                "fingerprint": self.fingerprint}
+
+    def list_models(self) -> dict:
+        return {"object": "list", "data": [self.described(name) for name in self.models]}
+
+    def model_of(self, name: str) -> dict:
+        if name not in self.models:
+            raise refusal(404, f"The model `{name}` does not exist", "model_not_found")
+        return self.described(name)
+
+    def chat(self, request: ChatRequest) -> dict:
+        return self.reply(request, completion)
+
+    def messages(self, request: ChatRequest) -> dict:
+        return self.reply(request, message, continue_prefill=True)
+
+    def reply(self, request: ChatRequest, shape: Callable[[str, str, int], dict],
+              continue_prefill: bool = False) -> dict:
+        """Price the item in the chat; the answer in `shape`."""
+        if request.model not in self.models:
+            raise refusal(404, f"The model `{request.model}` does not exist; this server has "
+                               f"{', '.join(f'`{m}`' for m in self.models)}", "model_not_found")
+        if request.stream:
+            raise refusal(400, "streaming is not supported", "unsupported")
+        messages = [m.model_dump() for m in request.messages]
+        try:
+            item = item_from_messages(messages)
+        except ValueError as e:
+            raise refusal(400, str(e), "invalid_messages") from None
+        try:
+            price = float(self.models[request.model](item))
+        except Exception:  # the client retries as after any 500; why is for the server's log
+            log.exception("the predictor for %s failed on %r", request.model, item.title)
+            raise refusal(500, "the predictor failed; the server's log says why",
+                          "predictor_error") from None
+        if not math.isfinite(price):
+            raise refusal(500, f"the predictor returned {price}", "predictor_error")
+        text = answer(max(price, 0.0))
+        if continue_prefill and messages[-1]["role"] == "assistant":
+            text = text.removeprefix(str(messages[-1]["content"]))
+        texts = [str(request.system or "")] + [str(m["content"] or "") for m in messages]
+        return shape(request.model, text, sum(llama_tokens.count(t) for t in texts))
+
+
+def key_check(api_key: str | None) -> Callable[..., None]:
+    """A dependency that lets a request through only with `api_key` (any, when None), in
+    OpenAI's header or Anthropic's."""
+
+    def authorize(authorization: str | None = Header(default=None),
+                  x_api_key: str | None = Header(default=None)) -> None:
+        bearer = (authorization or "").removeprefix("Bearer ")
+        if api_key is not None and not any(
+                hmac.compare_digest(api_key.encode(), (given or "").encode())
+                for given in (x_api_key, bearer)):
+            raise refusal(401, "Incorrect API key provided", "invalid_api_key")
+
+    return authorize
+
+
 def app_for(predictor: Predictor, model: str = "pricer", api_key: str | None = None,
             trainer: Trainer | None = None) -> FastAPI:
     """The app serving `predictor` as `model`; with `api_key`, callers must present it.
 
     With a `trainer`, the app also takes files and fine-tuning jobs, and serves each job's
-    trained model by its `fine_tuned_model` name (see fine_tuning_jobs.py).
+    trained model by its `fine_tuned_model` name (see jobs.py).
     """
-    models = {model: predictor}
-    # Every start is a new fingerprint: a client's cache never takes one predictor's answers
-    # for another's served under the same name.
-    fingerprint = f"fp_{uuid.uuid4().hex[:12]}"
-    closing: list[Callable[[], None]] = []
+    chats = Chats({model: predictor})
+    jobs = FineTuningJobs(chats.models, trainer) if trainer is not None else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        for close in closing:
-            close()
+        if jobs is not None:
+            jobs.close()
 
     # With a key, the API's description is closed too.
     hidden = {"docs_url": None, "redoc_url": None, "openapi_url": None} if api_key else {}
@@ -153,87 +235,55 @@ def app_for(predictor: Predictor, model: str = "pricer", api_key: str | None = N
                   **hidden)
     app.add_middleware(BodyLimit)
 
-    def authorize(authorization: str | None = Header(default=None),
-                  x_api_key: str | None = Header(default=None)) -> None:
-        bearer = (authorization or "").removeprefix("Bearer ")
-        if api_key is not None and not any(  # OpenAI's header, or Anthropic's
-                hmac.compare_digest(api_key.encode(), (given or "").encode())
-                for given in (x_api_key, bearer)):
-            raise KeyRefused
+    @app.exception_handler(HTTPException)
+    def openai_shaped(request, refused: HTTPException) -> JSONResponse:
+        detail = refused.detail if isinstance(refused.detail, dict) else {
+            "message": str(refused.detail), "code": None}
+        return error(refused.status_code, detail["message"], detail["code"])
 
-    @app.exception_handler(KeyRefused)
-    def refused(request, exc: KeyRefused) -> JSONResponse:
-        return error(401, "Incorrect API key provided", "invalid_api_key")
-
-    def reply(request: ChatRequest, shape: Callable[[str, str, int], dict],
-               continue_prefill: bool = False):
-        """Price the item in the chat; the reply in `shape`, or an error."""
-        if request.model not in models:
-            return error(404, f"The model `{request.model}` does not exist; this server has "
-                              f"{', '.join(f'`{m}`' for m in models)}", "model_not_found")
-        if request.stream:
-            return error(400, "streaming is not supported", "unsupported")
-        messages = [m.model_dump() for m in request.messages]
-        try:
-            item = item_from_messages(messages)
-        except ValueError as e:
-            return error(400, str(e), "invalid_messages")
-        try:
-            price = float(models[request.model](item))
-        except Exception:  # the client retries as after any 500; why is for the server's log
-            log.exception("the predictor for %s failed on %r", request.model, item.title)
-            return error(500, "the predictor failed; the server's log says why",
-                         "predictor_error")
-        if not math.isfinite(price):
-            return error(500, f"the predictor returned {price}", "predictor_error")
-        text = answer(max(price, 0.0))
-        if continue_prefill and messages[-1]["role"] == "assistant":
-            text = text.removeprefix(str(messages[-1]["content"]))
-        texts = [str(request.system or "")] + [str(m["content"] or "") for m in messages]
-        return shape(request.model, text, sum(llama_tokens.count(t) for t in texts))
-
-    def described(name: str) -> dict:
-        return {"id": name, "object": "model", "created": 0, "owned_by": "local",
-                "fingerprint": fingerprint}
-
-    @app.get("/v1/models", dependencies=[Depends(authorize)])
-    def list_models() -> dict:
-        return {"object": "list", "data": [described(name) for name in models]}
-
-    @app.get("/v1/models/{name:path}", dependencies=[Depends(authorize)])
-    def model_of(name: str):
-        if name not in models:
-            return error(404, f"The model `{name}` does not exist", "model_not_found")
-        return described(name)
-
-    # Plain `def`s: FastAPI runs them in a thread pool, so slow predictors serve concurrently.
-    @app.post("/v1/chat/completions", dependencies=[Depends(authorize)])
-    def chat(request: ChatRequest):
-        return reply(request, completion)
-
-    @app.post("/v1/messages", dependencies=[Depends(authorize)])
-    def messages(request: ChatRequest):
-        return reply(request, message, continue_prefill=True)
-
-    if trainer is not None:
-        jobs = FineTuning(models, trainer, authorize, error)
-        app.include_router(jobs.router)
-        closing.append(jobs.close)
+    authorized = [Depends(key_check(api_key))]
+    app.include_router(chats.router, dependencies=authorized)
+    if jobs is not None:
+        app.include_router(jobs.router, dependencies=authorized)
     return app
 
 
 @dataclass
 class Running:
-    """A server running in a background thread; `stop()` it (or use it in a `with`)."""
+    """A server running in a background thread; `stop()` it (or use it in a `with`).
+
+    `pricer()` hands out ChatPricers over it that share one reply cache, kept in a scratch
+    folder until the server stops: its answers cost nothing, so nothing is worth keeping.
+    """
 
     base_url: str
     model: str
     server: uvicorn.Server
     thread: threading.Thread
+    api_key: str | None = None
+    _scratch: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
+    _cache: frontier.Cache | None = field(default=None, repr=False)
+
+    def pricer(self, model: str | None = None, params: dict | None = None,
+               **kwargs) -> frontier.ChatPricer:
+        """A ChatPricer asking this server for `model` (the one it was started with), sent
+        `params` (frontier's by default); `kwargs` go to ChatPricer."""
+        import frontier
+
+        if self._cache is None:
+            self._scratch = tempfile.TemporaryDirectory(prefix="pricer-server-")
+            self._cache = frontier.Cache(Path(self._scratch.name) / "replies.sqlite")
+        chat = frontier.OpenAIChat(model or self.model, base_url=self.base_url,
+                                   api_key=self.api_key, params=params)
+        return frontier.ChatPricer(chat, cache=self._cache, **kwargs)
 
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        if self._cache is not None:
+            self._cache.close()
+            self._scratch.cleanup()
+            self._cache = self._scratch = None
 
     def __enter__(self) -> Running:
         return self
@@ -242,7 +292,8 @@ class Running:
         self.stop()
 
 
-def serve(app: FastAPI, model: str, host: str = "127.0.0.1", port: int = 0) -> Running:
+def serve(app: FastAPI, model: str, host: str = "127.0.0.1", port: int = 0,
+          api_key: str | None = None) -> Running:
     """Run `app` in a background thread on `port` (0: a free one) and wait until it listens."""
     # IPPROTO_TCP spelled out: asyncio only turns Nagle off (TCP_NODELAY) on sockets that say
     # so, and with Nagle on every keep-alive reply waits ~40 ms for a delayed ACK.
@@ -257,13 +308,13 @@ def serve(app: FastAPI, model: str, host: str = "127.0.0.1", port: int = 0) -> R
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError(f"the server for {model} did not start on {host}:{port}")
         time.sleep(0.01)
-    return Running(f"http://{host}:{sock.getsockname()[1]}/v1", model, server, thread)
+    return Running(f"http://{host}:{sock.getsockname()[1]}/v1", model, server, thread, api_key)
 
 
 def start(predictor: Predictor, model: str = "pricer", api_key: str | None = None,
           host: str = "127.0.0.1", port: int = 0, trainer: Trainer | None = None) -> Running:
     """Serve `predictor` as `model` from a notebook: returns at once, with its base URL."""
-    return serve(app_for(predictor, model, api_key, trainer), model, host, port)
+    return serve(app_for(predictor, model, api_key, trainer), model, host, port, api_key)
 
 
 def load_predictor(spec: str) -> Predictor:
