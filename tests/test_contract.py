@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import pytest
+from project import modules
 
 import baselines
 import curation
@@ -22,8 +23,6 @@ import server
 import stacking
 from pricer import Pricer
 from testing import Tester
-
-MODULES = ["baselines", "mlp", "stacking", "minilm", "lora", "frontier"]
 
 
 @pytest.fixture(scope="module")
@@ -122,9 +121,9 @@ def subclasses(cls: type) -> set[type]:
 
 
 def test_the_contract_covers_every_predictor_class(data, chat_server, tmp_path):
-    for module in MODULES:
+    for module in modules():
         importlib.import_module(module)
-    project = {c for c in subclasses(Pricer) if c.__module__ in MODULES}
+    project = {c for c in subclasses(Pricer) if c.__module__ in modules()}
     concrete = {c for c in project if not subclasses(c) & project}  # not a shared base
     covered = {type(make(tmp_path, data[1], chat_server)) for make in PREDICTORS.values()}
     assert concrete - covered == set()
