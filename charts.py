@@ -1,7 +1,9 @@
-"""Charts in notebooks at a quarter of the bytes, so that a committed notebook stays small.
+"""The notebooks' charts: the course's charts of curated data, and every chart at a quarter of
+the bytes, so that a committed notebook stays small.
 
 >>> import charts
->>> charts.compact()        # once, in a notebook's first cell  # doctest: +SKIP
+>>> charts.compact()                      # once, in a notebook's first cell  # doctest: +SKIP
+>>> charts.price_histogram(frame.price)   # the prices of curated items       # doctest: +SKIP
 
 Matplotlib's inline charts are full-colour PNGs, mostly white with anti-aliased text. The
 same picture at 80 dots per inch in a palette of 32 colours looks alike and takes about a
@@ -11,6 +13,10 @@ quarter of the space. Outside IPython, `compact` does nothing.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
 
 COLORS = 32
 DPI = 80
@@ -30,7 +36,6 @@ def png(figure, colors: int = COLORS) -> bytes:
 
 def compact(colors: int = COLORS) -> None:
     """Show this notebook's charts as `png(figure, colors)` from now on."""
-    import matplotlib.pyplot as plt
     from IPython import get_ipython
     from matplotlib.figure import Figure
 
@@ -40,3 +45,60 @@ def compact(colors: int = COLORS) -> None:
     if shell is not None:
         shell.display_formatter.formatters["image/png"].for_type(
             Figure, lambda figure: png(figure, colors))
+
+
+# --- the course's charts of curated data ------------------------------------------------
+
+def price_histogram(prices: Sequence[float], color: str = "darkblue") -> None:
+    """Prices in $10 bins, with the average and the highest in the title."""
+    plt.figure(figsize=(15, 6))
+    plt.title(f"Prices: Avg {np.mean(prices):,.2f} and highest {max(prices):,}\n")
+    plt.xlabel("Price ($)")
+    plt.ylabel("Count")
+    plt.hist(prices, rwidth=0.7, color=color, bins=range(0, 1000, 10))
+    plt.show()
+
+
+def token_histogram(token_counts: Sequence[int]) -> None:
+    """Tokens per prompt, with the average and the highest in the title."""
+    plt.figure(figsize=(15, 6))
+    plt.title(f"Token counts: Avg {np.mean(token_counts):,.1f} and "
+              f"highest {max(token_counts):,}\n")
+    plt.xlabel("Length (tokens)")
+    plt.ylabel("Count")
+    plt.hist(token_counts, rwidth=0.7, color="green", bins=range(0, 300, 10))
+    plt.show()
+
+
+def category_bars(counts: dict[str, int]) -> None:
+    """How many items in each category: bars with their values on top."""
+    plt.figure(figsize=(15, 6))
+    plt.bar(list(counts), list(counts.values()), color="goldenrod")
+    plt.title("How many in each category")
+    plt.xlabel("Categories")
+    plt.ylabel("Count")
+    plt.xticks(rotation=30, ha="right")
+    for i, value in enumerate(counts.values()):
+        plt.text(i, value, f"{value:,}", ha="center", va="bottom")
+    plt.show()
+
+
+def category_donut(counts: dict[str, int]) -> None:
+    """Each category's share of the items, as a donut."""
+    plt.figure(figsize=(12, 10))
+    plt.pie(list(counts.values()), labels=list(counts), autopct="%1.0f%%", startangle=90,
+            pctdistance=0.85)
+    plt.gca().add_artist(plt.Circle((0, 0), 0.70, fc="white"))
+    plt.title("Categories")
+    plt.axis("equal")
+    plt.show()
+
+
+def size_against_price(chars: Sequence[int], prices: Sequence[float]) -> None:
+    """Prompt length in characters against price: is there a simple correlation?"""
+    plt.figure(figsize=(15, 8))
+    plt.scatter(chars, prices, s=0.2, color="red")
+    plt.xlabel("Size")
+    plt.ylabel("Price")
+    plt.title("Is there a simple correlation?")
+    plt.show()

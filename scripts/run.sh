@@ -16,4 +16,4 @@ for notebook in notebooks/[0-9]*.ipynb; do
   jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=1800 \
     --output-dir "$out" "$notebook"
 done
-nbstripout --keep-output --keep-count "$out"/[0-9]*.ipynb
+bash scripts/strip.sh "$out"/[0-9]*.ipynb

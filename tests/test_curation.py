@@ -16,6 +16,7 @@ import matplotlib
 import numpy as np
 import pytest
 
+import charts
 import curation
 import llama_tokens
 import loaders
@@ -247,13 +248,13 @@ def test_summary_and_charts(raw_folder, data_dir):
     counts = frame.category.value_counts(sort=False).to_dict()
     assert counts == {c.category: c.report.kept for c in curated}
     assert (frame.chars > frame.token_count).all()
-    curation.category_bars(counts)
+    charts.category_bars(counts)
     labels = [t.get_text() for t in matplotlib.pyplot.gca().texts]
     assert labels == [f"{n:,}" for n in counts.values()]
-    curation.category_donut(counts)
-    curation.price_histogram(frame.price)
-    curation.token_histogram(frame.token_count)
-    curation.size_against_price(frame.chars, frame.price)
+    charts.category_donut(counts)
+    charts.price_histogram(frame.price)
+    charts.token_histogram(frame.token_count)
+    charts.size_against_price(frame.chars, frame.price)
     matplotlib.pyplot.close("all")
 
 
