@@ -35,10 +35,13 @@ CEILING_CHARS = MAX_TOKENS * 7
 # Real Amazon titles run to about 450 characters; longer is junk that must not fill the text.
 TITLE_CHARS = 500
 
-_RANGE = re.compile(r"\d\s*(-|–|—|to)\s*\$?\s*\d")
+# Price patterns never meet two runs that can match the same characters (`\s*\$?\s*`, or an
+# unanchored `\s*...$`): on a long field, those backtrack quadratically.
+MAX_PRICE_CHARS = 500  # a price field longer than this is not a price
+_RANGE = re.compile(r"\d\s*(-|–|—|to)\s*(?:\$\s*)?\d")
 _LETTER = re.compile(r"[a-z]")
 # A currency mark before or after the amount: "$12", "USD 12", "US $12", "12 USD", "12$".
-_CURRENCY = re.compile(r"^(us\s*\$|usd|\$)\s*|\s*(usd|\$)$")
+_CURRENCY = re.compile(r"^(us\s*\$|usd|\$)|(usd|\$)$")
 _AMOUNT = re.compile(r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+")
 # "1.299": a thousands separator, or a price in tenths of a cent? Amazon's US prices have two
 # decimals, so three after a leading digit that is not 0 cannot be told apart: rejected.
@@ -55,8 +58,8 @@ def parse_price(raw: Any) -> tuple[float | None, str | None]:
     ((1299.99, None), (12.99, None), (12.0, None))
     >>> parse_price("None"), parse_price("12.99 - 19.99"), parse_price("1.299")
     ((None, 'missing'), (None, 'a range'), (None, 'ambiguous'))
-    >>> parse_price("9" * 400), parse_price("0")
-    ((None, 'too large'), (None, 'not positive'))
+    >>> parse_price("9" * 400), parse_price("0"), parse_price("1" + " " * 999 + "2")
+    ((None, 'too large'), (None, 'not positive'), (None, 'too long'))
     """
     if raw is None or isinstance(raw, bool):
         return None, "missing"
@@ -67,11 +70,13 @@ def parse_price(raw: Any) -> tuple[float | None, str | None]:
             value = math.inf
     else:
         text = str(raw).translate(_INVISIBLE).strip().lower()
+        if len(text) > MAX_PRICE_CHARS:
+            return None, "too long"
         if text in {"", "none", "null", "nan", "n/a", "-", "—"}:
             return None, "missing"
         if _RANGE.search(text):
             return None, "a range"
-        amount = _CURRENCY.sub("", text)
+        amount = _CURRENCY.sub("", text).strip()
         if _LETTER.search(amount):
             return None, "qualified or not a price"
         if not _AMOUNT.fullmatch(amount):

@@ -8,9 +8,11 @@ import pickle
 import random
 import re
 import string
+import time
 
 import pytest
 
+import items
 import llama_tokens
 import testing
 from items import MAX_TOKENS, MIN_TOKENS, Item, load_pickle, parse_price, save_pickle, truncate
@@ -385,3 +387,30 @@ def test_safe_loader_refuses_anything_but_a_list_of_items(tmp_path):
         load_pickle(path)
 
 
+
+
+# --- hostile price strings: refused fast, never backtracked over --------------------------
+
+@pytest.mark.parametrize("raw", [
+    pytest.param("1" + " " * 30_000 + "2", id="spaces between digits"),
+    pytest.param("1-" + " " * 30_000 + "x", id="spaces after a dash"),
+    pytest.param("1 to " + " $" * 15_000, id="dollars after to"),
+    pytest.param("9" * 30_000 + "x", id="digits then a letter"),
+])
+def test_a_long_price_string_is_refused_at_once(raw):
+    start = time.perf_counter()
+    assert parse_price(raw) == (None, "too long")
+    assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize("pattern", ["_RANGE", "_CURRENCY", "_AMOUNT", "_AMBIGUOUS"])
+def test_no_price_pattern_backtracks_over_spaces(pattern):
+    """Each pattern, on 20,000 characters shaped to make a backtracking one quadratic,
+    returns in linear time (these inputs would take seconds)."""
+    compiled = getattr(items, pattern)
+    for raw in ("1" + " " * 20_000 + "2", "1-" + " " * 20_000 + "x", "1" * 20_000 + "x",
+                "us" + " " * 20_000 + "x", " $" * 10_000 + "x"):
+        start = time.perf_counter()
+        compiled.search(raw)
+        compiled.sub("", raw)
+        assert time.perf_counter() - start < 0.05, (pattern, raw[:5])
