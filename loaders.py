@@ -12,6 +12,7 @@ reason) and kept.
 from __future__ import annotations
 
 import gzip
+import re
 import time
 import warnings
 import zlib
@@ -36,6 +37,10 @@ CHUNK_SIZE = 1000
 SLICE_BYTES = 2 << 20  # a worker's share of a plain JSONL file: about 1,000 records
 FIELDS = ("title", "description", "features", "details", "price")
 BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark, which some tools write before the first line
+# Deeper JSON is not a product record; orjson 3.8 crashes the process on about 100,000 levels
+# (later versions refuse past 1,024), so depth is checked before parsing.
+MAX_DEPTH = 1024
+_STRING_OR_BRACKET = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
 @dataclass
@@ -107,10 +112,31 @@ def as_record(raw: dict | bytes | str) -> dict | None:
     """
     if not isinstance(raw, (bytes, str)):
         return raw if isinstance(raw, dict) else None
+    line = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    # Each bracket nests at most one level: only a line with many needs a closer look.
+    if line.count(b"[") + line.count(b"{") > MAX_DEPTH and nesting(line) > MAX_DEPTH:
+        return None
     try:
-        return orjson.loads(raw.removeprefix(BOM if isinstance(raw, bytes) else BOM.decode()))
+        return orjson.loads(line.removeprefix(BOM))
     except orjson.JSONDecodeError:
         return None
+
+
+def nesting(line: bytes) -> int:
+    """How deeply a JSON line nests arrays and objects (brackets inside strings aside).
+
+    >>> nesting(b'{"a": [1, {"b": "]]"}]}'), nesting(b'"[[["')
+    (3, 0)
+    """
+    depth = deepest = 0
+    for match in _STRING_OR_BRACKET.finditer(line):
+        mark = match.group()
+        if mark in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif mark in (b"]", b"}"):
+            depth -= 1
+    return deepest
 
 
 @dataclass(frozen=True)

@@ -121,13 +121,28 @@ GOOD = json.dumps(raw())
     '{"title": "Kettle", "description": 5, "price": "20"}',
     '{"title": "Kettle", "features": true, "description": 7.5, "price": "20"}',
     '{"title": "Kettle", "price": "20", "details": {"a": ' + "[" * 1000 + "]" * 1000 + "}}",
-], ids=["a number as description", "a bool as features", "details nested 1000 deep"])
-def test_one_bad_record_is_one_rejection(tmp_path, bad):
+    '{"title": "Kettle", "price": "20", "details": ' + '{"a": ' * 100_000 + "1"
+    + "}" * 100_000 + "}",
+    '{"title": "Kettle", "price": "20", "features": ' + "[" * 100_000 + "]" * 100_000 + "}",
+], ids=["a number as description", "a bool as features", "details nested 1000 deep",
+        "details nested 100,000 deep", "features nested 100,000 deep"])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_one_bad_record_is_one_rejection(tmp_path, bad, workers):
     path = tmp_path / "meta_Appliances.jsonl"
     path.write_text(f"{GOOD}\n{bad}\n{GOOD}\n")
     loader = ItemLoader("Appliances", path)
-    assert len(loader.load(workers=1)) == 2
+    assert len(loader.load(workers=workers)) == 2
     assert loader.report.read == 3 and sum(loader.report.rejected.values()) == 1
+    assert len(list(loader.records())) >= 2  # the good ones, and no crash
+
+
+@pytest.mark.parametrize("line, depth", [
+    (b'{"a": [[1], {"b": [2]}]}', 4), (b'{"a": "[[[[{{{{"}', 1), (b'{"a": "\\"}', 1),
+    (b'{"a": "\\\"[[[["}', 1), (b"[" * 5000 + b"]" * 5000, 5000), (b"{}", 1), (b"5", 0),
+])
+def test_nesting_depth_skips_brackets_inside_strings(line, depth):
+    assert loaders.nesting(line) == depth
+    assert loaders.as_record(line) is None or depth <= loaders.MAX_DEPTH
 
 
 def test_a_byte_order_mark_is_not_a_malformed_record(tmp_path):
