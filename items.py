@@ -327,8 +327,16 @@ def _check_state(state: dict) -> None:
                 name == "token_count" and isinstance(value, bool)):
             raise pickle.UnpicklingError(
                 f"an Item's {name!r} must be {_STATE_TYPES[name]}, not {type(value).__name__}")
-    if isinstance(state["price"], bool) or not math.isfinite(state["price"]):
-        raise pickle.UnpicklingError("an Item's price must be a finite number")
+    try:
+        price = float(state["price"])
+    except OverflowError:  # an int too big for a float
+        price = math.inf
+    if isinstance(state["price"], bool) or not 0 < price < math.inf:
+        raise pickle.UnpicklingError("an Item's price must be a positive finite number")
+    if (state.get("token_count") or 0) < 0:
+        raise pickle.UnpicklingError("an Item's token_count cannot be negative")
+    if state.get("include") and not state.get("prompt"):
+        raise pickle.UnpicklingError("an included Item needs a prompt")
 
 
 def text_of_prompt(prompt: str) -> str:
@@ -460,8 +468,9 @@ def load_pickle(path: str | Path) -> list[Item]:
     data = Path(path).read_bytes()
     try:
         loaded = _ItemsOnly(io.BytesIO(data)).load()
-    except (pickle.UnpicklingError, ValueError, TypeError, EOFError) as error:
-        raise pickle.UnpicklingError(f"{path}: {error}") from error
+    except Exception as error:  # whatever a damaged or hostile file does, one kind of error
+        raise pickle.UnpicklingError(f"{path} is not a readable pickle of Items: "
+                                     f"{type(error).__name__}: {error}") from error
     if not isinstance(loaded, list) or not all(isinstance(i, Item) for i in loaded):
         raise pickle.UnpicklingError(f"{path} does not hold a list of Items")
     return loaded

@@ -414,3 +414,35 @@ def test_no_price_pattern_backtracks_over_spaces(pattern):
         compiled.search(raw)
         compiled.sub("", raw)
         assert time.perf_counter() - start < 0.05, (pattern, raw[:5])
+
+
+def item_pickle(**state) -> bytes:
+    """A protocol-2 pickle of one Item with this state, however wrong."""
+    item = Item.from_text("Kettle\nBoils.", 10.0)
+    fields = {**item.__getstate__(), **state}
+    return (b"\x80\x02]q\x00citems\nItem\nq\x01)\x81q\x02" + pickle.dumps(fields, 2)[2:-1]
+            + b"ba.")  # [Item.__new__(), BUILD state, APPEND]
+
+
+@pytest.mark.parametrize("data", [
+    pytest.param(item_pickle(price=10 ** 400), id="a price too big for a float"),
+    pytest.param(item_pickle(price=-5.0), id="a negative price"),
+    pytest.param(item_pickle(price=0), id="a zero price"),
+    pytest.param(item_pickle(token_count=-7), id="a negative token count"),
+    pytest.param(item_pickle(include=True, prompt=None), id="included without a prompt"),
+    pytest.param(b"\x80\x02]cbuiltins\nobject\n)\x81}X\x01\x00\x00\x00ab\x86ba.",
+                 id="BUILD on an object"),
+    pytest.param(b"\x80\x04\x8e" + (1 << 40).to_bytes(8, "little") + b"x.",
+                 id="BINBYTES8 of a terabyte"),
+    pytest.param(b"\x80\x02]" + b"(" * 100_000 + b".", id="100,000 marks"),
+])
+def test_a_bad_split_pickle_is_one_kind_of_error(tmp_path, data):
+    path = tmp_path / "x.pkl"
+    path.write_bytes(data)
+    with pytest.raises(pickle.UnpicklingError, match="x.pkl"):
+        load_pickle(path)
+
+
+def test_a_valid_item_pickle_of_that_shape_loads(tmp_path):
+    (tmp_path / "x.pkl").write_bytes(item_pickle())
+    assert load_pickle(tmp_path / "x.pkl")[0].text == "Kettle\nBoils."
