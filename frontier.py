@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import anthropic
 import numpy as np
@@ -81,16 +82,45 @@ class MalformedReply(Exception):
     """The endpoint answered 2xx with something that is not a chat completion."""
 
 
+# Each provider's key setting, the setting its SDK reads a base URL from, and its own host.
+PROVIDERS = {"OPENAI_API_KEY": ("OPENAI_BASE_URL", "api.openai.com"),
+             "ANTHROPIC_API_KEY": ("ANTHROPIC_BASE_URL", "api.anthropic.com")}
+
+
+def base_url_for(setting: str, base_url: str | None) -> str | None:
+    """The URL a provider's SDK will really call: `base_url`, else the provider's base URL
+    setting (environment or .env), else None: the provider's own.
+
+    >>> base_url_for("OPENAI_API_KEY", "http://localhost:8000/v1")
+    'http://localhost:8000/v1'
+    """
+    return base_url or settings.get(PROVIDERS[setting][0])
+
+
+def is_provider(setting: str, base_url: str | None) -> bool:
+    """Whether `base_url` (resolved by `base_url_for`) is the provider's own API.
+
+    >>> is_provider("OPENAI_API_KEY", None), is_provider("OPENAI_API_KEY", "https://api.openai.com/v1")
+    (True, True)
+    >>> is_provider("OPENAI_API_KEY", "http://api.openai.com.example.net/v1")
+    False
+    """
+    if base_url is None:
+        return True
+    parts = urlsplit(base_url)
+    return parts.scheme == "https" and parts.hostname == PROVIDERS[setting][1]
+
+
 def key_for(setting: str, api_key: str | None, base_url: str | None) -> tuple[str, str]:
     """(the key to send, where it came from): `api_key` if given; else the provider's own key
-    (the `setting`, from the environment or .env) for the provider itself (`base_url` None)
-    and "none" for any other endpoint. An explicit key, even "none", also stops the SDKs
-    reading keys from the environment themselves.
+    (the `setting`, from the environment or .env) for the provider itself, and "none" for any
+    other endpoint. `base_url` is the one the SDK will use (`base_url_for`). An explicit key,
+    even "none", also stops the SDKs reading keys from the environment themselves.
 
-    >>> key_for("NO_SUCH_KEY", None, "http://localhost:8000/v1")
+    >>> key_for("OPENAI_API_KEY", None, "http://localhost:8000/v1")
     ('none', 'the api_key you passed')
     """
-    if base_url is not None:
+    if not is_provider(setting, base_url):
         return api_key or "none", "the api_key you passed"
     api_key = api_key or settings.get(setting)
     if not api_key:
@@ -127,18 +157,23 @@ class Served:
 class OpenAIChat(Served):
     """OpenAI's chat completions, or any compatible endpoint when `base_url` is given.
 
-    The OpenAI key is only ever sent to OpenAI: another endpoint gets `api_key` or "none".
+    The OpenAI key, organization and project are only ever sent to OpenAI (whatever
+    OPENAI_BASE_URL says): another endpoint gets `api_key` or "none", and no organization.
     """
 
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None,
                  params: dict | None = None, timeout: float = 30.0):
+        base_url = base_url_for("OPENAI_API_KEY", base_url)
         api_key, self.key_hint = key_for("OPENAI_API_KEY", api_key, base_url)
         self.client = openai.OpenAI(api_key=api_key, base_url=base_url,
                                     timeout=timeout, max_retries=0)
+        own = is_provider("OPENAI_API_KEY", base_url)
+        if not own:  # the SDK took them from OPENAI_ORG_ID / OPENAI_PROJECT_ID: OpenAI's
+            self.client.organization = self.client.project = None
         self.model = model
         self.params = dict(OPENAI_PARAMS if params is None else params)
         self.endpoint = str(self.client.base_url).rstrip("/")
-        self._asked = base_url is None  # OpenAI itself: nothing to ask
+        self._asked = own  # OpenAI itself: nothing to ask
 
     def identity(self) -> dict:
         """What, besides the messages, decides the answer (the cache key)."""
@@ -169,13 +204,14 @@ class AnthropicChat(Served):
 
     def __init__(self, model: str, api_key: str | None = None, base_url: str | None = None,
                  params: dict | None = None, timeout: float = 30.0, prefill: bool = True):
+        base_url = base_url_for("ANTHROPIC_API_KEY", base_url)
         api_key, self.key_hint = key_for("ANTHROPIC_API_KEY", api_key, base_url)
         self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url,
                                           timeout=timeout, max_retries=0)
         self.model, self.prefill = model, prefill
         self.params = dict(ANTHROPIC_PARAMS if params is None else params)
         self.endpoint = str(self.client.base_url).rstrip("/")
-        self._asked = base_url is None  # Anthropic itself: nothing to ask
+        self._asked = is_provider("ANTHROPIC_API_KEY", base_url)  # the provider: nothing to ask
 
     def identity(self) -> dict:
         return {"endpoint": self.endpoint, "model": self.model, "params": self.params,

@@ -312,6 +312,51 @@ def test_no_key_from_the_environment_goes_to_a_foreign_endpoint(monkeypatch):
     assert "mine" in sent[2]  # a key the caller passes goes where the caller says
 
 
+@pytest.mark.parametrize("where", ["environment", ".env"])
+def test_no_key_follows_a_base_url_setting(monkeypatch, tmp_path, where):
+    """OPENAI_BASE_URL / ANTHROPIC_BASE_URL (environment or .env) send the SDKs elsewhere:
+    no key, organization or project from the environment goes there."""
+    import fine_tuning
+
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"OPENAI_API_KEY": "sk-openai-secret", "OPENAI_ORG_ID": "org-secret",
+                        "OPENAI_PROJECT_ID": "proj-secret", "ANTHROPIC_API_KEY": "sk-ant-secret",
+                        "ANTHROPIC_AUTH_TOKEN": "sk-ant-token-secret"}.items():
+        monkeypatch.setenv(name, value)
+    listener = Listener()
+    url = f"http://127.0.0.1:{listener.server_address[1]}"
+    urls = {"OPENAI_BASE_URL": f"{url}/v1", "ANTHROPIC_BASE_URL": url}
+    if where == "environment":
+        for name, value in urls.items():
+            monkeypatch.setenv(name, value)
+    else:
+        for name in urls:
+            monkeypatch.delenv(name, raising=False)
+        (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in urls.items()))
+    messages = messages_for(faults.make_items(1)[0])
+    try:
+        chats = [frontier.OpenAIChat("m"), frontier.openai_pricer("m").chat,
+                 fine_tuning.pricer("ft:m").chat, frontier.AnthropicChat("m"),
+                 frontier.anthropic_pricer("m").chat]
+        for chat in chats:
+            assert chat.endpoint.startswith(url)
+            assert chat.complete(messages).text.endswith("9.00")
+    finally:
+        listener.shutdown()
+    sent = [" ".join(h.values()) for h in listener.headers]
+    assert len(sent) == 5 and not any("secret" in s for s in sent)
+
+
+def test_the_providers_own_url_in_a_setting_gets_its_key(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai")
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-1")
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://api.openai.com/v1")
+    chat = frontier.OpenAIChat("m")
+    assert (chat.client.api_key, chat.client.organization) == ("sk-openai", "org-1")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://api.openai.com/v1")  # not over TLS
+    assert frontier.OpenAIChat("m").client.api_key == "none"
+
+
 def test_two_processes_sharing_a_cache_never_pay_twice(local, tmp_path):
     running, recorder, _ = local
     recorder.delay = 0.05
