@@ -411,12 +411,14 @@ def truncate(text: str, tokens: list[int], max_tokens: int, min_tokens: int = 0)
     ends at the last whole word of spaced text (going back further, to a sentence end, kept
     less text and scored no better: benchmarks/cut_rules.py). It never goes back into the
     title line; when going back to a word leaves `min_tokens` or fewer (a long last word),
-    there is no text worth keeping: None.
+    or the title alone fills the cut, there is no text worth keeping: None.
     """
     if len(tokens) <= max_tokens:
         return text
     head = llama_tokens.encoding().decode_bytes(tokens[:max_tokens]).decode("utf-8", "ignore")
     body = head.find("\n") + 1  # where the description starts
+    if not body or not head[body:].strip():  # the title fills the cut: no description
+        return None
     if not text[len(head)].isspace():
         # Back to the last space; a text with none after the title (Chinese, Japanese) is
         # cut between whole characters instead.

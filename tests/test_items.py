@@ -446,3 +446,17 @@ def test_a_bad_split_pickle_is_one_kind_of_error(tmp_path, data):
 def test_a_valid_item_pickle_of_that_shape_loads(tmp_path):
     (tmp_path / "x.pkl").write_bytes(item_pickle())
     assert load_pickle(tmp_path / "x.pkl")[0].text == "Kettle\nBoils."
+
+
+@pytest.mark.parametrize("title", [
+    pytest.param("T" * 5_000, id="5,000 characters unspaced"),
+    pytest.param("😀 " * 250, id="500 characters of emoji with spaces"),
+    pytest.param("水壶 " * 167, id="500 characters of CJK with spaces"),
+])
+def test_a_title_that_fills_the_cut_is_no_item(title):
+    """A title that leaves no room for any description is refused, as a text that cannot
+    be cut at a word is: never a title-only Item."""
+    item = Item(record(title=title), 10.0)
+    assert not item.include and item.excluded_because == "too few tokens"
+    assert item_from_record(record(title=title, price="10"), "Appliances") == \
+        (None, "too few tokens")
