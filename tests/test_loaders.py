@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+import curation
 import loaders
 from loaders import ItemLoader, LoadReport, items_from_chunk
 
@@ -247,3 +248,48 @@ def test_fuzzed_dicts_from_the_hub_path_are_all_accounted_for():
                  {"a": [[[[[[[[[[]]]]]]]]]] * 1}} for _ in range(20)]
     kept, rejected = items_from_chunk(records + [5, None, {"title": ["x"]}], "Appliances")
     assert len(kept) + sum(rejected.values()) == len(records) + 3
+
+
+def no_records_files() -> dict[str, tuple[bytes, str]]:
+    """Files from which no record can be read, and what the error says of each."""
+    import bz2
+    import lzma
+
+    lines = f"{GOOD}\n{GOOD}\n"
+    return {
+        "empty": (b"", "it is empty"),
+        "a gzip of nothing": (gzip.compress(b""), "it is empty"),
+        "blank lines": (b"\n  \n\t\n" * 50, "blank lines"),
+        "binary": (random.Random(0).randbytes(1 << 20).replace(b"{", b"("), "a title"),
+        "bz2 named .gz": (bz2.compress(lines.encode()), "bz2"),
+        "xz named .gz": (lzma.compress(lines.encode()), "xz"),
+        "UTF-16": (lines.encode("utf-16"), "UTF-16"),
+        "a JSON array": (("[" + ", ".join([GOOD, GOOD]) + "]").encode(), "JSON array"),
+        "an indented JSON array": (json.dumps([json.loads(GOOD)] * 2, indent=2).encode(),
+                                   "JSON array"),
+        "CR line ends": (lines.replace("\n", "\r").encode(), "CR only"),
+        "only malformed lines": (b"not json\n" * 20, "a title"),
+    }
+
+
+@pytest.mark.parametrize("kind", sorted(no_records_files()))
+def test_a_file_with_no_records_is_a_clear_error_naming_it(tmp_path, kind, monkeypatch):
+    content, said = no_records_files()[kind]
+    path = tmp_path / "meta_Appliances.jsonl.gz"
+    path.write_bytes(content)
+    for workers in (1, 2):
+        with pytest.raises(loaders.NoRecords, match=f"meta_Appliances.jsonl.gz.*{said}"):
+            ItemLoader("Appliances", path).load(workers=workers)
+    with pytest.raises(loaders.NoRecords, match="meta_Appliances.jsonl.gz"):
+        list(ItemLoader("Appliances", path).records())
+    monkeypatch.setenv("PRICER_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(loaders.NoRecords):
+        curation.curate("Appliances", str(path), workers=1)
+    assert not list((tmp_path / "data").rglob("*.parquet"))  # no empty category cached
+
+
+def test_a_file_of_records_that_all_fail_curation_is_no_error(tmp_path):
+    path = tmp_path / "meta_Appliances.jsonl"
+    path.write_text(json.dumps({"title": "Kettle", "price": "None"}) + "\n")
+    loader = ItemLoader("Appliances", path)
+    assert loader.load(workers=1) == [] and loader.report.rejected == {"price missing": 1}
