@@ -179,12 +179,13 @@ def fuzz_value(rng: random.Random, depth: int = 0):
         return rng.choice([None, True, False, 0, -1, 10 ** 30, 7.5, -0.0, 1e308])
     if kind == 1:
         return rng.choice(["", " ", "None", "$12.99", "12.99 - 19.99", "1.299", "9" * 400,
-                           "USD 12", "\ufeff5", "12—19", "\u200b"])
+                           "USD 12", "\ufeff5", "12—19", "\u200b", "1" + " " * 50_000 + "2",
+                           "1-" + " " * 50_000 + "x", "$" * 20_000 + "5"])
     if kind == 2:
         return " ".join(rng.choice(["Kettle", "boils", "WR57X10051", "水壶", "😀", "\x00",
                                     "\ud7ff", "é"]) for _ in range(rng.randrange(400)))
     if kind == 3:
-        return rng.choice(["x", "中", "a b "]) * rng.choice([1, 5_000, 200_000])
+        return rng.choice(["x", "中", "a b ", "T", "😀 "]) * rng.choice([1, 5_000, 200_000])
     if kind in (4, 5):
         return LONG
     if kind == 6:
@@ -195,6 +196,14 @@ def fuzz_value(rng: random.Random, depth: int = 0):
     for _ in range(rng.choice([50, 990, 1100])):
         deep = [deep]
     return deep
+
+
+def deep_line(rng: random.Random) -> bytes:
+    """A record nesting far deeper than any JSON library's recursion limit."""
+    depth = rng.choice([1_025, 20_000, 100_000])
+    field = rng.choice([b'"details": ' + b'{"a": ' * depth + b"1" + b"}" * depth,
+                        b'"features": ' + b"[" * depth + b"]" * depth])
+    return b'{"title": "Kettle", "price": "5", ' + field + b"}"
 
 
 def fuzz_line(rng: random.Random) -> bytes:
@@ -218,6 +227,13 @@ def fuzz_line(rng: random.Random) -> bytes:
         return b"#" + bytes(rng.choice([b for b in range(256) if b != 10]) for _ in range(50))
     if kind == 4:
         return rng.choice([b"5", b"[]", b'"Kettle"', b"null", b"{}", b'{"title": 5}'])
+    if kind == 5 and rng.random() < 0.3:
+        return deep_line(rng)
+    if kind == 6 and rng.random() < 0.3:  # a record as another file type would hold it
+        return rng.choice([line.decode("utf-8", "replace").encode("utf-16"), b"[" + line + b"]",
+                           line.replace(b", ", b"\r")])
+    if kind == 7 and rng.random() < 0.3:
+        return text.replace('"Kettle"', json.dumps("Kettle " * rng.choice([100, 1_000]))).encode()
     return line
 
 
