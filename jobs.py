@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict
 import fine_tuning
 import settings
 from chat import priced_item
+from files import gone, owner
 from items import Item
 from pricer import Predictor, Trainer
 
@@ -95,7 +96,10 @@ class FineTuningJobs:
         self.models, self.trainer = models, trainer
         folder = settings.data_dir() / "server-files"
         folder.mkdir(parents=True, exist_ok=True)
-        self.folder = Path(tempfile.mkdtemp(dir=folder))  # this server's own
+        for stale in folder.glob("*~*~*"):  # of servers that were killed before they stopped
+            if gone(stale.name.rpartition("~")[0]):
+                shutil.rmtree(stale, ignore_errors=True)
+        self.folder = Path(tempfile.mkdtemp(dir=folder, prefix=f"{owner()}~"))  # its own
         self.files: dict[str, dict] = {}
         self.jobs: dict[str, Job] = {}
         self.count = itertools.count(1)  # ids: unique per server, the same on every run

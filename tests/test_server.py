@@ -3,6 +3,7 @@
 import asyncio
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -247,3 +248,29 @@ def test_bad_json_without_the_key_is_a_401_not_a_422(served):
     reply = httpx.post(f"{running.base_url}/chat/completions", content=b"{", timeout=10,
                        headers={"x-api-key": "wrong", "Content-Type": "application/json"})
     assert (reply.status_code, reply.json()["error"]["code"]) == (401, "invalid_api_key")
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT],
+                         ids=["kill -9", "SIGTERM", "SIGINT"])
+def test_a_killed_servers_uploads_go_at_the_next_start(tmp_path, monkeypatch, how):
+    """A server process killed before it stopped leaves its uploads; the next server to
+    start removes them (and leaves those of servers still running)."""
+    env = {**os.environ, "PRICER_DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    script = ("import time, server\n"
+              "r = server.start(lambda i: 1.0, trainer=lambda items: (lambda i: 1.0))\n"
+              "print(r.base_url, flush=True)\n"
+              "time.sleep(60)\n")
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env)
+    base_url = child.stdout.readline().decode().strip()
+    client = openai.OpenAI(base_url=base_url, api_key="none", max_retries=0)
+    client.files.create(file=("train.jsonl", b"{}\n" * 3), purpose="fine-tune")
+    os.kill(child.pid, how)
+    child.wait(timeout=30)
+    (left,) = (tmp_path / "server-files").iterdir()
+    assert any(left.iterdir())
+    monkeypatch.setenv("PRICER_DATA_DIR", str(tmp_path))
+    with server.start(faults.widget_price, trainer=lambda items: faults.widget_price):
+        folders = list((tmp_path / "server-files").iterdir())
+        assert left not in folders and len(folders) == 1
+        with server.start(faults.widget_price, trainer=lambda items: faults.widget_price):
+            assert len(list((tmp_path / "server-files").iterdir())) == 2  # both alive
