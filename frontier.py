@@ -138,16 +138,19 @@ class Served:
     model: str
     _fingerprint: str | None = None
     _asked = False
+    _ask_after = 0.0  # after a server error, when to ask again (time.monotonic)
+    ASK_AGAIN_SECONDS = 60.0
 
     def served(self) -> dict:
         """{"served": fingerprint}, or {} for an endpoint that reports none."""
-        if not self._asked:
+        if not self._asked and time.monotonic() >= self._ask_after:
             try:
                 info = self.client.models.retrieve(self.model)
                 self._fingerprint = getattr(info, "fingerprint", None)
             except STATUS_ERRORS as e:
-                if e.status_code >= 500:
-                    return {}  # ask again next time
+                if e.status_code >= 500:  # ask again later, not at every item
+                    self._ask_after = time.monotonic() + self.ASK_AGAIN_SECONDS
+                    return {}
             except (*CONNECTION_ERRORS, *VALIDATION_ERRORS, json.JSONDecodeError):
                 return {}
             self._asked = True
@@ -363,6 +366,7 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS replies (
     key TEXT PRIMARY KEY, endpoint TEXT, model TEXT, request TEXT, text TEXT,
     input_tokens INTEGER, output_tokens INTEGER, created REAL)"""
 CLAIMS = "CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT, since REAL)"
+FAILURES = "CREATE TABLE IF NOT EXISTS failures (key TEXT PRIMARY KEY, why TEXT, since REAL)"
 
 
 class Cache:
@@ -396,6 +400,7 @@ class Cache:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(SCHEMA)
             self._db.execute(CLAIMS)
+            self._db.execute(FAILURES)
 
     def get(self, key: str) -> Reply | None:
         with self._lock:
@@ -412,14 +417,17 @@ class Cache:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
 
-    def claim(self, key: str, poll: float = 0.05) -> Reply | None:
+    def claim(self, key: str, poll: float = 0.05, failed_since: float = math.inf
+              ) -> Reply | str | None:
         """The stored answer for `key`, waiting while another caller is asking for it; None
-        once this caller holds the claim: it asks, then `put`s the answer and `release`s."""
+        once this caller holds the claim: it asks, then `put`s the answer (or `fail`s) and
+        `release`s. Why asking failed, instead, when a caller gave up on `key` at or after
+        `failed_since` (a run's start: a run asks once, however many processes share it)."""
         while True:
             with self._lock:
                 self._db.execute("BEGIN IMMEDIATE")  # one claimer at a time, across processes
                 try:
-                    reply = self._get(key)
+                    reply = self._get(key) or self._failure(key, failed_since)
                     held = self._db.execute("SELECT owner, since FROM claims WHERE key = ?",
                                             (key,)).fetchone()
                     if reply is None and (held is None or self._stale(*held)):
@@ -431,6 +439,17 @@ class Cache:
             if reply is not None:
                 return reply
             time.sleep(poll)
+
+    def _failure(self, key: str, since: float) -> str | None:
+        row = self._db.execute("SELECT why FROM failures WHERE key = ? AND since >= ?",
+                               (key, since)).fetchone()
+        return row[0] if row else None
+
+    def fail(self, key: str, why: str) -> None:
+        """Note that asking for `key` failed, and why (see `claim`'s `failed_since`)."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?)",
+                             (key, why, time.time()))
 
     def release(self, key: str) -> None:
         """Give up this caller's claim on `key` (answered or not)."""
@@ -499,6 +518,7 @@ class ChatPricer(Pricer):
         self.meter = Meter(chat.model)
         self.name = chat.model  # the Tester's title
         self._answers: dict[str, Reply | str] = {}  # this run's answers, or why there is none
+        self._started = time.time()  # failures since then, in any process, are this run's
 
     def _predict(self, items: list[Item]) -> np.ndarray:
         """Prices for `items`, asked `concurrency` at a time; NaN where there is none."""
@@ -528,15 +548,20 @@ class ChatPricer(Pricer):
         key = self.key(item)
         if key in self._answers:
             return self._answers[key]
-        answer: Reply | str | None = self.cache.claim(key)  # waits while another process asks
-        if answer is not None:
+        # Waits while another process asks; takes its failure if it gave up during this run.
+        answer = self.cache.claim(key, failed_since=self._started)
+        if isinstance(answer, Reply):
             self.meter.add(cached=1)
+        elif isinstance(answer, str):
+            self.meter.add(failed=1)
         else:
             messages = messages_for(item)
             try:
                 answer = self._call(messages)
                 if isinstance(answer, Reply):
                     self.cache.put(key, {**self.chat.identity(), "messages": messages}, answer)
+                else:
+                    self.cache.fail(key, answer)
             finally:
                 self.cache.release(key)
             if isinstance(answer, Reply):

@@ -376,6 +376,36 @@ def test_two_processes_sharing_a_cache_never_pay_twice(local, tmp_path):
     assert [[p(i) for i in items] for p in pricers] == [[faults.widget_price(i) for i in items]] * 2
 
 
+def test_two_processes_try_a_failing_item_one_cycle_in_all(local, tmp_path):
+    """B waits for A's claim; when A gives up, B takes A's failure for this run instead of
+    trying a cycle of its own. A later run tries afresh."""
+    running, _, script = local
+    script.then(*[faults.status(500)] * 12)
+    item = faults.make_items(1)[0]
+    pricers = [pricer_for(running, Cache(tmp_path / "replies.sqlite")) for _ in range(2)]
+    threads = [threading.Thread(target=p.prefetch, args=([item],), kwargs={"progress": False})
+               for p in pricers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 12 - len(script.script) == FAST.attempts  # one cycle, not one per process
+    assert [math.isnan(p.predict_many([item])[0]) for p in pricers] == [True, True]
+    assert sum(p.meter.failed for p in pricers) == 2
+    later = pricer_for(running, Cache(tmp_path / "replies.sqlite"))
+    later.prefetch([item], progress=False)
+    assert 12 - len(script.script) == 2 * FAST.attempts
+
+
+def test_a_failing_model_description_is_not_asked_for_at_every_item(tmp_path):
+    """A server whose /v1/models answers 500 is asked again a minute later, not per item."""
+    script = faults.Faults(paths=("/models/widgets",)).then(*[faults.status(500)] * 100)
+    with faults.start(faults.Recorder(), script) as running:
+        pricer = pricer_for(running, concurrency=1)
+        pricer.predict_many(faults.make_items(10))
+    assert 100 - len(script.script) == 1
+
+
 def test_a_claim_of_a_dead_process_or_too_old_is_taken_over(tmp_path):
     path = tmp_path / "replies.sqlite"
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
