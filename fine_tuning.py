@@ -189,7 +189,7 @@ def jsonl_lines(path: str | Path) -> list[tuple[int, bytes]]:
     sees it: a U+2028 or U+0085 inside a string is text, not a line end.
 
     >>> import tempfile; path = Path(tempfile.mkdtemp()) / "x.jsonl"
-    >>> _ = path.write_text('{"a": "1\u2028 2"}\n\n{"b": 3}\n')
+    >>> _ = path.write_bytes(b'{"a": "1\\xe2\\x80\\xa8 2"}\\n\\n{"b": 3}\\n')  # U+2028 in UTF-8
     >>> jsonl_lines(path)
     [(1, b'{"a": "1\\xe2\\x80\\xa8 2"}'), (3, b'{"b": 3}')]
     """
