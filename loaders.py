@@ -338,7 +338,7 @@ class ItemLoader:
         """Every raw record of this category as a dict, for looking at the raw data.
 
         Lines that are not valid JSON, and a damaged file's rest, are skipped here; `load`
-        counts them.
+        counts them. A source without one record raises NoRecords, as `load` does.
         """
         found = False
         for chunk in self.chunks():
@@ -367,7 +367,8 @@ class ItemLoader:
 
     def stream(self, workers: int = 8) -> Iterator[list[Item]]:
         """The qualifying Items a chunk at a time, in file order, so that a caller can write
-        them away instead of holding them all; `self.report` is complete at the end."""
+        them away instead of holding them all; `self.report` is complete at the end. A
+        source from which not one record could be read raises NoRecords, naming it."""
         start = time.perf_counter()
         self.report = LoadReport(self.name)
         bar = progress(self.name)
