@@ -336,7 +336,7 @@ def test_no_key_follows_a_base_url_setting(monkeypatch, tmp_path, where):
     messages = messages_for(faults.make_items(1)[0])
     try:
         chats = [frontier.OpenAIChat("m"), frontier.openai_pricer("m").chat,
-                 fine_tuning.pricer("ft:m").chat, frontier.AnthropicChat("m"),
+                 fine_tuning.tuned_pricer("ft:m").chat, frontier.AnthropicChat("m"),
                  frontier.anthropic_pricer("m").chat]
         for chat in chats:
             assert chat.endpoint.startswith(url)
