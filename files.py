@@ -16,25 +16,55 @@ False
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
-import tempfile
+import secrets
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def owner() -> str:
+    """This process, as written into the names of its temporary files: host and pid."""
+    return f"{socket.gethostname()}~{os.getpid()}"
+
+
+def gone(owner_: str) -> bool:
+    """Whether the process `owner` names has provably ended: it ran on this machine, and no
+    process has its pid. Elsewhere, or on a system that cannot tell, it may still run.
+
+    >>> gone(owner()), gone("another-host~1")
+    (False, False)
+    """
+    host, _, pid = owner_.rpartition("~")
+    if host != socket.gethostname() or os.name != "posix" or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    return False
 
 
 @contextmanager
 def written(path: str | Path) -> Iterator[Path]:
     """A fresh temporary path beside `path` to write to, renamed onto `path` at the end of the
     block (and removed if the block fails). Each call gets its own name, so two runs writing
-    the same file at once never share one: the last to finish wins."""
+    the same file at once never share one: the last to finish wins. Leftovers of killed
+    writers of the same file are removed first; the file gets the mode that the process's
+    umask gives any new file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
-                                    suffix=".partial")
-    os.close(handle)
-    partial = Path(name)
+    head = f".{path.name}~"
+    for stale in path.parent.glob(f"{glob.escape(head)}*.partial"):
+        if gone(stale.name[len(head):].removesuffix(".partial").rpartition("~")[0]):
+            stale.unlink(missing_ok=True)
+    partial = path.parent / f".{path.name}~{owner()}~{secrets.token_hex(4)}.partial"
+    os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield partial
         partial.replace(path)

@@ -184,15 +184,26 @@ class Validation:
                 f"per epoch on {self.model}")
 
 
+def jsonl_lines(path: str | Path) -> list[tuple[int, bytes]]:
+    """The numbered non-blank lines of a JSONL file, split where bytes end a line, as JSON
+    sees it: a U+2028 or U+0085 inside a string is text, not a line end.
+
+    >>> import tempfile; path = Path(tempfile.mkdtemp()) / "x.jsonl"
+    >>> _ = path.write_bytes(b'{"a": "1\\xe2\\x80\\xa8 2"}\\n\\n{"b": 3}\\n')  # U+2028 in UTF-8
+    >>> jsonl_lines(path)
+    [(1, b'{"a": "1\\xe2\\x80\\xa8 2"}'), (3, b'{"b": 3}')]
+    """
+    lines = enumerate(Path(path).read_bytes().splitlines(), start=1)
+    return [(number, line) for number, line in lines if line.strip()]
+
+
 def validate_jsonl(path: str | Path, model: str = BASE_MODEL,
                    min_examples: int = MIN_EXAMPLES) -> Validation:
     """Check a JSONL file against the chat fine-tuning format; count tokens of each example."""
     encoding, exact = encoding_for(model)
     limit = TOKEN_LIMITS.get(model, DEFAULT_TOKEN_LIMIT)
     report = Validation(str(path), model, exact_tokens=exact)
-    for number, line in enumerate(Path(path).read_bytes().splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, line in jsonl_lines(path):
         report.examples += 1
         try:
             example = json.loads(line.decode())

@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import anthropic
 import numpy as np
@@ -81,16 +82,45 @@ class MalformedReply(Exception):
     """The endpoint answered 2xx with something that is not a chat completion."""
 
 
+# Each provider's key setting, the setting its SDK reads a base URL from, and its own host.
+PROVIDERS = {"OPENAI_API_KEY": ("OPENAI_BASE_URL", "api.openai.com"),
+             "ANTHROPIC_API_KEY": ("ANTHROPIC_BASE_URL", "api.anthropic.com")}
+
+
+def base_url_for(setting: str, base_url: str | None) -> str | None:
+    """The URL a provider's SDK will really call: `base_url`, else the provider's base URL
+    setting (environment or .env), else None: the provider's own.
+
+    >>> base_url_for("OPENAI_API_KEY", "http://localhost:8000/v1")
+    'http://localhost:8000/v1'
+    """
+    return base_url or settings.get(PROVIDERS[setting][0])
+
+
+def is_provider(setting: str, base_url: str | None) -> bool:
+    """Whether `base_url` (resolved by `base_url_for`) is the provider's own API.
+
+    >>> is_provider("OPENAI_API_KEY", None), is_provider("OPENAI_API_KEY", "https://api.openai.com/v1")
+    (True, True)
+    >>> is_provider("OPENAI_API_KEY", "http://api.openai.com.example.net/v1")
+    False
+    """
+    if base_url is None:
+        return True
+    parts = urlsplit(base_url)
+    return parts.scheme == "https" and parts.hostname == PROVIDERS[setting][1]
+
+
 def key_for(setting: str, api_key: str | None, base_url: str | None) -> tuple[str, str]:
     """(the key to send, where it came from): `api_key` if given; else the provider's own key
-    (the `setting`, from the environment or .env) for the provider itself (`base_url` None)
-    and "none" for any other endpoint. An explicit key, even "none", also stops the SDKs
-    reading keys from the environment themselves.
+    (the `setting`, from the environment or .env) for the provider itself, and "none" for any
+    other endpoint. `base_url` is the one the SDK will use (`base_url_for`). An explicit key,
+    even "none", also stops the SDKs reading keys from the environment themselves.
 
-    >>> key_for("NO_SUCH_KEY", None, "http://localhost:8000/v1")
+    >>> key_for("OPENAI_API_KEY", None, "http://localhost:8000/v1")
     ('none', 'the api_key you passed')
     """
-    if base_url is not None:
+    if not is_provider(setting, base_url):
         return api_key or "none", "the api_key you passed"
     api_key = api_key or settings.get(setting)
     if not api_key:
@@ -108,16 +138,19 @@ class Served:
     model: str
     _fingerprint: str | None = None
     _asked = False
+    _ask_after = 0.0  # after a server error, when to ask again (time.monotonic)
+    ASK_AGAIN_SECONDS = 60.0
 
     def served(self) -> dict:
         """{"served": fingerprint}, or {} for an endpoint that reports none."""
-        if not self._asked:
+        if not self._asked and time.monotonic() >= self._ask_after:
             try:
                 info = self.client.models.retrieve(self.model)
                 self._fingerprint = getattr(info, "fingerprint", None)
             except STATUS_ERRORS as e:
-                if e.status_code >= 500:
-                    return {}  # ask again next time
+                if e.status_code >= 500:  # ask again later, not at every item
+                    self._ask_after = time.monotonic() + self.ASK_AGAIN_SECONDS
+                    return {}
             except (*CONNECTION_ERRORS, *VALIDATION_ERRORS, json.JSONDecodeError):
                 return {}
             self._asked = True
@@ -127,18 +160,23 @@ class Served:
 class OpenAIChat(Served):
     """OpenAI's chat completions, or any compatible endpoint when `base_url` is given.
 
-    The OpenAI key is only ever sent to OpenAI: another endpoint gets `api_key` or "none".
+    The OpenAI key, organization and project are only ever sent to OpenAI (whatever
+    OPENAI_BASE_URL says): another endpoint gets `api_key` or "none", and no organization.
     """
 
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None,
                  params: dict | None = None, timeout: float = 30.0):
+        base_url = base_url_for("OPENAI_API_KEY", base_url)
         api_key, self.key_hint = key_for("OPENAI_API_KEY", api_key, base_url)
         self.client = openai.OpenAI(api_key=api_key, base_url=base_url,
                                     timeout=timeout, max_retries=0)
+        own = is_provider("OPENAI_API_KEY", base_url)
+        if not own:  # the SDK took them from OPENAI_ORG_ID / OPENAI_PROJECT_ID: OpenAI's
+            self.client.organization = self.client.project = None
         self.model = model
         self.params = dict(OPENAI_PARAMS if params is None else params)
         self.endpoint = str(self.client.base_url).rstrip("/")
-        self._asked = base_url is None  # OpenAI itself: nothing to ask
+        self._asked = own  # OpenAI itself: nothing to ask
 
     def identity(self) -> dict:
         """What, besides the messages, decides the answer (the cache key)."""
@@ -169,13 +207,14 @@ class AnthropicChat(Served):
 
     def __init__(self, model: str, api_key: str | None = None, base_url: str | None = None,
                  params: dict | None = None, timeout: float = 30.0, prefill: bool = True):
+        base_url = base_url_for("ANTHROPIC_API_KEY", base_url)
         api_key, self.key_hint = key_for("ANTHROPIC_API_KEY", api_key, base_url)
         self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url,
                                           timeout=timeout, max_retries=0)
         self.model, self.prefill = model, prefill
         self.params = dict(ANTHROPIC_PARAMS if params is None else params)
         self.endpoint = str(self.client.base_url).rstrip("/")
-        self._asked = base_url is None  # Anthropic itself: nothing to ask
+        self._asked = is_provider("ANTHROPIC_API_KEY", base_url)  # the provider: nothing to ask
 
     def identity(self) -> dict:
         return {"endpoint": self.endpoint, "model": self.model, "params": self.params,
@@ -327,6 +366,7 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS replies (
     key TEXT PRIMARY KEY, endpoint TEXT, model TEXT, request TEXT, text TEXT,
     input_tokens INTEGER, output_tokens INTEGER, created REAL)"""
 CLAIMS = "CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT, since REAL)"
+FAILURES = "CREATE TABLE IF NOT EXISTS failures (key TEXT PRIMARY KEY, why TEXT, since REAL)"
 
 
 class Cache:
@@ -360,6 +400,7 @@ class Cache:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(SCHEMA)
             self._db.execute(CLAIMS)
+            self._db.execute(FAILURES)
 
     def get(self, key: str) -> Reply | None:
         with self._lock:
@@ -376,14 +417,17 @@ class Cache:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
 
-    def claim(self, key: str, poll: float = 0.05) -> Reply | None:
+    def claim(self, key: str, poll: float = 0.05, failed_since: float = math.inf
+              ) -> Reply | str | None:
         """The stored answer for `key`, waiting while another caller is asking for it; None
-        once this caller holds the claim: it asks, then `put`s the answer and `release`s."""
+        once this caller holds the claim: it asks, then `put`s the answer (or `fail`s) and
+        `release`s. Why asking failed, instead, when a caller gave up on `key` at or after
+        `failed_since` (a run's start: a run asks once, however many processes share it)."""
         while True:
             with self._lock:
                 self._db.execute("BEGIN IMMEDIATE")  # one claimer at a time, across processes
                 try:
-                    reply = self._get(key)
+                    reply = self._get(key) or self._failure(key, failed_since)
                     held = self._db.execute("SELECT owner, since FROM claims WHERE key = ?",
                                             (key,)).fetchone()
                     if reply is None and (held is None or self._stale(*held)):
@@ -395,6 +439,17 @@ class Cache:
             if reply is not None:
                 return reply
             time.sleep(poll)
+
+    def _failure(self, key: str, since: float) -> str | None:
+        row = self._db.execute("SELECT why FROM failures WHERE key = ? AND since >= ?",
+                               (key, since)).fetchone()
+        return row[0] if row else None
+
+    def fail(self, key: str, why: str) -> None:
+        """Note that asking for `key` failed, and why (see `claim`'s `failed_since`)."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?)",
+                             (key, why, time.time()))
 
     def release(self, key: str) -> None:
         """Give up this caller's claim on `key` (answered or not)."""
@@ -463,6 +518,7 @@ class ChatPricer(Pricer):
         self.meter = Meter(chat.model)
         self.name = chat.model  # the Tester's title
         self._answers: dict[str, Reply | str] = {}  # this run's answers, or why there is none
+        self._started = time.time()  # failures since then, in any process, are this run's
 
     def _predict(self, items: list[Item]) -> np.ndarray:
         """Prices for `items`, asked `concurrency` at a time; NaN where there is none."""
@@ -492,15 +548,20 @@ class ChatPricer(Pricer):
         key = self.key(item)
         if key in self._answers:
             return self._answers[key]
-        answer: Reply | str | None = self.cache.claim(key)  # waits while another process asks
-        if answer is not None:
+        # Waits while another process asks; takes its failure if it gave up during this run.
+        answer = self.cache.claim(key, failed_since=self._started)
+        if isinstance(answer, Reply):
             self.meter.add(cached=1)
+        elif isinstance(answer, str):
+            self.meter.add(failed=1)
         else:
             messages = messages_for(item)
             try:
                 answer = self._call(messages)
                 if isinstance(answer, Reply):
                     self.cache.put(key, {**self.chat.identity(), "messages": messages}, answer)
+                else:
+                    self.cache.fail(key, answer)
             finally:
                 self.cache.release(key)
             if isinstance(answer, Reply):

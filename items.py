@@ -35,10 +35,13 @@ CEILING_CHARS = MAX_TOKENS * 7
 # Real Amazon titles run to about 450 characters; longer is junk that must not fill the text.
 TITLE_CHARS = 500
 
-_RANGE = re.compile(r"\d\s*(-|–|—|to)\s*\$?\s*\d")
+# Price patterns never meet two runs that can match the same characters (`\s*\$?\s*`, or an
+# unanchored `\s*...$`): on a long field, those backtrack quadratically.
+MAX_PRICE_CHARS = 500  # a price field longer than this is not a price
+_RANGE = re.compile(r"\d\s*(-|–|—|to)\s*(?:\$\s*)?\d")
 _LETTER = re.compile(r"[a-z]")
 # A currency mark before or after the amount: "$12", "USD 12", "US $12", "12 USD", "12$".
-_CURRENCY = re.compile(r"^(us\s*\$|usd|\$)\s*|\s*(usd|\$)$")
+_CURRENCY = re.compile(r"^(us\s*\$|usd|\$)|(usd|\$)$")
 _AMOUNT = re.compile(r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+")
 # "1.299": a thousands separator, or a price in tenths of a cent? Amazon's US prices have two
 # decimals, so three after a leading digit that is not 0 cannot be told apart: rejected.
@@ -55,8 +58,8 @@ def parse_price(raw: Any) -> tuple[float | None, str | None]:
     ((1299.99, None), (12.99, None), (12.0, None))
     >>> parse_price("None"), parse_price("12.99 - 19.99"), parse_price("1.299")
     ((None, 'missing'), (None, 'a range'), (None, 'ambiguous'))
-    >>> parse_price("9" * 400), parse_price("0")
-    ((None, 'too large'), (None, 'not positive'))
+    >>> parse_price("9" * 400), parse_price("0"), parse_price("1" + " " * 999 + "2")
+    ((None, 'too large'), (None, 'not positive'), (None, 'too long'))
     """
     if raw is None or isinstance(raw, bool):
         return None, "missing"
@@ -67,11 +70,13 @@ def parse_price(raw: Any) -> tuple[float | None, str | None]:
             value = math.inf
     else:
         text = str(raw).translate(_INVISIBLE).strip().lower()
+        if len(text) > MAX_PRICE_CHARS:
+            return None, "too long"
         if text in {"", "none", "null", "nan", "n/a", "-", "—"}:
             return None, "missing"
         if _RANGE.search(text):
             return None, "a range"
-        amount = _CURRENCY.sub("", text)
+        amount = _CURRENCY.sub("", text).strip()
         if _LETTER.search(amount):
             return None, "qualified or not a price"
         if not _AMOUNT.fullmatch(amount):
@@ -322,8 +327,16 @@ def _check_state(state: dict) -> None:
                 name == "token_count" and isinstance(value, bool)):
             raise pickle.UnpicklingError(
                 f"an Item's {name!r} must be {_STATE_TYPES[name]}, not {type(value).__name__}")
-    if isinstance(state["price"], bool) or not math.isfinite(state["price"]):
-        raise pickle.UnpicklingError("an Item's price must be a finite number")
+    try:
+        price = float(state["price"])
+    except OverflowError:  # an int too big for a float
+        price = math.inf
+    if isinstance(state["price"], bool) or not 0 < price < math.inf:
+        raise pickle.UnpicklingError("an Item's price must be a positive finite number")
+    if (state.get("token_count") or 0) < 0:
+        raise pickle.UnpicklingError("an Item's token_count cannot be negative")
+    if state.get("include") and not state.get("prompt"):
+        raise pickle.UnpicklingError("an included Item needs a prompt")
 
 
 def text_of_prompt(prompt: str) -> str:
@@ -398,12 +411,14 @@ def truncate(text: str, tokens: list[int], max_tokens: int, min_tokens: int = 0)
     ends at the last whole word of spaced text (going back further, to a sentence end, kept
     less text and scored no better: benchmarks/cut_rules.py). It never goes back into the
     title line; when going back to a word leaves `min_tokens` or fewer (a long last word),
-    there is no text worth keeping: None.
+    or the title alone fills the cut, there is no text worth keeping: None.
     """
     if len(tokens) <= max_tokens:
         return text
     head = llama_tokens.encoding().decode_bytes(tokens[:max_tokens]).decode("utf-8", "ignore")
     body = head.find("\n") + 1  # where the description starts
+    if not body or not head[body:].strip():  # the title fills the cut: no description
+        return None
     if not text[len(head)].isspace():
         # Back to the last space; a text with none after the title (Chinese, Japanese) is
         # cut between whole characters instead.
@@ -455,8 +470,9 @@ def load_pickle(path: str | Path) -> list[Item]:
     data = Path(path).read_bytes()
     try:
         loaded = _ItemsOnly(io.BytesIO(data)).load()
-    except (pickle.UnpicklingError, ValueError, TypeError, EOFError) as error:
-        raise pickle.UnpicklingError(f"{path}: {error}") from error
+    except Exception as error:  # whatever a damaged or hostile file does, one kind of error
+        raise pickle.UnpicklingError(f"{path} is not a readable pickle of Items: "
+                                     f"{type(error).__name__}: {error}") from error
     if not isinstance(loaded, list) or not all(isinstance(i, Item) for i in loaded):
         raise pickle.UnpicklingError(f"{path} does not hold a list of Items")
     return loaded

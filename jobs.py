@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import shutil
 import tempfile
 import threading
@@ -28,16 +29,17 @@ from pydantic import BaseModel, ConfigDict
 import fine_tuning
 import settings
 from chat import priced_item
+from files import gone, owner
 from items import Item
 from pricer import Predictor, Trainer
+
+log = logging.getLogger("server")
 
 
 def examples_to_items(path: Path) -> list[Item]:
     """The training Items of a checked chat JSONL file, priced by each assistant answer."""
     items = []
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
+    for _, line in fine_tuning.jsonl_lines(path):
         items.append(priced_item(json.loads(line)["messages"]))
     return items
 
@@ -94,7 +96,10 @@ class FineTuningJobs:
         self.models, self.trainer = models, trainer
         folder = settings.data_dir() / "server-files"
         folder.mkdir(parents=True, exist_ok=True)
-        self.folder = Path(tempfile.mkdtemp(dir=folder))  # this server's own
+        for stale in folder.glob("*~*~*"):  # of servers that were killed before they stopped
+            if gone(stale.name.rpartition("~")[0]):
+                shutil.rmtree(stale, ignore_errors=True)
+        self.folder = Path(tempfile.mkdtemp(dir=folder, prefix=f"{owner()}~"))  # its own
         self.files: dict[str, dict] = {}
         self.jobs: dict[str, Job] = {}
         self.count = itertools.count(1)  # ids: unique per server, the same on every run
@@ -161,8 +166,9 @@ class FineTuningJobs:
         """The job's whole life, which always ends: `failed` with a reason if anything raises."""
         try:
             self.train(job)
-        except Exception as e:  # a job must always end, never hang in a dead thread
-            self.fail(job, "server_error", f"the job failed: {e!r}")
+        except Exception:  # a job must always end, never hang in a dead thread
+            log.exception("fine-tuning job %s failed", job.id)
+            self.fail(job, "server_error", "the job failed on the server; its log says why")
 
     def train(self, job: Job) -> None:
         """Check the training file, train on it, and serve the model."""
@@ -176,8 +182,10 @@ class FineTuningJobs:
         try:
             items = examples_to_items(path)
             model = self.trainer(items)
-        except Exception as e:  # the job fails, as a remote one would, and says why
-            return self.fail(job, "training_failed", f"training failed: {e!r}")
+        except Exception as e:  # the job fails, as a remote one would; details stay here
+            log.exception("training for fine-tuning job %s failed", job.id)
+            return self.fail(job, "training_failed", f"training failed ({type(e).__name__}); "
+                                                     "the server's log says why")
         job.log(f"Step {len(items)}/{len(items)}: trained on {len(items)} examples in "
                 f"{time.monotonic() - start:.1f}s", {"step": len(items),
                                                       "total_steps": len(items)})

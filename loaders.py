@@ -12,6 +12,7 @@ reason) and kept.
 from __future__ import annotations
 
 import gzip
+import re
 import time
 import warnings
 import zlib
@@ -36,6 +37,10 @@ CHUNK_SIZE = 1000
 SLICE_BYTES = 2 << 20  # a worker's share of a plain JSONL file: about 1,000 records
 FIELDS = ("title", "description", "features", "details", "price")
 BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark, which some tools write before the first line
+# Deeper JSON is not a product record; orjson 3.8 crashes the process on about 100,000 levels
+# (later versions refuse past 1,024), so depth is checked before parsing.
+MAX_DEPTH = 1024
+_STRING_OR_BRACKET = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
 @dataclass
@@ -100,17 +105,40 @@ def item_from_record(record: dict, category: str,
 
 
 def as_record(raw: dict | bytes | str) -> dict | None:
-    """A raw record as a dict: parsed when it is a JSON line, None when that is not JSON.
+    """A raw record as a dict: parsed when it is a JSON line, None when that is not a JSON
+    object (or nests deeper than MAX_DEPTH).
 
     >>> as_record(b'\\xef\\xbb\\xbf{"title": "Kettle"}')   # a UTF-8 BOM is not part of the JSON
     {'title': 'Kettle'}
     """
     if not isinstance(raw, (bytes, str)):
         return raw if isinstance(raw, dict) else None
+    line = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    # Each bracket nests at most one level: only a line with many needs a closer look.
+    if line.count(b"[") + line.count(b"{") > MAX_DEPTH and nesting(line) > MAX_DEPTH:
+        return None
     try:
-        return orjson.loads(raw.removeprefix(BOM if isinstance(raw, bytes) else BOM.decode()))
+        record = orjson.loads(line.removeprefix(BOM))
     except orjson.JSONDecodeError:
         return None
+    return record if isinstance(record, dict) else None
+
+
+def nesting(line: bytes) -> int:
+    """How deeply a JSON line nests arrays and objects (brackets inside strings aside).
+
+    >>> nesting(b'{"a": [1, {"b": "]]"}]}'), nesting(b'"[[["')
+    (3, 0)
+    """
+    depth = deepest = 0
+    for match in _STRING_OR_BRACKET.finditer(line):
+        mark = match.group()
+        if mark in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif mark in (b"]", b"}"):
+            depth -= 1
+    return deepest
 
 
 @dataclass(frozen=True)
@@ -224,6 +252,43 @@ def sample_path(category: str, n: int = SAMPLE_SIZE, seed: int = 42) -> Path:
     return path if path.exists() else sample_data.write(category, path, n, seed)
 
 
+# Rejections of lines that held no record at all: a file of nothing else holds no records.
+UNREAD = ("malformed record", "damaged file: rest unreadable")
+# The first bytes of files that are not JSON lines in UTF-8, and what to do about each.
+NOT_JSONL = [(b"\xff\xfe", "it is UTF-16: save it as UTF-8"),
+             (b"\xfe\xff", "it is UTF-16: save it as UTF-8"),
+             (b"BZh", "it is bz2-compressed: decompress it (or recompress it with gzip)"),
+             (b"\xfd7zXZ\x00", "it is xz-compressed: decompress it (or recompress it with gzip)"),
+             (b"[", "it is a JSON array: write one JSON object per line instead")]
+
+
+class NoRecords(ValueError):
+    """A raw file (or hub file) from which not one record could be read."""
+
+
+def why_no_records(path: Path) -> str:
+    """What a raw file that yielded no record holds instead, as far as its start tells.
+
+    >>> import tempfile; path = Path(tempfile.mkdtemp()) / "x.jsonl"
+    >>> _ = path.write_bytes(b'[{"title": "Kettle"}]')
+    >>> why_no_records(path)
+    'it is a JSON array: write one JSON object per line instead'
+    """
+    with (gzip.open if is_gzip(path) else open)(path, "rb") as f:
+        try:
+            head = f.read(4096)
+        except (EOFError, OSError, zlib.error):
+            return "it is damaged"
+    if not head.strip():
+        return "it is empty" if not head else "it holds only blank lines"
+    for start, why in NOT_JSONL:
+        if head.lstrip().startswith(start):
+            return why
+    if b"\r" in head and b"\n" not in head:
+        return "its lines end in CR only: end them with LF (\\n)"
+    return "no line of it is a JSON object with a title"
+
+
 class ItemLoader:
     """Load one category of raw metadata into Items.
 
@@ -273,11 +338,25 @@ class ItemLoader:
         """Every raw record of this category as a dict, for looking at the raw data.
 
         Lines that are not valid JSON, and a damaged file's rest, are skipped here; `load`
-        counts them.
+        counts them. A source without one record raises NoRecords, as `load` does.
         """
+        found = False
         for chunk in self.chunks():
             records = (as_record(r) for r in chunk if not isinstance(r, Damage))
-            yield from (r for r in records if r is not None)
+            for record in records:
+                if record is not None:
+                    found = True
+                    yield record
+        if not found:
+            raise self.no_records()
+
+    def no_records(self) -> NoRecords:
+        """The error for a source from which no record could be read, naming it."""
+        if self.source == "hub":
+            return NoRecords(f"{hub_url(self.name)}: no record could be read")
+        path = self.raw_path()
+        return NoRecords(f"{path}: no record could be read from it ({why_no_records(path)}); "
+                         f"a raw file holds one JSON object per line, in UTF-8, plain or gzip")
 
     def load(self, workers: int = 8) -> list[Item]:
         """Every qualifying Item of this category, stamped with it; see `self.report`."""
@@ -288,7 +367,8 @@ class ItemLoader:
 
     def stream(self, workers: int = 8) -> Iterator[list[Item]]:
         """The qualifying Items a chunk at a time, in file order, so that a caller can write
-        them away instead of holding them all; `self.report` is complete at the end."""
+        them away instead of holding them all; `self.report` is complete at the end. A
+        source from which not one record could be read raises NoRecords, naming it."""
         start = time.perf_counter()
         self.report = LoadReport(self.name)
         bar = progress(self.name)
@@ -298,6 +378,8 @@ class ItemLoader:
             yield kept
         bar.close()
         self.report.seconds = time.perf_counter() - start
+        if self.report.read == sum(self.report.rejected[why] for why in UNREAD):
+            raise self.no_records()
 
     def _map(self, chunks: Iterator[list | FileSlice],
              workers: int) -> Iterator[tuple[list[Item], Counter]]:

@@ -77,15 +77,17 @@ class EmbeddingCache:
             return
         self.loaded = True
         if self.file().exists():
-            with np.load(self.file()) as saved:
+            with np.load(self.file(), allow_pickle=False) as saved:
                 keys = saved["keys"].tolist()
                 self.vectors.update(zip(keys, saved["vectors"], strict=True))
                 self.seconds.update(zip(keys, saved["seconds"].tolist(), strict=True))
 
     def save(self) -> None:
         path = self.file()
-        path.parent.mkdir(parents=True, exist_ok=True)
         keys = list(self.vectors)
+        if not keys:  # nothing to keep: no file, as in a fresh data folder
+            path.unlink(missing_ok=True)
+            return
         with written(path) as partial, open(partial, "wb") as f:
             np.savez(f, keys=np.array(keys),
                      vectors=np.stack([self.vectors[k] for k in keys]).astype(np.float32),

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import uvicorn
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException
+from fastapi import APIRouter, FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
@@ -83,7 +83,8 @@ class BodyLimit:
     """ASGI middleware: a request body over its limit gets a 413 before a byte of it is read.
 
     Only bodies of a declared length are taken (as the OpenAI and Anthropic clients send):
-    a chunked one, whose size is unknown until read, gets a 411.
+    a chunked one, whose size is unknown until read, gets a 411, even when it also declares
+    a length (the server would read the chunks, not the length).
     """
 
     def __init__(self, app, limit: int = MAX_BODY, upload_limit: int = MAX_UPLOAD):
@@ -95,12 +96,33 @@ class BodyLimit:
             limit = self.upload_limit if scope["path"] == "/v1/files" else self.limit
             length = headers.get(b"content-length")
             refusal = None
-            if length is None and b"transfer-encoding" in headers:
-                refusal = error(411, "send the body with a Content-Length", "length_required")
+            if b"transfer-encoding" in headers:
+                refusal = error(411, "send the body with a Content-Length and no "
+                                     "Transfer-Encoding", "length_required")
+            elif length is not None and not length.isdigit():
+                refusal = error(400, "the Content-Length is not a number", "bad_length")
             elif length is not None and int(length) > limit:
                 refusal = error(413, f"the request body is over {limit:,} bytes",
                                 "request_too_large")
             if refusal is not None:
+                return await refusal(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+class KeyCheck:
+    """ASGI middleware: a request without the server's API key (OpenAI's bearer header or
+    Anthropic's x-api-key) gets a 401 before a byte of its body is read."""
+
+    def __init__(self, app, api_key: str):
+        self.app, self.api_key = app, api_key.encode()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            given = (headers.get(b"x-api-key", b""),
+                     headers.get(b"authorization", b"").removeprefix(b"Bearer "))
+            if not any(hmac.compare_digest(self.api_key, key) for key in given):
+                refusal = error(401, "Incorrect API key provided", "invalid_api_key")
                 return await refusal(scope, receive, send)
         await self.app(scope, receive, send)
 
@@ -198,21 +220,6 @@ class Chats:
         return shape(request.model, text, sum(llama_tokens.count(t) for t in texts))
 
 
-def key_check(api_key: str | None) -> Callable[..., None]:
-    """A dependency that lets a request through only with `api_key` (any, when None), in
-    OpenAI's header or Anthropic's."""
-
-    def authorize(authorization: str | None = Header(default=None),
-                  x_api_key: str | None = Header(default=None)) -> None:
-        bearer = (authorization or "").removeprefix("Bearer ")
-        if api_key is not None and not any(
-                hmac.compare_digest(api_key.encode(), (given or "").encode())
-                for given in (x_api_key, bearer)):
-            raise refusal(401, "Incorrect API key provided", "invalid_api_key")
-
-    return authorize
-
-
 def app_for(predictor: Predictor, model: str = "pricer", api_key: str | None = None,
             trainer: Trainer | None = None) -> FastAPI:
     """The app serving `predictor` as `model`; with `api_key`, callers must present it.
@@ -234,6 +241,8 @@ def app_for(predictor: Predictor, model: str = "pricer", api_key: str | None = N
     app = FastAPI(title=f"{model}: an OpenAI-compatible price predictor", lifespan=lifespan,
                   **hidden)
     app.add_middleware(BodyLimit)
+    if api_key is not None:
+        app.add_middleware(KeyCheck, api_key=api_key)  # the outermost: checked first
 
     @app.exception_handler(HTTPException)
     def openai_shaped(request, refused: HTTPException) -> JSONResponse:
@@ -241,10 +250,9 @@ def app_for(predictor: Predictor, model: str = "pricer", api_key: str | None = N
             "message": str(refused.detail), "code": None}
         return error(refused.status_code, detail["message"], detail["code"])
 
-    authorized = [Depends(key_check(api_key))]
-    app.include_router(chats.router, dependencies=authorized)
+    app.include_router(chats.router)
     if jobs is not None:
-        app.include_router(jobs.router, dependencies=authorized)
+        app.include_router(jobs.router)
     return app
 
 

@@ -312,6 +312,51 @@ def test_no_key_from_the_environment_goes_to_a_foreign_endpoint(monkeypatch):
     assert "mine" in sent[2]  # a key the caller passes goes where the caller says
 
 
+@pytest.mark.parametrize("where", ["environment", ".env"])
+def test_no_key_follows_a_base_url_setting(monkeypatch, tmp_path, where):
+    """OPENAI_BASE_URL / ANTHROPIC_BASE_URL (environment or .env) send the SDKs elsewhere:
+    no key, organization or project from the environment goes there."""
+    import fine_tuning
+
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"OPENAI_API_KEY": "sk-openai-secret", "OPENAI_ORG_ID": "org-secret",
+                        "OPENAI_PROJECT_ID": "proj-secret", "ANTHROPIC_API_KEY": "sk-ant-secret",
+                        "ANTHROPIC_AUTH_TOKEN": "sk-ant-token-secret"}.items():
+        monkeypatch.setenv(name, value)
+    listener = Listener()
+    url = f"http://127.0.0.1:{listener.server_address[1]}"
+    urls = {"OPENAI_BASE_URL": f"{url}/v1", "ANTHROPIC_BASE_URL": url}
+    if where == "environment":
+        for name, value in urls.items():
+            monkeypatch.setenv(name, value)
+    else:
+        for name in urls:
+            monkeypatch.delenv(name, raising=False)
+        (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in urls.items()))
+    messages = messages_for(faults.make_items(1)[0])
+    try:
+        chats = [frontier.OpenAIChat("m"), frontier.openai_pricer("m").chat,
+                 fine_tuning.tuned_pricer("ft:m").chat, frontier.AnthropicChat("m"),
+                 frontier.anthropic_pricer("m").chat]
+        for chat in chats:
+            assert chat.endpoint.startswith(url)
+            assert chat.complete(messages).text.endswith("9.00")
+    finally:
+        listener.shutdown()
+    sent = [" ".join(h.values()) for h in listener.headers]
+    assert len(sent) == 5 and not any("secret" in s for s in sent)
+
+
+def test_the_providers_own_url_in_a_setting_gets_its_key(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai")
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-1")
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://api.openai.com/v1")
+    chat = frontier.OpenAIChat("m")
+    assert (chat.client.api_key, chat.client.organization) == ("sk-openai", "org-1")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://api.openai.com/v1")  # not over TLS
+    assert frontier.OpenAIChat("m").client.api_key == "none"
+
+
 def test_two_processes_sharing_a_cache_never_pay_twice(local, tmp_path):
     running, recorder, _ = local
     recorder.delay = 0.05
@@ -329,6 +374,36 @@ def test_two_processes_sharing_a_cache_never_pay_twice(local, tmp_path):
     assert sum(p.meter.calls for p in pricers) == 20
     assert sum(p.meter.cached for p in pricers) == 20
     assert [[p(i) for i in items] for p in pricers] == [[faults.widget_price(i) for i in items]] * 2
+
+
+def test_two_processes_try_a_failing_item_one_cycle_in_all(local, tmp_path):
+    """B waits for A's claim; when A gives up, B takes A's failure for this run instead of
+    trying a cycle of its own. A later run tries afresh."""
+    running, _, script = local
+    script.then(*[faults.status(500)] * 12)
+    item = faults.make_items(1)[0]
+    pricers = [pricer_for(running, Cache(tmp_path / "replies.sqlite")) for _ in range(2)]
+    threads = [threading.Thread(target=p.prefetch, args=([item],), kwargs={"progress": False})
+               for p in pricers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 12 - len(script.script) == FAST.attempts  # one cycle, not one per process
+    assert [math.isnan(p.predict_many([item])[0]) for p in pricers] == [True, True]
+    assert sum(p.meter.failed for p in pricers) == 2
+    later = pricer_for(running, Cache(tmp_path / "replies.sqlite"))
+    later.prefetch([item], progress=False)
+    assert 12 - len(script.script) == 2 * FAST.attempts
+
+
+def test_a_failing_model_description_is_not_asked_for_at_every_item(tmp_path):
+    """A server whose /v1/models answers 500 is asked again a minute later, not per item."""
+    script = faults.Faults(paths=("/models/widgets",)).then(*[faults.status(500)] * 100)
+    with faults.start(faults.Recorder(), script) as running:
+        pricer = pricer_for(running, concurrency=1)
+        pricer.predict_many(faults.make_items(10))
+    assert 100 - len(script.script) == 1
 
 
 def test_a_claim_of_a_dead_process_or_too_old_is_taken_over(tmp_path):

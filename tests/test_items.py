@@ -8,9 +8,11 @@ import pickle
 import random
 import re
 import string
+import time
 
 import pytest
 
+import items
 import llama_tokens
 import testing
 from items import MAX_TOKENS, MIN_TOKENS, Item, load_pickle, parse_price, save_pickle, truncate
@@ -385,3 +387,76 @@ def test_safe_loader_refuses_anything_but_a_list_of_items(tmp_path):
         load_pickle(path)
 
 
+
+
+# --- hostile price strings: refused fast, never backtracked over --------------------------
+
+@pytest.mark.parametrize("raw", [
+    pytest.param("1" + " " * 30_000 + "2", id="spaces between digits"),
+    pytest.param("1-" + " " * 30_000 + "x", id="spaces after a dash"),
+    pytest.param("1 to " + " $" * 15_000, id="dollars after to"),
+    pytest.param("9" * 30_000 + "x", id="digits then a letter"),
+])
+def test_a_long_price_string_is_refused_at_once(raw):
+    start = time.perf_counter()
+    assert parse_price(raw) == (None, "too long")
+    assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize("pattern", ["_RANGE", "_CURRENCY", "_AMOUNT", "_AMBIGUOUS"])
+def test_no_price_pattern_backtracks_over_spaces(pattern):
+    """Each pattern, on 20,000 characters shaped to make a backtracking one quadratic,
+    returns in linear time (these inputs would take seconds)."""
+    compiled = getattr(items, pattern)
+    for raw in ("1" + " " * 20_000 + "2", "1-" + " " * 20_000 + "x", "1" * 20_000 + "x",
+                "us" + " " * 20_000 + "x", " $" * 10_000 + "x"):
+        start = time.perf_counter()
+        compiled.search(raw)
+        compiled.sub("", raw)
+        assert time.perf_counter() - start < 0.05, (pattern, raw[:5])
+
+
+def item_pickle(**state) -> bytes:
+    """A protocol-2 pickle of one Item with this state, however wrong."""
+    item = Item.from_text("Kettle\nBoils.", 10.0)
+    fields = {**item.__getstate__(), **state}
+    return (b"\x80\x02]q\x00citems\nItem\nq\x01)\x81q\x02" + pickle.dumps(fields, 2)[2:-1]
+            + b"ba.")  # [Item.__new__(), BUILD state, APPEND]
+
+
+@pytest.mark.parametrize("data", [
+    pytest.param(item_pickle(price=10 ** 400), id="a price too big for a float"),
+    pytest.param(item_pickle(price=-5.0), id="a negative price"),
+    pytest.param(item_pickle(price=0), id="a zero price"),
+    pytest.param(item_pickle(token_count=-7), id="a negative token count"),
+    pytest.param(item_pickle(include=True, prompt=None), id="included without a prompt"),
+    pytest.param(b"\x80\x02]cbuiltins\nobject\n)\x81}X\x01\x00\x00\x00ab\x86ba.",
+                 id="BUILD on an object"),
+    pytest.param(b"\x80\x04\x8e" + (1 << 40).to_bytes(8, "little") + b"x.",
+                 id="BINBYTES8 of a terabyte"),
+    pytest.param(b"\x80\x02]" + b"(" * 100_000 + b".", id="100,000 marks"),
+])
+def test_a_bad_split_pickle_is_one_kind_of_error(tmp_path, data):
+    path = tmp_path / "x.pkl"
+    path.write_bytes(data)
+    with pytest.raises(pickle.UnpicklingError, match="x.pkl"):
+        load_pickle(path)
+
+
+def test_a_valid_item_pickle_of_that_shape_loads(tmp_path):
+    (tmp_path / "x.pkl").write_bytes(item_pickle())
+    assert load_pickle(tmp_path / "x.pkl")[0].text == "Kettle\nBoils."
+
+
+@pytest.mark.parametrize("title", [
+    pytest.param("T" * 5_000, id="5,000 characters unspaced"),
+    pytest.param("😀 " * 250, id="500 characters of emoji with spaces"),
+    pytest.param("水壶 " * 167, id="500 characters of CJK with spaces"),
+])
+def test_a_title_that_fills_the_cut_is_no_item(title):
+    """A title that leaves no room for any description is refused, as a text that cannot
+    be cut at a word is: never a title-only Item."""
+    item = Item(record(title=title), 10.0)
+    assert not item.include and item.excluded_because == "too few tokens"
+    assert item_from_record(record(title=title, price="10"), "Appliances") == \
+        (None, "too few tokens")

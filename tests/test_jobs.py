@@ -34,7 +34,7 @@ def mean_trainer(items: list[Item]):
 
 
 def failing_trainer(items: list[Item]):
-    raise RuntimeError("out of memory")
+    raise RuntimeError("cannot open /srv/secret/weights: out of memory")
 
 
 @pytest.fixture
@@ -77,12 +77,28 @@ def test_a_job_trains_a_model_that_the_server_then_serves(serve, tmp_path):
     assert messages[0] == "The job has successfully completed"
 
 
-def test_a_failing_job_says_why(serve, tmp_path):
+def test_a_failing_job_says_what_failed_and_logs_why(serve, tmp_path, caplog):
+    """The client learns that training failed, and of what kind; the details (paths,
+    messages) stay in the server's log."""
     client = client_for(serve(failing_trainer))
     train_file, _ = fine_tuning.write_files(TRAIN, tmp_path, 20, 5)
     job = fine_tuning.create_job(client, fine_tuning.upload(client, train_file, 10))
-    with pytest.raises(fine_tuning.FineTuneFailed, match="out of memory"):
+    with pytest.raises(fine_tuning.FineTuneFailed, match=r"training failed \(RuntimeError\)"):
         fine_tuning.follow(client, job.id, poll_seconds=0.05, progress=False)
+    said = client.fine_tuning.jobs.retrieve(job.id).error.message + json.dumps(
+        [e.message for e in client.fine_tuning.jobs.list_events(job.id).data])
+    assert "/srv/secret" not in said and "/srv/secret" in caplog.text
+
+
+def test_a_raw_line_separator_inside_a_string_trains(serve, tmp_path):
+    """U+2028 and U+0085 are text inside a JSON string, for the check and the job alike."""
+    client = client_for(serve())
+    train_file, _ = fine_tuning.write_files(TRAIN, tmp_path, 20, 5)
+    path = tmp_path / "separators.jsonl"
+    path.write_text(train_file.read_text().replace("sturdy", "stur\u2028dy\u0085"))
+    job = fine_tuning.create_job(client, fine_tuning.upload(client, path, 10))
+    done = fine_tuning.follow(client, job.id, poll_seconds=0.05, timeout=20, progress=False)
+    assert done.status == "succeeded" and "stur\u2028dy\u0085" in TRAINED[0].text
 
 
 def test_a_malformed_file_is_refused_before_upload(serve, tmp_path):
@@ -135,7 +151,7 @@ def test_anything_that_breaks_a_job_fails_it(serve, tmp_path, monkeypatch):
 
     monkeypatch.setattr(fine_tuning, "validate_jsonl", broken)
     job = fine_tuning.create_job(client, file_id)
-    with pytest.raises(fine_tuning.FineTuneFailed, match="invalid start byte"):
+    with pytest.raises(fine_tuning.FineTuneFailed, match="the job failed on the server"):
         fine_tuning.follow(client, job.id, poll_seconds=0.05, timeout=10, progress=False)
 
 

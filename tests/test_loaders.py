@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+import curation
 import loaders
 from loaders import ItemLoader, LoadReport, items_from_chunk
 
@@ -121,13 +122,28 @@ GOOD = json.dumps(raw())
     '{"title": "Kettle", "description": 5, "price": "20"}',
     '{"title": "Kettle", "features": true, "description": 7.5, "price": "20"}',
     '{"title": "Kettle", "price": "20", "details": {"a": ' + "[" * 1000 + "]" * 1000 + "}}",
-], ids=["a number as description", "a bool as features", "details nested 1000 deep"])
-def test_one_bad_record_is_one_rejection(tmp_path, bad):
+    '{"title": "Kettle", "price": "20", "details": ' + '{"a": ' * 100_000 + "1"
+    + "}" * 100_000 + "}",
+    '{"title": "Kettle", "price": "20", "features": ' + "[" * 100_000 + "]" * 100_000 + "}",
+], ids=["a number as description", "a bool as features", "details nested 1000 deep",
+        "details nested 100,000 deep", "features nested 100,000 deep"])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_one_bad_record_is_one_rejection(tmp_path, bad, workers):
     path = tmp_path / "meta_Appliances.jsonl"
     path.write_text(f"{GOOD}\n{bad}\n{GOOD}\n")
     loader = ItemLoader("Appliances", path)
-    assert len(loader.load(workers=1)) == 2
+    assert len(loader.load(workers=workers)) == 2
     assert loader.report.read == 3 and sum(loader.report.rejected.values()) == 1
+    assert len(list(loader.records())) >= 2  # the good ones, and no crash
+
+
+@pytest.mark.parametrize("line, depth", [
+    (b'{"a": [[1], {"b": [2]}]}', 4), (b'{"a": "[[[[{{{{"}', 1), (b'{"a": "\\"}', 1),
+    (b'{"a": "\\\"[[[["}', 1), (b"[" * 5000 + b"]" * 5000, 5000), (b"{}", 1), (b"5", 0),
+])
+def test_nesting_depth_skips_brackets_inside_strings(line, depth):
+    assert loaders.nesting(line) == depth
+    assert loaders.as_record(line) is None or depth <= loaders.MAX_DEPTH
 
 
 def test_a_byte_order_mark_is_not_a_malformed_record(tmp_path):
@@ -163,12 +179,13 @@ def fuzz_value(rng: random.Random, depth: int = 0):
         return rng.choice([None, True, False, 0, -1, 10 ** 30, 7.5, -0.0, 1e308])
     if kind == 1:
         return rng.choice(["", " ", "None", "$12.99", "12.99 - 19.99", "1.299", "9" * 400,
-                           "USD 12", "\ufeff5", "12—19", "\u200b"])
+                           "USD 12", "\ufeff5", "12—19", "\u200b", "1" + " " * 50_000 + "2",
+                           "1-" + " " * 50_000 + "x", "$" * 20_000 + "5"])
     if kind == 2:
         return " ".join(rng.choice(["Kettle", "boils", "WR57X10051", "水壶", "😀", "\x00",
                                     "\ud7ff", "é"]) for _ in range(rng.randrange(400)))
     if kind == 3:
-        return rng.choice(["x", "中", "a b "]) * rng.choice([1, 5_000, 200_000])
+        return rng.choice(["x", "中", "a b ", "T", "😀 "]) * rng.choice([1, 5_000, 200_000])
     if kind in (4, 5):
         return LONG
     if kind == 6:
@@ -179,6 +196,14 @@ def fuzz_value(rng: random.Random, depth: int = 0):
     for _ in range(rng.choice([50, 990, 1100])):
         deep = [deep]
     return deep
+
+
+def deep_line(rng: random.Random) -> bytes:
+    """A record nesting far deeper than any JSON library's recursion limit."""
+    depth = rng.choice([1_025, 20_000, 100_000])
+    field = rng.choice([b'"details": ' + b'{"a": ' * depth + b"1" + b"}" * depth,
+                        b'"features": ' + b"[" * depth + b"]" * depth])
+    return b'{"title": "Kettle", "price": "5", ' + field + b"}"
 
 
 def fuzz_line(rng: random.Random) -> bytes:
@@ -202,6 +227,13 @@ def fuzz_line(rng: random.Random) -> bytes:
         return b"#" + bytes(rng.choice([b for b in range(256) if b != 10]) for _ in range(50))
     if kind == 4:
         return rng.choice([b"5", b"[]", b'"Kettle"', b"null", b"{}", b'{"title": 5}'])
+    if kind == 5 and rng.random() < 0.3:
+        return deep_line(rng)
+    if kind == 6 and rng.random() < 0.3:  # a record as another file type would hold it
+        return rng.choice([line.decode("utf-8", "replace").encode("utf-16"), b"[" + line + b"]",
+                           line.replace(b", ", b"\r")])
+    if kind == 7 and rng.random() < 0.3:
+        return text.replace('"Kettle"', json.dumps("Kettle " * rng.choice([100, 1_000]))).encode()
     return line
 
 
@@ -232,3 +264,48 @@ def test_fuzzed_dicts_from_the_hub_path_are_all_accounted_for():
                  {"a": [[[[[[[[[[]]]]]]]]]] * 1}} for _ in range(20)]
     kept, rejected = items_from_chunk(records + [5, None, {"title": ["x"]}], "Appliances")
     assert len(kept) + sum(rejected.values()) == len(records) + 3
+
+
+def no_records_files() -> dict[str, tuple[bytes, str]]:
+    """Files from which no record can be read, and what the error says of each."""
+    import bz2
+    import lzma
+
+    lines = f"{GOOD}\n{GOOD}\n"
+    return {
+        "empty": (b"", "it is empty"),
+        "a gzip of nothing": (gzip.compress(b""), "it is empty"),
+        "blank lines": (b"\n  \n\t\n" * 50, "blank lines"),
+        "binary": (random.Random(0).randbytes(1 << 20).replace(b"{", b"("), "a title"),
+        "bz2 named .gz": (bz2.compress(lines.encode()), "bz2"),
+        "xz named .gz": (lzma.compress(lines.encode()), "xz"),
+        "UTF-16": (lines.encode("utf-16"), "UTF-16"),
+        "a JSON array": (("[" + ", ".join([GOOD, GOOD]) + "]").encode(), "JSON array"),
+        "an indented JSON array": (json.dumps([json.loads(GOOD)] * 2, indent=2).encode(),
+                                   "JSON array"),
+        "CR line ends": (lines.replace("\n", "\r").encode(), "CR only"),
+        "only malformed lines": (b"not json\n" * 20, "a title"),
+    }
+
+
+@pytest.mark.parametrize("kind", sorted(no_records_files()))
+def test_a_file_with_no_records_is_a_clear_error_naming_it(tmp_path, kind, monkeypatch):
+    content, said = no_records_files()[kind]
+    path = tmp_path / "meta_Appliances.jsonl.gz"
+    path.write_bytes(content)
+    for workers in (1, 2):
+        with pytest.raises(loaders.NoRecords, match=f"meta_Appliances.jsonl.gz.*{said}"):
+            ItemLoader("Appliances", path).load(workers=workers)
+    with pytest.raises(loaders.NoRecords, match="meta_Appliances.jsonl.gz"):
+        list(ItemLoader("Appliances", path).records())
+    monkeypatch.setenv("PRICER_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(loaders.NoRecords):
+        curation.curate("Appliances", str(path), workers=1)
+    assert not list((tmp_path / "data").rglob("*.parquet"))  # no empty category cached
+
+
+def test_a_file_of_records_that_all_fail_curation_is_no_error(tmp_path):
+    path = tmp_path / "meta_Appliances.jsonl"
+    path.write_text(json.dumps({"title": "Kettle", "price": "None"}) + "\n")
+    loader = ItemLoader("Appliances", path)
+    assert loader.load(workers=1) == [] and loader.report.rejected == {"price missing": 1}

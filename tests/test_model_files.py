@@ -1,0 +1,131 @@
+"""A model file runs no code: every crafted pickle below would create a marker file (or do
+worse) if loaded with plain `pickle.load`; `Pricer.load` refuses each one by name."""
+
+import io
+import pickle
+import sys
+
+import numpy as np
+import pytest
+
+import baselines
+import features
+import sentences
+from items import Item
+from pricer import MODEL_GLOBALS, RENAMED, Pricer, _ModelUnpickler
+
+
+def global_call(module: str, name: str, *args: str, stack: bool = True) -> bytes:
+    """A protocol-4 pickle calling module.name(*args): STACK_GLOBAL, or the older GLOBAL."""
+    def unicode(text: str) -> bytes:
+        data = text.encode()
+        return b"\x8c" + bytes([len(data)]) + data  # SHORT_BINUNICODE
+    if stack:
+        head = unicode(module) + unicode(name) + b"\x93"  # STACK_GLOBAL
+    else:
+        head = b"c" + module.encode() + b"\n" + name.encode() + b"\n"  # GLOBAL
+    return (b"\x80\x04" + head + b"(" + b"".join(unicode(a) for a in args)  # MARK, args
+            + b"tR.")  # TUPLE, REDUCE, STOP
+
+
+def marker_command(marker) -> str:
+    return f"touch {marker}"
+
+
+def marker_code(marker) -> str:
+    return f"open({str(marker)!r}, 'w').close()"
+
+
+def crafted(marker) -> dict[str, bytes]:
+    """Each would create `marker` through plain pickle.load."""
+    shell, code = marker_command(marker), marker_code(marker)
+    return {
+        # The issue's three: attribute walks out of an allowed package into os.
+        "numpy.lib._datasource -> os.system": global_call("numpy.lib._datasource",
+                                                          "os.system", shell),
+        "scipy._lib._util -> os.system": global_call("scipy._lib._util", "os.system", shell),
+        "numpy.testing runstring": global_call("numpy.testing._private.utils", "runstring",
+                                               code, "{}"),
+        # Walks from the project's own modules.
+        "pricer -> pickle.loads": global_call("pricer", "pickle.loads", "x"),
+        "baselines -> settings.os.system": global_call("baselines", "settings.os.system",
+                                                       shell),
+        "frontier -> os.system": global_call("frontier", "os.system", shell),
+        "files -> os.system (GLOBAL)": global_call("files", "os.system", shell, stack=False),
+        # Plain dangerous names, both opcodes.
+        "os.system": global_call("os", "system", shell),
+        "posix.system (GLOBAL)": global_call("posix", "system", shell, stack=False),
+        "builtins.eval": global_call("builtins", "eval", f"exec({code!r})"),
+        "builtins.exec (GLOBAL)": global_call("builtins", "exec", code, stack=False),
+        "subprocess.getoutput": global_call("subprocess", "getoutput", shell),
+        "importlib.import_module": global_call("importlib", "import_module", "antigravity"),
+        "numpy.load (pickles)": global_call("numpy", "load", "evil.npy"),
+        "sklearn walk to joblib": global_call("sklearn.utils", "_joblib.load", "evil.pkl"),
+        "allowed module, unlisted name": global_call("numpy", "fromfile", "evil"),
+        "collections -> os (walk)": global_call("collections", "_os.system", shell),
+        "renamed module's other name": global_call("numpy.core.multiarray", "_vec_string",
+                                                   "x"),
+        "runpy.run_path": global_call("runpy", "run_path", "evil.py"),
+        "code.InteractiveInterpreter": global_call("code", "InteractiveInterpreter", code),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(crafted("marker")))
+def test_a_crafted_model_file_runs_nothing(name, tmp_path):
+    marker = tmp_path / "marker"
+    path = tmp_path / "model.pkl"
+    path.write_bytes(crafted(marker)[name])
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load"):
+        baselines.TfidfRidgePricer.load(path)
+    assert not marker.exists()
+
+
+def test_the_canary_would_fire_without_the_allow_list(tmp_path):
+    """The crafted files really are harmful: plain pickle runs the shell command."""
+    marker = tmp_path / "marker"
+    pickle.loads(crafted(marker)["numpy.lib._datasource -> os.system"])
+    assert marker.exists()
+
+
+def test_every_allowed_pair_is_a_plain_attribute_of_its_module():
+    for module, name in MODEL_GLOBALS | set(RENAMED.values()):
+        assert "." not in name
+        __import__(module)
+        assert hasattr(sys.modules[module], name), (module, name)
+    assert set(RENAMED.values()) <= MODEL_GLOBALS
+
+
+def test_a_renamed_name_loads_from_an_old_file(monkeypatch):
+    """A model file naming a function where it used to live gets it where it lives now."""
+    old = b"\x80\x04\x8c\x09old_place\x8c\x05texts\x93."  # STACK_GLOBAL old_place.texts
+    with pytest.raises(pickle.UnpicklingError, match="old_place.texts"):
+        _ModelUnpickler(io.BytesIO(old)).load()
+    monkeypatch.setitem(RENAMED, ("old_place", "texts"), ("features", "texts"))
+    assert _ModelUnpickler(io.BytesIO(old)).load() is features.texts
+
+
+def test_a_saved_model_names_only_listed_pairs(tmp_path):
+    """What the project's models write, its loader reads (each model in test_contract too)."""
+    train = [Item.from_text(f"Kettle {i}\nBoils water.", 10.0 + i) for i in range(20)]
+    model = baselines.TfidfRidgePricer().fit(train)
+    again = Pricer.load(model.save(tmp_path / "model.pkl"))
+    assert again.predict_many(train) == pytest.approx(model.predict_many(train))
+
+
+def test_the_embedding_cache_reads_no_pickles(tmp_path):
+    """The embedding cache is an .npz of plain arrays; an object array in it is refused."""
+    path = tmp_path / "cache.npz"
+    np.savez(path, keys=np.array(["k"], dtype=object), vectors=np.zeros((1, 2)),
+             seconds=np.zeros(1))
+    with pytest.raises(ValueError, match="allow_pickle"):
+        sentences.EmbeddingCache(path).load()
+
+
+def test_an_empty_embedding_cache_saves_and_loads(tmp_path):
+    """A fresh data folder: forgetting everything in an empty cache is no error."""
+    cache = sentences.EmbeddingCache(tmp_path / "cache.npz")
+    cache.forget(None)
+    again = sentences.EmbeddingCache(tmp_path / "cache.npz")
+    again.load()
+    assert again.vectors == {}
+
