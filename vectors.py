@@ -34,8 +34,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import settings
-from sentences import embed
 from items import Item
+from sentences import embed
 
 BATCH = 256  # items embedded and added at a time: what an interrupted build can lose
 

@@ -19,6 +19,7 @@ import curation
 import lora
 import minilm
 import mlp
+import rag
 import server
 import stacking
 from pricer import Pricer
@@ -73,6 +74,8 @@ PREDICTORS = {
         lora.tiny_llama(), prices_first=True, hyperparameters=TINY,
         output_dir=tmp_path / "adapter"),
     "chat": lambda tmp_path, _, running: running.pricer(),
+    "rag": lambda tmp_path, _, running: rag.RagPricer.over(running.pricer(),
+                                                           store_path=tmp_path / "vectors"),
 }
 
 
