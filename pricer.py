@@ -183,7 +183,7 @@ class Pricer:
 class _ModelUnpickler(pickle.Unpickler):
     """Builds only this project's models and the libraries they are made of."""
 
-    PROJECT = {"baselines", "features", "sentences", "mlp", "stacking", "pricer"}
+    PROJECT = {"baselines", "features", "sentences", "mlp", "stacking", "ensemble", "pricer"}
     LIBRARIES = {"sklearn", "numpy", "scipy", "lightgbm", "gensim", "collections", "copyreg",
                  "_codecs"}
     BUILTINS = {"set", "frozenset", "slice", "complex", "bytearray", "range", "object"}
