@@ -59,16 +59,23 @@ class FittedEnsemble(Pricer):
         guesses = np.column_stack([member.predict_many(items) for member in self.members])
         return np.column_stack([guesses, guesses.min(axis=1), guesses.max(axis=1)])
 
-    def _fit(self, train: list[Item]) -> None:
-        from scipy.optimize import nnls
-
+    def split(self, train: Sequence[Item]) -> tuple[list[Item], list[Item]]:
+        """(held out, rest): the training items `fit` sets the weights on, and the others. A
+        model that is not a member but feeds one (a served model behind a chat) must be
+        trained on the rest only, or its guesses on the held-out items are not honest.
+        """
         shuffled = list(train)
         random.Random(self.seed).shuffle(shuffled)
         cut = round(len(shuffled) * self.share)
-        held, rest = shuffled[:cut], shuffled[cut:]
-        if not held or not rest:
-            raise ValueError(f"{self.name}: {len(train)} training items are too few to hold "
-                             f"back {self.share:.0%}")
+        if not 0 < cut < len(shuffled):
+            raise ValueError(f"{self.name}: {len(shuffled)} training items are too few to "
+                             f"hold back {self.share:.0%}")
+        return shuffled[:cut], shuffled[cut:]
+
+    def _fit(self, train: list[Item]) -> None:
+        from scipy.optimize import nnls
+
+        held, rest = self.split(train)
         for member in self.members:
             member.fit(rest)
         columns, truths = self.columns(held), prices(held)

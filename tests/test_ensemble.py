@@ -55,6 +55,7 @@ def test_the_weights_are_fitted_on_training_items_no_member_was_fitted_on(items)
     first, final = oracle.fitted_on
     held = oracle.asked[0]
     assert len(held) == model.held_out == 10 and held.isdisjoint(first)
+    assert held == {item.text for item in model.split(train)[0]}
     assert held | first == final == {item.text for item in train}  # then refitted on all
     assert held.isdisjoint({item.text for item in test})  # never a test item
     weights = model.weights()
