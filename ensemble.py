@@ -35,6 +35,21 @@ from items import Item
 from pricer import Pricer
 
 
+def held_out(train: Sequence[Item], share: float = 0.2,
+             seed: int = SEED) -> tuple[list[Item], list[Item]]:
+    """(held out, rest): the seeded `share` of `train` that FittedEnsemble(share=, seed=)
+    fits its weights on, and the others. A model that feeds a member from outside (one served
+    behind a chat) must train on the rest only, or its guesses there are not honest.
+
+    >>> [len(part) for part in held_out(range(10))]
+    [2, 8]
+    """
+    shuffled = list(train)
+    random.Random(seed).shuffle(shuffled)
+    cut = round(len(shuffled) * share)
+    return shuffled[:cut], shuffled[cut:]
+
+
 class FittedEnsemble(Pricer):
     """Members' guesses, their min and max, blended by NNLS weights fitted on held-out items."""
 
@@ -47,7 +62,7 @@ class FittedEnsemble(Pricer):
         if not 0 < share < 1:
             raise ValueError(f"share must be between 0 and 1, not {share}")
         self.members, self.share, self.seed, self.name = list(members), share, seed, name
-        self.held_out = 0  # training items the weights were fitted on
+        self.held_size = 0  # training items the weights were fitted on
         self.dropped = 0  # of those, items some member had no price for
 
     @property
@@ -59,28 +74,18 @@ class FittedEnsemble(Pricer):
         guesses = np.column_stack([member.predict_many(items) for member in self.members])
         return np.column_stack([guesses, guesses.min(axis=1), guesses.max(axis=1)])
 
-    def split(self, train: Sequence[Item]) -> tuple[list[Item], list[Item]]:
-        """(held out, rest): the training items `fit` sets the weights on, and the others. A
-        model that is not a member but feeds one (a served model behind a chat) must be
-        trained on the rest only, or its guesses on the held-out items are not honest.
-        """
-        shuffled = list(train)
-        random.Random(self.seed).shuffle(shuffled)
-        cut = round(len(shuffled) * self.share)
-        if not 0 < cut < len(shuffled):
-            raise ValueError(f"{self.name}: {len(shuffled)} training items are too few to "
-                             f"hold back {self.share:.0%}")
-        return shuffled[:cut], shuffled[cut:]
-
     def _fit(self, train: list[Item]) -> None:
         from scipy.optimize import nnls
 
-        held, rest = self.split(train)
+        held, rest = held_out(train, self.share, self.seed)
+        if not held or not rest:
+            raise ValueError(f"{self.name}: {len(train)} training items are too few to hold "
+                             f"back {self.share:.0%}")
         for member in self.members:
             member.fit(rest)
         columns, truths = self.columns(held), prices(held)
         known = np.isfinite(columns).all(axis=1)
-        self.held_out, self.dropped = len(held), int((~known).sum())
+        self.held_size, self.dropped = len(held), int((~known).sum())
         if not known.any():
             raise ValueError(f"{self.name}: no held-out item has a price from every member")
         ones = np.ones((known.sum(), 1))

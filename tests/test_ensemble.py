@@ -7,7 +7,7 @@ import faults
 import numpy as np
 import pytest
 
-from ensemble import FittedEnsemble
+from ensemble import FittedEnsemble, held_out
 from pricer import NoPrice, Pricer
 
 
@@ -54,8 +54,8 @@ def test_the_weights_are_fitted_on_training_items_no_member_was_fitted_on(items)
     model = FittedEnsemble([oracle, Mean()], share=0.2).fit(train)
     first, final = oracle.fitted_on
     held = oracle.asked[0]
-    assert len(held) == model.held_out == 10 and held.isdisjoint(first)
-    assert held == {item.text for item in model.split(train)[0]}
+    assert len(held) == model.held_size == 10 and held.isdisjoint(first)
+    assert held == {item.text for item in held_out(train)[0]}
     assert held | first == final == {item.text for item in train}  # then refitted on all
     assert held.isdisjoint({item.text for item in test})  # never a test item
     weights = model.weights()
@@ -66,7 +66,7 @@ def test_the_weights_are_fitted_on_training_items_no_member_was_fitted_on(items)
 
 def test_its_ranges_come_from_the_held_out_errors(items):
     model = FittedEnsemble([Mean(), Mean()]).fit(items)
-    assert model.calibrated and len(model.residuals) == model.held_out == 12
+    assert model.calibrated and len(model.residuals) == model.held_size == 12
     low, high = model.predict_interval(items[:3], 0.8)
     assert (low < high).all()
 
