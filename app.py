@@ -86,7 +86,7 @@ def page(pricing: Pricing):
     titles = {item.title[:80]: item for item in pricing.examples}
     with gr.Blocks(title="Product Pricer", analytics_enabled=False) as demo:
         gr.Markdown("# Product Pricer\nPaste a product's description, or pick a test product.")
-        pick = gr.Dropdown(list(titles), label="A test product", elem_id="pick")
+        pick = gr.Dropdown(list(titles), value=None, label="A test product", elem_id="pick")
         text = gr.Textbox(lines=8, label="Description", elem_id="description")
         go = gr.Button("Price it", variant="primary", elem_id="go")
         price = gr.Markdown(elem_id="price")
