@@ -9,7 +9,7 @@ split's vector store for the neighbours. The first start trains them (a few minu
 cores, with progress in the terminal) and saves the ensemble under data/models/; later
 starts load it.
 
->>> answer("   ", None)[0]
+>>> problem("   ")
 'Paste a product description first.'
 """
 
@@ -24,6 +24,7 @@ import curation
 import settings
 from ensemble import FittedEnsemble
 from items import Item
+from sentences import sentence_encoder
 from vectors import VectorStore
 
 MAX_CHARS = 20_000  # a long product page is a few thousand characters
@@ -56,11 +57,12 @@ def problem(text: str | None) -> str | None:
     return None
 
 
-def answer(text: str | None, pricing: Pricing | None) -> tuple[str, str, str]:
-    """(price, each model's guess, the five neighbours), as Markdown for the page."""
+def answer(text: str | None, pricing: Pricing) -> tuple[str, str, str]:
+    """(price, each model's guess, the five neighbours), as Markdown for the page; for text
+    that cannot be priced, why, and nothing else."""
     why = problem(text)
-    if why is not None or pricing is None:
-        return why or "The models are not loaded.", "", ""
+    if why is not None:
+        return why, "", ""
     item = Item.from_text(text.strip(), 0.0)
     model = pricing.ensemble
     price = model.predict_many([item])[0]
@@ -119,6 +121,7 @@ def load_or_train() -> Pricing:
         ensemble = FittedEnsemble(members).fit(train)
         ensemble.save(path)
         print(f"Saved to {path}", flush=True)
+    sentence_encoder()  # loaded now, not when the first description is pasted
     return Pricing(ensemble, VectorStore.build(train), test[:50])
 
 
