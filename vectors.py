@@ -98,7 +98,7 @@ class VectorStore:
         if done not in _names(chroma):
             partial = chroma.get_or_create_collection(
                 f"partial-{key}", embedding_function=None,
-                metadata={"hnsw:space": "cosine", "items": len(train)})
+                metadata={"hnsw:space": "cosine"})
             have = set(partial.get(include=[])["ids"])
             missing = [row for row in range(len(train)) if str(row) not in have]
             bar = tqdm(total=len(train), initial=len(train) - len(missing), unit="items",
