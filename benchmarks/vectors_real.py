@@ -3,7 +3,7 @@
     PRICER_DATA_DIR=$(mktemp -d) PYTHONPATH=. python benchmarks/vectors_real.py \
         --data ../shared/data/real_priced_items.jsonl.gz
     PRICER_DATA_DIR=$(mktemp -d) PYTHONPATH=. python benchmarks/vectors_real.py --data ... \
-        --limit 2000                                      # a quicker look at fewer products
+        --limit 2000 --queries 200                        # a quicker look
 
 For the lite split (the offline sample's Appliances) and for the training items of the real
 pool (a seeded split holding out 2,000, as benchmarks/baselines_real.py does), it builds the
@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--test-size", type=int, default=2000)
     parser.add_argument("--limit", type=int, help="use at most this many training products")
+    parser.add_argument("--queries", type=int, default=QUERIES, help="held-out items asked")
     args = parser.parse_args()
 
     vectors.client(Path(tempfile.mkdtemp(prefix="vectors-")))  # Chroma imported and started,
@@ -103,8 +104,8 @@ def main() -> None:
     items, _, _ = load_items(args.data)
     train, test = curation.split(items, len(items) - args.test_size, args.test_size, args.seed)
     train = train[:args.limit] if args.limit else train
-    rows = [measure("lite split (sample)", lite_train, lite_test),
-            measure("real pool, training items", train, test[:QUERIES])]
+    rows = [measure("lite split (sample)", lite_train, lite_test[:args.queries]),
+            measure("real pool, training items", train, test[:args.queries])]
     print(table([*rows, projected(rows[-1])]))
 
 
