@@ -11,16 +11,23 @@
 
 The server reads the same chats (`item_from_messages`) and answers with `answer(price)`; a
 reply's price is read with the course's rule, `get_price`, or with `get_dollar_price`.
+`rag_messages` is the course's week-8 chat: similar products and their prices, then the
+question.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from items import Item
 
 SYSTEM = "You estimate prices of items. Reply only with the price, no explanation"
 CHAT_QUESTION = "How much does this cost?"
+CONTEXT = ("To provide some context, here are some other items that might be similar to the "
+           "item you need to estimate.\n\n")
+RELATED = "Potentially related product:\n"
+NOW = "And now the question for you:\n\n"
 
 
 def messages_for(item: Item) -> list[dict]:
@@ -34,6 +41,28 @@ def messages_for(item: Item) -> list[dict]:
         {"role": "user", "content": f"{CHAT_QUESTION}\n\n{item.text}"},
         {"role": "assistant", "content": Item.PREFIX},
     ]
+
+
+def rag_messages(item: Item, related: Sequence[tuple[str, float]]) -> list[dict]:
+    """The course's week-8 chat: each related product's text and price, then the question.
+
+    >>> user = rag_messages(Item.from_text("Kettle", 0), [("Teapot", 19.5)])[1]["content"]
+    >>> user.startswith(CONTEXT)      # "To provide some context, here are some other items..."
+    True
+    >>> print(user.removeprefix(CONTEXT))
+    Potentially related product:
+    Teapot
+    Price is $19.50
+    <BLANKLINE>
+    And now the question for you:
+    <BLANKLINE>
+    How much does this cost?
+    <BLANKLINE>
+    Kettle
+    """
+    context = "".join(f"{RELATED}{text}\n{answer(price)}\n\n" for text, price in related)
+    system, user, prefill = messages_for(item)
+    return [system, {**user, "content": CONTEXT + context + NOW + user["content"]}, prefill]
 
 
 def answer(price: float) -> str:
@@ -68,10 +97,13 @@ def priced_item(messages: list[dict]) -> Item:
 
 
 def item_from_messages(messages: list[dict]) -> Item:
-    """The Item that `messages_for` was given, rebuilt from its chat (price unknown: 0).
+    """The Item that `messages_for` (or `rag_messages`) was given, rebuilt from its chat
+    (price unknown: 0); the products given as context are not part of it.
 
     >>> item = Item.from_text("Kettle\\nBoils.", 25)
     >>> item_from_messages(messages_for(item)).text == item.text
+    True
+    >>> item_from_messages(rag_messages(item, [("Teapot", 19.5)])).text == item.text
     True
     """
     users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
@@ -83,6 +115,8 @@ def item_from_messages(messages: list[dict]) -> Item:
         text = "".join(text) if all(isinstance(t, str) for t in text) else None
     if not isinstance(text, str):
         raise ValueError("the user message's content must be text")
+    if text.startswith(CONTEXT):
+        text = text.rpartition(NOW)[2]
     text = text.removeprefix(f"{CHAT_QUESTION}\n\n").strip()
     if not text:
         raise ValueError("the user message is empty")

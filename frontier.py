@@ -540,8 +540,12 @@ class ChatPricer(Pricer):
         raise TypeError(f"{self.name} answers through an API: nothing to save (its answers "
                         f"are kept in {self.cache.path})")
 
+    def messages(self, item: Item) -> list[dict]:
+        """The chat that asks for `item`'s price: the course's (`chat.messages_for`)."""
+        return messages_for(item)
+
     def key(self, item: Item) -> str:
-        return cache_key(self.chat.identity(), messages_for(item))
+        return cache_key(self.chat.identity(), self.messages(item))
 
     def reply(self, item: Item) -> Reply | str:
         """The answer for `item` (from this run, the cache, or the API), or why there is none."""
@@ -555,7 +559,7 @@ class ChatPricer(Pricer):
         elif isinstance(answer, str):
             self.meter.add(failed=1)
         else:
-            messages = messages_for(item)
+            messages = self.messages(item)
             try:
                 answer = self._call(messages)
                 if isinstance(answer, Reply):

@@ -193,7 +193,7 @@ MODEL_GLOBALS = frozenset({
     ("baselines", "Word2VecPricer"), ("features", "texts"),
     ("mlp", "SparseMLP"), ("mlp", "SparseMLPPricer"), ("mlp", "SparseText"),
     ("mlp", "_whole"), ("mlp", "categories"), ("mlp", "titles"),
-    ("stacking", "StackPricer"),
+    ("stacking", "StackPricer"), ("ensemble", "FittedEnsemble"),
     ("sklearn.ensemble._forest", "RandomForestRegressor"),
     ("sklearn.feature_extraction.text", "CountVectorizer"),
     ("sklearn.feature_extraction.text", "TfidfTransformer"),

@@ -3,5 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q -r requirements.txt -e .
+# The page's browser test drives Debian's Chromium: installed here when missing and possible.
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
+  { apt-get update -qq && apt-get install -y -qq chromium; } >/dev/null \
+    || echo "Chromium could not be installed: the browser test will skip"
+fi
 ruff check .
 python -m pytest "$@"

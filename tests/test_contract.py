@@ -16,9 +16,11 @@ from project import modules
 
 import baselines
 import curation
+import ensemble
 import lora
 import minilm
 import mlp
+import rag
 import server
 import stacking
 from pricer import Pricer
@@ -73,6 +75,10 @@ PREDICTORS = {
         lora.tiny_llama(), prices_first=True, hyperparameters=TINY,
         output_dir=tmp_path / "adapter"),
     "chat": lambda tmp_path, _, running: running.pricer(),
+    "fitted ensemble": lambda *_: ensemble.FittedEnsemble([baselines.ConstantPricer(),
+                                                           baselines.TfidfRidgePricer()]),
+    "rag": lambda tmp_path, _, running: rag.RagPricer.over(running.pricer(),
+                                                           store_path=tmp_path / "vectors"),
 }
 
 

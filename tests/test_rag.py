@@ -1,0 +1,82 @@
+"""The RAG pricer: the course's week-8 prompt, over a real local chat server, cached and metered."""
+
+import math
+
+import pytest
+
+import curation
+import frontier
+import server
+from chat import CONTEXT, NOW, RELATED, rag_messages
+from pricer import NoPrice
+from rag import RagPricer
+
+
+@pytest.fixture(scope="module")
+def split():
+    train, test = curation.lite()
+    return train[:40], test[:6]
+
+
+@pytest.fixture(scope="module")
+def served():
+    """A local server pricing each item at its text's length, remembering what it was asked."""
+    asked = []
+
+    def length(item):
+        asked.append(item.text)
+        if "out of stock" in item.text:
+            raise RuntimeError("no price for this one")
+        return float(len(item.text))
+
+    with server.start(length, model="length") as running:
+        yield running, asked
+
+
+def test_the_prompt_lists_the_five_most_similar_training_products_then_the_question(
+        split, tmp_path, served):
+    train, test = split
+    running, _ = served
+    rag = RagPricer.over(running.pricer(), store_path=tmp_path).fit(train)
+    item = test[0]
+    system, user, prefill = rag.messages(item)
+    related = rag.related([item])[0]
+    assert len(related) == 5 and {n.text for n in related} <= {t.text for t in train}
+    assert user["content"] == (CONTEXT + "".join(f"{RELATED}{n.text}\nPrice is ${n.price:.2f}\n\n"
+                                                 for n in related)
+                               + NOW + f"How much does this cost?\n\n{item.text}")
+    assert (system["role"], prefill["content"]) == ("system", "Price is $")
+    assert rag.messages(item) == rag_messages(item, [(n.text, n.price) for n in related])
+
+
+def test_a_served_predictor_prices_the_item_not_its_context(split, tmp_path, served):
+    train, test = split
+    running, asked = served
+    rag = RagPricer.over(running.pricer(), store_path=tmp_path).fit(train)
+    guesses = rag.predict_many(test)
+    assert guesses.tolist() == [float(len(item.text)) for item in test]
+    assert set(asked) >= {item.text for item in test}
+    assert rag.meter.calls == len(test) and rag.name == "length + RAG"
+    again = RagPricer.over(running.pricer(), store_path=tmp_path).fit(train)
+    assert again.predict_many(test).tolist() == guesses.tolist()
+    assert (again.meter.calls, again.meter.cached) == (0, len(test))  # from the reply cache
+
+
+def test_a_failing_item_is_counted_and_has_no_price(split, tmp_path, served):
+    train, test = split
+    running, _ = served
+    rag = RagPricer.over(running.pricer(backoff=frontier.Backoff(attempts=2, base=0.01)),
+                         store_path=tmp_path).fit(train)
+    broken = type(test[0]).from_text(test[0].text + " Sadly out of stock.", 10.0)
+    guesses = rag.predict_many([broken, test[1]])
+    assert math.isnan(guesses[0]) and guesses[1] == len(test[1].text)
+    assert rag.meter.failed == 1 and rag.meter.retries == 1
+    with pytest.raises(NoPrice, match="gave up after 2 attempts"):
+        rag.predict(broken)
+
+
+def test_it_must_be_fitted_first(served):
+    running, _ = served
+    rag = RagPricer.over(running.pricer())
+    with pytest.raises(RuntimeError, match="not fitted"):
+        rag.related([])

@@ -1,0 +1,163 @@
+"""A persistent vector store of training products, for retrieval: Chroma, as the course uses.
+
+>>> store = VectorStore.build(train)           # progress bar; instant once built  # doctest: +SKIP
+>>> [(n.price, round(n.similarity, 2)) for n in store.similar(test[:1])[0]]       # doctest: +SKIP
+[(24.99, 0.83), (19.5, 0.79), ...]
+
+Every training Item's text is embedded with all-MiniLM-L6-v2 (`sentences.embed`, cached on
+disk by content) and kept in a Chroma collection under the data folder, with its price and
+category as metadata. Chroma runs in-process from files (`PersistentClient`), offline, with
+its telemetry off.
+
+The collection is named for the training items it holds, a digest of their texts, prices and
+categories: a store is found again only by the very items it was built from, so one built
+from a split's training items can never answer with another split's items, and a test item
+can never retrieve a test item. Nor can any product retrieve itself: a stored product with the
+very text asked about is skipped (a listing repeated in the training items stays invisible to
+its twin).
+
+The build adds items in batches to a collection named "partial-<digest>"; an interrupted
+build resumes there and adds only what is missing. Once it holds every item it is renamed
+"products-<digest>", the only name a store is served from, so a half-written collection is
+never queried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+import settings
+from items import Item
+from sentences import embed
+
+BATCH = 256  # items embedded and added at a time: what an interrupted build can lose
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """A stored product found near a query: its text, price, category and cosine similarity."""
+
+    text: str
+    price: float
+    category: str
+    similarity: float
+
+
+def digest(items: Sequence[Item]) -> str:
+    """A short digest of the items' texts, prices and categories, in order: the store's key.
+
+    >>> digest([Item.from_text("Kettle\\nBoils.", 25)]) != digest([Item.from_text("Kettle", 25)])
+    True
+    """
+    sha = hashlib.sha256()
+    for item in items:
+        sha.update(f"{item.text}\x00{item.price!r}\x00{item.category}\x01".encode())
+    return sha.hexdigest()[:20]
+
+
+def store_path() -> Path:
+    """Where the Chroma files go: vectors/ in the data folder."""
+    return settings.data_dir() / "vectors"
+
+
+@cache
+def client(path: Path):
+    """A Chroma client on the files at `path`, offline and without telemetry."""
+    import chromadb
+    from chromadb.config import Settings
+
+    path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(path),
+                                     settings=Settings(anonymized_telemetry=False))
+
+
+class VectorStore:
+    """The training products of one split in Chroma; `build` makes or opens one."""
+
+    def __init__(self, collection):
+        self.collection = collection
+
+    @classmethod
+    def build(cls, train: Sequence[Item], path: str | Path | None = None,
+              batch: int = BATCH, progress: bool = True) -> VectorStore:
+        """The store of `train` (under `path`, by default the data folder's vectors/): opened
+        when built before, else built, resuming an interrupted build, with a progress bar."""
+        train = list(train)
+        if not train:
+            raise ValueError("a vector store needs at least one training item")
+        chroma = client(Path(path or store_path()).resolve())
+        key = digest(train)
+        done = f"products-{key}"
+        if done not in _names(chroma):
+            partial = chroma.get_or_create_collection(
+                f"partial-{key}", embedding_function=None,
+                metadata={"hnsw:space": "cosine"})
+            have = set(partial.get(include=[])["ids"])
+            missing = [row for row in range(len(train)) if str(row) not in have]
+            bar = tqdm(total=len(train), initial=len(train) - len(missing), unit="items",
+                       desc="vector store", disable=not progress)
+            with bar:
+                for start in range(0, len(missing), batch):
+                    _add(partial, train, missing[start:start + batch])
+                    bar.update(len(missing[start:start + batch]))
+            if partial.count() != len(train):
+                raise RuntimeError(f"the store holds {partial.count()} of {len(train)} items: "
+                                   "build it again to add the rest")
+            if done not in _names(chroma):  # another build may have finished it meanwhile
+                partial.modify(name=done)
+        return cls(chroma.get_collection(done, embedding_function=None))
+
+    def __len__(self) -> int:
+        return self.collection.count()
+
+    def similar(self, items: Sequence[Item], k: int = 5) -> list[list[Neighbour]]:
+        """The `k` stored products most like each item, most similar first (never the item's
+        own text)."""
+        items = list(items)
+        if not items:
+            return []
+        return self.nearest(embed(items), [item.text for item in items], k)
+
+    def nearest(self, vectors: np.ndarray, texts: Sequence[str],
+                k: int = 5) -> list[list[Neighbour]]:
+        """The `k` stored products nearest each unit vector, skipping any whose text is the
+        query's own (`texts`, one per vector)."""
+        found: list[list[Neighbour]] = [[] for _ in texts]
+        wanted, asked = list(range(len(texts))), k + 1
+        while wanted:
+            asked = min(asked, len(self))
+            answer = self.collection.query(query_embeddings=vectors[wanted], n_results=asked,
+                                           include=["documents", "metadatas", "distances"])
+            short = []
+            for row, documents, metadatas, distances in zip(
+                    wanted, answer["documents"], answer["metadatas"], answer["distances"],
+                    strict=True):
+                found[row] = [Neighbour(text, float(meta["price"]), str(meta["category"]),
+                                        1.0 - float(distance))
+                              for text, meta, distance in zip(documents, metadatas, distances,
+                                                              strict=True)
+                              if text != texts[row]][:k]
+                if len(found[row]) < k and asked < len(self):
+                    short.append(row)  # many copies of its own text: look further
+            wanted, asked = short, asked * 2
+        return found
+
+
+def _names(chroma) -> set[str]:
+    return {collection.name for collection in chroma.list_collections()}
+
+
+def _add(collection, train: list[Item], rows: list[int]) -> None:
+    """Embed the training items at `rows` and add them (again, harmlessly, if present)."""
+    chosen = [train[row] for row in rows]
+    collection.upsert(ids=[str(row) for row in rows], embeddings=embed(chosen),
+                      documents=[item.text for item in chosen],
+                      metadatas=[{"price": float(item.price), "category": item.category or ""}
+                                 for item in chosen])
