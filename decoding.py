@@ -52,7 +52,7 @@ def greedy_digits(model, ids: torch.Tensor, tok, max_digits: int = MAX_DIGITS) -
         if best not in digits:
             break
         number += str(digits.tolist().index(best))
-        out = model(torch.tensor([[best]]), past_key_values=out.past_key_values, use_cache=True)
+        out = model(torch.tensor([[best]]), cache=out.cache, use_cache=True)
     return float(number) if number else math.nan
 
 
@@ -68,7 +68,7 @@ def digit_paths(model, ids: torch.Tensor, tok, beams: int = 8,
     """
     digits = digit_ids(tok)
     out = model(ids, use_cache=True, logits_to_keep=1)
-    cache = out.past_key_values
+    cache = out.cache
     prefixes, logps = [""], torch.zeros(1)
     finished: list[tuple[float, float]] = []
     for depth in range(max_digits + 1):
@@ -89,7 +89,7 @@ def digit_paths(model, ids: torch.Tensor, tok, beams: int = 8,
             cache.reorder_cache(rows)
         else:  # every first digit continues the one prompt
             cache.batch_repeat_interleave(len(rows))
-        out = model(digits[digit][:, None], past_key_values=cache, use_cache=True)
+        out = model(digits[digit][:, None], cache=cache, use_cache=True)
     finished = [(v, p) for v, p in finished if p > 0]
     return sorted(finished, key=lambda path: -path[1])[:beams]
 

@@ -1,4 +1,5 @@
-"""Fine-tune Llama 3.1 8B with LoRA or QLoRA to finish "Price is $" (the course's week 7).
+"""Fine-tune a causal LM with LoRA or QLoRA to finish "Price is $" (the course's week 7):
+Llama 3.1 8B on a GPU as the course did, or any open model of `open_models` on a CPU.
 
 The base model reads an item's test prompt and learns, through small low-rank adapters on its
 attention projections, to write the price. Only the completion ("765.00") is in the loss; the
@@ -10,14 +11,22 @@ prompt is context. On a CUDA GPU with bitsandbytes the base is held in
 >>> Tester.test(llama, test)                                                     # doctest: +SKIP
 >>> llama.save("data/pricer-adapter")            # the adapters only             # doctest: +SKIP
 
-Without a GPU the same path runs end to end on `tiny_llama()`: a two-layer Llama with the real
-Llama 3 vocabulary and random weights. It learns nothing useful, but every step is real.
+Without a GPU the same path trains a real pretrained model, SmolLM2 135M:
+
+>>> model, tok = open_models.load("smollm2-135m")                               # doctest: +SKIP
+>>> smol = LlamaPricer(model, tok, name="SmolLM2 LoRA").fit(train)              # doctest: +SKIP
+
+`Hyperparameters(full=True)` trains every weight instead of adapters, which a model this
+small allows. The unit tests also use `tiny_llama()`: two layers, the real Llama 3 vocabulary,
+random weights.
 
 The prediction is the course's improved decoding: of the next-token distribution after
 "Price is $", take the `top_k` most likely tokens of the whole vocabulary, keep those that read
 as prices (each of 1..999 is one Llama 3 token), and average their prices weighted by their
 probabilities. `prices_first=True` takes the `top_k` likeliest price tokens instead, so that a
-likely word among the top tokens does not crowd a price out.
+likely word among the top tokens does not crowd a price out. Tokenizers that write numbers
+digit by digit (SmolLM2, Gemma) are read with `decoding.py` instead: greedy digits, or the
+probability-weighted mean or median of the likeliest digit paths (`decoding=`).
 
 The end-of-text token is not in the loss, as in the course: its SFTTrainer trained on the whole
 prompt with DataCollatorForCompletionOnlyLM after "Price is $", added no end token to the text,
@@ -45,6 +54,8 @@ import torch
 from peft import LoraConfig, PeftModel
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
+import decoding
+import open_models
 import settings
 from items import Item
 from pricer import Pricer
@@ -84,6 +95,7 @@ class Hyperparameters:
     max_steps: int = -1          # > 0 stops early, e.g. for a quick run
     seed: int = 42
     end_token: bool = False      # the course trained no end-of-text token after the price
+    full: bool = False           # train every weight instead of LoRA adapters (small models)
 
 
 @lru_cache(maxsize=1)
@@ -129,12 +141,13 @@ def example(item: Item) -> dict[str, str]:
     return {"prompt": prompt, "completion": item.prompt[len(prompt):]}
 
 
-def dataset(items: Sequence[Item], hyperparameters: Hyperparameters | None = None):
-    """A `datasets.Dataset` of token ids and labels (`encode`), ready for SFTTrainer."""
+def dataset(items: Sequence[Item], hyperparameters: Hyperparameters | None = None, tok=None):
+    """A `datasets.Dataset` of token ids and labels (`encode`), ready for SFTTrainer; `tok`
+    is the model's tokenizer (default Llama 3's)."""
     from datasets import Dataset
 
     h = hyperparameters or Hyperparameters()
-    tok = tokenizer()
+    tok = tok or tokenizer()
     return Dataset.from_list([encode(example(item), tok, h.max_length, h.end_token)
                               for item in items])
 
@@ -182,10 +195,13 @@ def quantization_config():
 
 
 def load_base(path: str | Path = BASE_MODEL, quantize: bool | None = None):
-    """The base model from the hub or a folder: 4-bit when `quantize` (None: when possible).
+    """The base model from the hub, a folder, or by its name in `open_models.REGISTRY`: 4-bit
+    when `quantize` (None: when possible).
 
     Meta's Llama repositories are gated: accept the licence on the hub and log in first.
     """
+    if str(path) in open_models.REGISTRY:
+        path = open_models.checkpoint(str(path))
     if quantize is None:
         quantize = quantization_unavailable() is None
     cuda = torch.cuda.is_available()
@@ -195,8 +211,20 @@ def load_base(path: str | Path = BASE_MODEL, quantize: bool | None = None):
     if cuda:
         kwargs["device_map"] = "auto"
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    model.generation_config.pad_token_id = tokenizer().pad_token_id
+    model.generation_config.pad_token_id = base_tokenizer(path).pad_token_id
     return model
+
+
+def base_tokenizer(path: str | Path):
+    """The tokenizer of the base model at `path`: Llama 3's, built offline, for Meta's Llama 3
+    models and folders without tokenizer files; else the one saved beside the weights."""
+    from transformers import AutoTokenizer
+
+    if str(path).startswith("meta-llama/") or not (Path(path) / "tokenizer.json").exists():
+        return tokenizer()
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.pad_token = tok.pad_token or tok.eos_token
+    return tok
 
 
 @contextmanager
@@ -257,27 +285,30 @@ def sft_config(output_dir: str | Path, hyperparameters: Hyperparameters | None =
 
 
 def trainer(model, train: Sequence[Item], output_dir: str | Path,
-            hyperparameters: Hyperparameters | None = None, **overrides):
-    """An SFTTrainer that adds LoRA adapters to `model` and trains them on `train`'s prices."""
+            hyperparameters: Hyperparameters | None = None, tok=None, **overrides):
+    """An SFTTrainer that adds LoRA adapters to `model` (or, `full`, trains all its weights)
+    on `train`'s prices; `tok` is the model's tokenizer (default Llama 3's)."""
     from trl import SFTTrainer
 
     h = hyperparameters or Hyperparameters()
+    tok = tok or tokenizer()
     if not train:
         raise ValueError("no training items")
     with _quiet_renames():
         return SFTTrainer(model=model, args=sft_config(output_dir, h, **overrides),
-                          train_dataset=dataset(train, h), processing_class=tokenizer(),
-                          peft_config=lora_config(h))
+                          train_dataset=dataset(train, h, tok), processing_class=tok,
+                          peft_config=None if h.full else lora_config(h))
 
 
 def fine_tune(model, train: Sequence[Item], output_dir: str | Path,
-              hyperparameters: Hyperparameters | None = None, **overrides):
-    """Train LoRA adapters on `train`, save them in `output_dir`, return the trainer.
+              hyperparameters: Hyperparameters | None = None, tok=None, **overrides):
+    """Train on `train` with `settings.threads()` threads, save the adapters (or the whole
+    model, `full`) and the tokenizer in `output_dir`, return the trainer.
 
-    `trainer.model` is the fine-tuned PeftModel; `trainer.state.log_history` has the losses.
+    `trainer.model` is the fine-tuned model; `trainer.state.log_history` has the losses.
     """
-    run = trainer(model, train, output_dir, hyperparameters, **overrides)
-    with _quiet_renames():
+    run = trainer(model, train, output_dir, hyperparameters, tok, **overrides)
+    with _quiet_renames(), settings.torch_threads():
         run.train()
     run.save_model(str(output_dir))
     return run
@@ -337,57 +368,93 @@ def weighted_price(logits: torch.Tensor, values: torch.Tensor, top_k: int = TOP_
     return float((weights * prices).sum() / total) if total > 0 else math.nan
 
 
+DECODINGS = ("one-token", "greedy", "mean", "median")
+
+
 class LlamaPricer(Pricer):
-    """A causal LM (base, fine-tuned or tiny) as a predictor: item -> price, weighted decoding.
+    """A causal LM (base, fine-tuned or tiny) as a predictor: item -> price.
 
     It prices with whatever model it holds; `fit(train)` adds LoRA adapters and trains them
-    (`fine_tune`), `save` writes the adapters and `LlamaPricer.load(path, base)` reads them.
-    `prices_first` decodes with the likeliest price tokens rather than the course's rule.
+    (`fine_tune`; every weight with `Hyperparameters(full=True)`), `save` writes what it
+    trained and the tokenizer, and `LlamaPricer.load(path, base)` reads them back.
+    `decoding` reads the price: "one-token", the course's weighted rule, for tokenizers with
+    a token per number up to 999 (Llama 3: the default there); "greedy", "mean" or "median"
+    over digit paths (`decoding.py`, `beams` of them) for tokenizers that write digits one by
+    one ("mean" is their default). `prices_first` changes the one-token rule (`weighted_price`).
     """
 
     needs_fit = False
 
     def __init__(self, model, tok=None, top_k: int = TOP_K, name: str = "Llama 3.1 QLoRA",
                  prices_first: bool = False, hyperparameters: Hyperparameters | None = None,
-                 output_dir: str | Path | None = None):
+                 output_dir: str | Path | None = None, decoding: str | None = None,
+                 beams: int = 8):
         self.model = model.eval()
         self.tokenizer = tok or tokenizer()
         self.values = price_values(self.tokenizer)
+        one_token = int((self.values > 0).sum()) >= 999
+        self.decoding = decoding or ("one-token" if one_token else "mean")
+        if self.decoding not in DECODINGS:
+            raise ValueError(f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}")
         self.top_k, self.prices_first, self.name = top_k, prices_first, name
-        self.hyperparameters, self.output_dir = hyperparameters, output_dir
+        self.hyperparameters, self.output_dir, self.beams = hyperparameters, output_dir, beams
+        self.trained = isinstance(model, PeftModel)
 
     def _fit(self, train: list[Item]) -> None:
-        if isinstance(self.model, PeftModel):
-            raise RuntimeError(f"{self.name} already holds LoRA adapters: fine-tune a new "
+        if self.trained:
+            raise RuntimeError(f"{self.name} is already fine-tuned: fine-tune a new "
                                "LlamaPricer on the base model instead")
         output_dir = self.output_dir or settings.data_dir() / "llama-pricer"
-        self.model = fine_tune(self.model, train, output_dir, self.hyperparameters).model.eval()
+        self.model = fine_tune(self.model, train, output_dir, self.hyperparameters,
+                               self.tokenizer).model.eval()
+        self.trained = True
 
     @torch.no_grad()
     def next_token_logits(self, prompt: str) -> torch.Tensor:
         """The model's logits for the token after `prompt`."""
         inputs = self.tokenizer(prompt, return_tensors="pt").to(self.model.device)
-        return self.model(**inputs).logits[0, -1].cpu()
+        return self.model(**inputs, logits_to_keep=1).logits[0, -1].cpu()
+
+    def price(self, prompt: str) -> float:
+        """The price the model writes after `prompt`, read by this pricer's decoding."""
+        if self.decoding == "one-token":
+            return weighted_price(self.next_token_logits(prompt), self.values, self.top_k,
+                                  self.prices_first)
+        ids = self.tokenizer(prompt, return_tensors="pt")["input_ids"].to(self.model.device)
+        if self.decoding == "greedy":
+            return decoding.greedy_digits(self.model, ids, self.tokenizer)
+        paths = decoding.digit_paths(self.model, ids, self.tokenizer, self.beams)
+        return decoding.expected_price(paths, self.decoding)
 
     def _predict(self, items: list[Item]) -> np.ndarray:
-        return np.array([weighted_price(self.next_token_logits(item.test_prompt()), self.values,
-                                        self.top_k, self.prices_first) for item in items])
+        with settings.torch_threads():
+            return np.array([self.price(item.test_prompt()) for item in items])
 
     def why_no_price(self, item: Item) -> str:
-        return f"none of the {self.top_k} likeliest next tokens is a price"
+        if self.decoding == "one-token":
+            return f"none of the {self.top_k} likeliest next tokens is a price"
+        return "the model writes no digit after the prompt"
 
     def save(self, path: str | Path) -> Path:
-        """Write the LoRA adapters (not the base model) into the folder `path`."""
-        if not isinstance(self.model, PeftModel):
-            raise RuntimeError(f"{self.name} holds no LoRA adapters to save: fit it first")
+        """Write what fine-tuning trained (the LoRA adapters, or the whole model when it
+        trained every weight) and the tokenizer into the folder `path`."""
+        if not self.trained:
+            raise RuntimeError(f"{self.name} is not fine-tuned: nothing of its own to save")
         self.model.save_pretrained(str(path))
+        self.tokenizer.save_pretrained(str(path))
         return Path(path)
 
     @classmethod
     def load(cls, path: str | Path, base=None, **options) -> LlamaPricer:
-        """The adapters saved in `path` on `base` (by default the base model they were
-        trained on, from the hub)."""
-        if base is None:
-            config = json.loads((Path(path) / "adapter_config.json").read_text())
-            base = load_base(config["base_model_name_or_path"])
-        return cls(load_adapter(base, path), **options)
+        """A pricer saved in `path`: its adapters on `base` (by default the base model they
+        were trained on), or its whole fine-tuned model; with the tokenizer saved beside."""
+        adapters = Path(path) / "adapter_config.json"
+        if adapters.exists():
+            if base is None:
+                base = load_base(json.loads(adapters.read_text())["base_model_name_or_path"])
+            model = load_adapter(base, path)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        pricer = cls(model, base_tokenizer(path), **options)
+        pricer.trained = True
+        return pricer

@@ -47,17 +47,32 @@ class OpenChat:
         return self.tokenizer.apply_chat_template(head, tokenize=False,
                                                   add_generation_prompt=True) + (prefill or "")
 
-    @torch.inference_mode()
     def reply(self, messages: list[dict], max_tokens: int = 5) -> Reply:
         """The greedy answer to `messages`, prefill included, with its token counts."""
         if not messages:
             raise ValueError("the chat has no messages")
-        prompt = self.prompt(messages)
-        ids = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        ids = self.tokenizer(self.prompt(messages), add_special_tokens=False)["input_ids"]
         with self._lock, settings.torch_threads():
-            out = self.model.generate(**ids, max_new_tokens=max(1, max_tokens), do_sample=False,
-                                      pad_token_id=self.tokenizer.pad_token_id)
-        new = out[0, ids["input_ids"].shape[1]:]
+            new = greedy(self.model, ids, max(1, max_tokens), self.tokenizer.eos_token_id)
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         prefill = messages[-1]["content"] if messages[-1]["role"] == "assistant" else ""
-        return Reply(f"{prefill}{text}", ids["input_ids"].shape[1], len(new))
+        return Reply(f"{prefill}{text}", len(ids), len(new))
+
+
+@torch.inference_mode()
+def greedy(model, ids: list[int], max_tokens: int, stop: int | None) -> list[int]:
+    """Up to `max_tokens` likeliest next tokens after `ids`, ending at `stop` (not included).
+
+    The prompt is read once, and only its last position goes through the output layer.
+    """
+    out = model(torch.tensor([ids]), use_cache=True, logits_to_keep=1)
+    new: list[int] = []
+    while len(new) < max_tokens:
+        token = int(out.logits[0, -1].argmax())
+        if token == stop:
+            break
+        new.append(token)
+        if len(new) < max_tokens:
+            out = model(torch.tensor([[token]]), cache=out.cache,
+                        use_cache=True)
+    return new

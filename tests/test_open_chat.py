@@ -3,11 +3,13 @@
 import httpx
 import pytest
 
+import curation
 import lora
 import open_chat
 import server
 from chat import messages_for
 from items import Item
+from testing import Tester
 
 ITEMS = [Item.from_text(f"Stainless steel kettle, {n} litres\nBoils water fast, auto shut-off.",
                         20.0 + n) for n in (1, 2)]
@@ -55,3 +57,13 @@ def test_an_empty_chat_is_refused():
     chat = open_chat.OpenChat("tiny", lora.tiny_llama(), lora.tokenizer())
     with pytest.raises(ValueError, match="no messages"):
         chat.reply([])
+
+
+def test_scores_the_sample_as_notebook_05_does(smollm):
+    """Notebook 05 does not compare its open-model scores (greedy answers can flip with a
+    CPU's float rounding); this checks them within a tolerance, on its first 10 items."""
+    _, test = curation.lite()
+    scores = Tester.test(smollm.pricer(), test, size=10, verbose=False, chart=False,
+                         results=False)
+    assert scores.failures == 0
+    assert scores.average_error == pytest.approx(70.32, abs=5)
