@@ -39,9 +39,13 @@ back, for a model that should stop after the price when it generates.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
+import logging
 import math
+import tempfile
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -52,7 +56,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from peft import LoraConfig, PeftModel
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, TrainerCallback
 
 import decoding
 import open_models
@@ -60,6 +64,7 @@ import settings
 from items import Item
 from pricer import Pricer
 
+log = logging.getLogger("training")  # each step's loss; a local fine-tuning job's events
 BASE_MODEL = "meta-llama/Llama-3.1-8B"
 BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"
 TOP_K = 3
@@ -93,6 +98,7 @@ class Hyperparameters:
     batch_size: int = 4
     max_length: int = 182        # tokens: every curated prompt with its price fits
     max_steps: int = -1          # > 0 stops early, e.g. for a quick run
+    max_minutes: float | None = None  # stops after the step that passes this much training time
     seed: int = 42
     end_token: bool = False      # the course trained no end-of-text token after the price
     full: bool = False           # train every weight instead of LoRA adapters (small models)
@@ -263,7 +269,8 @@ def sft_config(output_dir: str | Path, hyperparameters: Hyperparameters | None =
     """TRL's SFTConfig with the course's hyperparameters, fitted to this machine.
 
     On a GPU: bf16 and the paged 32-bit AdamW of bitsandbytes, as the course; on a CPU: fp32
-    and torch's AdamW. W&B gets the run when `wandb_ready()`. `overrides` win.
+    and torch's AdamW, and the loss logged every 10 steps rather than 50, as steps are slow.
+    W&B gets the run when `wandb_ready()`. `overrides` win.
     """
     from transformers.utils import is_bitsandbytes_available
     from trl import SFTConfig
@@ -277,7 +284,8 @@ def sft_config(output_dir: str | Path, hyperparameters: Hyperparameters | None =
         weight_decay=0.001, max_grad_norm=0.3, max_length=h.max_length,
         completion_only_loss=True, train_sampling_strategy="group_by_length",
         optim="paged_adamw_32bit" if cuda and is_bitsandbytes_available() else "adamw_torch",
-        bf16=cuda, use_cpu=not cuda, logging_steps=50, save_steps=2000, save_total_limit=10,
+        bf16=cuda, use_cpu=not cuda, logging_steps=50 if cuda else 10, save_steps=2000,
+        save_total_limit=10,
         report_to="wandb" if wandb_ready() else "none", seed=h.seed,
     )
     with _quiet_renames():
@@ -295,9 +303,41 @@ def trainer(model, train: Sequence[Item], output_dir: str | Path,
     if not train:
         raise ValueError("no training items")
     with _quiet_renames():
-        return SFTTrainer(model=model, args=sft_config(output_dir, h, **overrides),
-                          train_dataset=dataset(train, h, tok), processing_class=tok,
-                          peft_config=None if h.full else lora_config(h))
+        run = SFTTrainer(model=model, args=sft_config(output_dir, h, **overrides),
+                         train_dataset=dataset(train, h, tok), processing_class=tok,
+                         peft_config=None if h.full else lora_config(h))
+    if h.max_minutes is not None:
+        run.add_callback(TimeBudget(h.max_minutes))
+    run.add_callback(LossLog())
+    return run
+
+
+class LossLog(TrainerCallback):
+    """Logs each reported training loss, and the run's mean at the end, to the "training"
+    logger, with the step."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss", (logs or {}).get("train_loss"))  # a step's, the run's
+        if loss is not None:
+            data = {"step": state.global_step, "total_steps": state.max_steps,
+                    "train_loss": loss}
+            log.info("Step %d/%d: training loss=%.4f", state.global_step, state.max_steps,
+                     loss, extra={"data": data})
+
+
+class TimeBudget(TrainerCallback):
+    """Stops training after the step that passes `minutes` of training (the learning rate's
+    schedule still spans the whole run that epochs or max_steps set)."""
+
+    def __init__(self, minutes: float):
+        self.seconds, self.start = minutes * 60, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.monotonic() - self.start >= self.seconds:
+            control.should_training_stop = True
 
 
 def fine_tune(model, train: Sequence[Item], output_dir: str | Path,
@@ -366,6 +406,26 @@ def weighted_price(logits: torch.Tensor, values: torch.Tensor, top_k: int = TOP_
     weights = top.values * (prices > 0)
     total = weights.sum()
     return float((weights * prices).sum() / total) if total > 0 else math.nan
+
+
+def open_trainer(name: str | None = None, minutes: float | None = 5,
+                 hyperparameters: Hyperparameters | None = None):
+    """A local fine-tuning job's trainer: the course's LoRA on the open model `name` (default
+    PRICER_OPEN_MODEL), freshly loaded for each job, within `minutes` of training.
+
+    The job's examples are few, so an epoch is often shorter than the budget.
+    """
+    h = dataclasses.replace(hyperparameters or Hyperparameters(), max_minutes=minutes)
+
+    def train(items: list[Item]) -> LlamaPricer:
+        model, tok = open_models.load(name, progress=False)
+        jobs = settings.data_dir() / "open-jobs"
+        jobs.mkdir(parents=True, exist_ok=True)
+        output_dir = Path(tempfile.mkdtemp(dir=jobs))
+        return LlamaPricer(model, tok, name=f"{name or settings.open_model()} LoRA",
+                           hyperparameters=h, output_dir=output_dir).fit(items)
+
+    return train
 
 
 DECODINGS = ("one-token", "greedy", "mean", "median")

@@ -2,12 +2,15 @@
 
 import math
 
+import openai
 import pytest
 import torch
 
 import decoding
+import fine_tuning
 import lora
 import open_models
+import server
 from items import Item
 
 pytestmark = pytest.mark.slow  # trains a model with torch
@@ -72,3 +75,19 @@ def test_the_decodings_read_digit_paths(tuned):
     assert min(values) <= decoding.expected_price(paths, "mean") <= max(values)
     greedy = decoding.greedy_digits(pricer.model, ids, pricer.tokenizer)
     assert not math.isnan(greedy) and greedy == int(greedy)
+
+
+def test_a_local_job_fine_tunes_the_open_model_and_serves_it(tmp_path):
+    trainer = lora.open_trainer("smollm2-135m", minutes=2,
+                                hyperparameters=lora.Hyperparameters(batch_size=2, max_steps=3))
+    with server.start(lambda _: 1.0, model="base", trainer=trainer) as local:
+        client = openai.OpenAI(base_url=local.base_url, api_key="local", max_retries=0)
+        train_file, _ = fine_tuning.write_files(ITEMS * 3, tmp_path, 10, 2)
+        job = fine_tuning.create_job(client, fine_tuning.upload(client, train_file, 10))
+        done = fine_tuning.follow(client, job.id, poll_seconds=0.5, progress=False)
+        assert done.status == "succeeded", done.error
+        losses = [e.data["train_loss"] for e in client.fine_tuning.jobs.list_events(job.id).data
+                  if e.data and "train_loss" in e.data]
+        assert losses and all(loss > 0 for loss in losses)
+        price = local.pricer(done.fine_tuned_model)(ITEMS[0])
+        assert math.isfinite(price) and price > 0
