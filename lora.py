@@ -96,7 +96,8 @@ class Hyperparameters:
     warmup: float = 0.03         # share of the steps
     epochs: float = 1
     batch_size: int = 4
-    max_length: int = 182        # tokens: every curated prompt with its price fits
+    max_length: int | None = None  # tokens per example; None: each whole (the course's 182
+                                   # fits every curated prompt in Llama 3's tokens, not others')
     max_steps: int = -1          # > 0 stops early, e.g. for a quick run
     max_minutes: float | None = None  # stops after the step that passes this much training time
     seed: int = 42
@@ -158,10 +159,11 @@ def dataset(items: Sequence[Item], hyperparameters: Hyperparameters | None = Non
                               for item in items])
 
 
-def encode(pair: dict[str, str], tok=None, max_length: int = 182,
+def encode(pair: dict[str, str], tok=None, max_length: int | None = None,
            end_token: bool = False) -> dict[str, list[int]]:
     """Token ids and labels for one pair (-100: not in the loss), the end-of-text token
-    after the completion when `end_token`.
+    after the completion when `end_token`. An example longer than `max_length` is refused:
+    cutting it would cut the price out of the loss.
 
     >>> pair = {"prompt": "Price is $", "completion": "765.00"}
     >>> encode(pair)["labels"]
@@ -174,8 +176,11 @@ def encode(pair: dict[str, str], tok=None, max_length: int = 182,
     if ids[:len(prompt)] != prompt:
         raise ValueError("the prompt's tokens change when the completion follows; end the "
                          "prompt on a token boundary")
-    labels = [-100] * len(prompt) + ids[len(prompt):]
-    return {"input_ids": ids[:max_length], "labels": labels[:max_length]}
+    if max_length is not None and len(ids) > max_length:
+        raise ValueError(f"an example of {len(ids)} tokens is over max_length={max_length}, "
+                         "which would cut its price out of the loss: raise max_length, or set "
+                         "it to None to keep every example whole")
+    return {"input_ids": ids, "labels": [-100] * len(prompt) + ids[len(prompt):]}
 
 
 def quantization_unavailable() -> str | None:
@@ -459,15 +464,17 @@ class LlamaPricer(Pricer):
         self.top_k, self.prices_first, self.name = top_k, prices_first, name
         self.hyperparameters, self.output_dir, self.beams = hyperparameters, output_dir, beams
         self.trained = isinstance(model, PeftModel)
+        self.losses: list[tuple[int, float]] = []  # (step, training loss) as fit logged them
 
     def _fit(self, train: list[Item]) -> None:
         if self.trained:
             raise RuntimeError(f"{self.name} is already fine-tuned: fine-tune a new "
                                "LlamaPricer on the base model instead")
         output_dir = self.output_dir or settings.data_dir() / "llama-pricer"
-        self.model = fine_tune(self.model, train, output_dir, self.hyperparameters,
-                               self.tokenizer).model.eval()
-        self.trained = True
+        run = fine_tune(self.model, train, output_dir, self.hyperparameters, self.tokenizer)
+        self.model, self.trained = run.model.eval(), True
+        self.losses = [(log["step"], log["loss"]) for log in run.state.log_history
+                       if "loss" in log]
 
     @torch.no_grad()
     def next_token_logits(self, prompt: str) -> torch.Tensor:

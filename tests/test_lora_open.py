@@ -91,3 +91,8 @@ def test_a_local_job_fine_tunes_the_open_model_and_serves_it(tmp_path):
         assert losses and all(loss > 0 for loss in losses)
         price = local.pricer(done.fine_tuned_model)(ITEMS[0])
         assert math.isfinite(price) and price > 0
+
+
+def test_an_example_over_max_length_is_refused_not_cut():
+    with pytest.raises(ValueError, match="over max_length=5"):
+        lora.encode(lora.example(ITEMS[0]), max_length=5)
