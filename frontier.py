@@ -41,6 +41,7 @@ import numpy as np
 import openai
 from tqdm import tqdm
 
+import open_models
 import settings
 from chat import get_price, messages_for
 from items import Item
@@ -62,6 +63,7 @@ PRICES: dict[str, tuple[float, float]] = {
     "claude-haiku-4-5": (1.00, 5.00),
     "claude-sonnet-4-5": (3.00, 15.00),
     "claude-opus-4-5": (5.00, 25.00),
+    **{name: (0.0, 0.0) for name in open_models.REGISTRY},  # open models, on this machine
 }
 
 @dataclass(frozen=True)

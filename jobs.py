@@ -4,9 +4,12 @@
 files, creates a job, follows its status and events, then asks for completions from the
 job's `fine_tuned_model`. Here a job checks the training file as OpenAI would, turns each
 example's chat back into an Item and its price, trains a local model on them with `trainer`,
-and serves the result under the new model's name.
+and serves the result under the new model's name. What the trainer logs to the "training"
+logger while it trains (lora.py logs each step's loss) becomes the job's progress events.
 
 >>> local = server.start(predictor, trainer=lambda items: TfidfRidgePricer().fit(items))
+... # doctest: +SKIP
+>>> llm = server.start(model="smollm2-135m", trainer=lora.open_trainer(minutes=5))
 ... # doctest: +SKIP
 """
 
@@ -19,6 +22,8 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -34,6 +39,31 @@ from items import Item
 from pricer import Predictor, Trainer
 
 log = logging.getLogger("server")
+
+
+class _ToJob(logging.Handler):
+    """Turns the records that one thread logs into a job's events."""
+
+    def __init__(self, job: Job):
+        super().__init__(logging.INFO)
+        self.job, self.thread = job, threading.get_ident()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            self.job.log(record.getMessage(), getattr(record, "data", None))
+
+
+@contextmanager
+def progress_events(job: Job) -> Iterator[None]:
+    """Inside the block, what this thread logs to the "training" logger is `job`'s events."""
+    logger = logging.getLogger("training")
+    logger.setLevel(logging.INFO)
+    handler = _ToJob(job)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def examples_to_items(path: Path) -> list[Item]:
@@ -181,7 +211,8 @@ class FineTuningJobs:
         start = time.monotonic()
         try:
             items = examples_to_items(path)
-            model = self.trainer(items)
+            with progress_events(job):
+                model = self.trainer(items)
         except Exception as e:  # the job fails, as a remote one would; details stay here
             log.exception("training for fine-tuning job %s failed", job.id)
             return self.fail(job, "training_failed", f"training failed ({type(e).__name__}); "

@@ -1,4 +1,5 @@
-"""Fine-tune Llama 3.1 8B with LoRA or QLoRA to finish "Price is $" (the course's week 7).
+"""Fine-tune a causal LM with LoRA or QLoRA to finish "Price is $" (the course's week 7):
+Llama 3.1 8B on a GPU as the course did, or any open model of `open_models` on a CPU.
 
 The base model reads an item's test prompt and learns, through small low-rank adapters on its
 attention projections, to write the price. Only the completion ("765.00") is in the loss; the
@@ -10,14 +11,22 @@ prompt is context. On a CUDA GPU with bitsandbytes the base is held in
 >>> Tester.test(llama, test)                                                     # doctest: +SKIP
 >>> llama.save("data/pricer-adapter")            # the adapters only             # doctest: +SKIP
 
-Without a GPU the same path runs end to end on `tiny_llama()`: a two-layer Llama with the real
-Llama 3 vocabulary and random weights. It learns nothing useful, but every step is real.
+Without a GPU the same path trains a real pretrained model, SmolLM2 135M:
+
+>>> model, tok = open_models.load("smollm2-135m")                               # doctest: +SKIP
+>>> smol = LlamaPricer(model, tok, name="SmolLM2 LoRA").fit(train)              # doctest: +SKIP
+
+`Hyperparameters(full=True)` trains every weight instead of adapters, which a model this
+small allows. The unit tests also use `tiny_llama()`: two layers, the real Llama 3 vocabulary,
+random weights.
 
 The prediction is the course's improved decoding: of the next-token distribution after
 "Price is $", take the `top_k` most likely tokens of the whole vocabulary, keep those that read
 as prices (each of 1..999 is one Llama 3 token), and average their prices weighted by their
 probabilities. `prices_first=True` takes the `top_k` likeliest price tokens instead, so that a
-likely word among the top tokens does not crowd a price out.
+likely word among the top tokens does not crowd a price out. Tokenizers that write numbers
+digit by digit (SmolLM2, Gemma) are read with `decoding.py` instead: greedy digits, or the
+probability-weighted mean or median of the likeliest digit paths (`decoding=`).
 
 The end-of-text token is not in the loss, as in the course: its SFTTrainer trained on the whole
 prompt with DataCollatorForCompletionOnlyLM after "Price is $", added no end token to the text,
@@ -30,9 +39,13 @@ back, for a model that should stop after the price when it generates.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
+import logging
 import math
+import tempfile
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -43,12 +56,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from peft import LoraConfig, PeftModel
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, TrainerCallback
 
+import decoding
+import open_models
 import settings
 from items import Item
 from pricer import Pricer
 
+log = logging.getLogger("training")  # each step's loss; a local fine-tuning job's events
 BASE_MODEL = "meta-llama/Llama-3.1-8B"
 BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"
 TOP_K = 3
@@ -80,10 +96,13 @@ class Hyperparameters:
     warmup: float = 0.03         # share of the steps
     epochs: float = 1
     batch_size: int = 4
-    max_length: int = 182        # tokens: every curated prompt with its price fits
+    max_length: int | None = None  # tokens per example; None: each whole (the course's 182
+                                   # fits every curated prompt in Llama 3's tokens, not others')
     max_steps: int = -1          # > 0 stops early, e.g. for a quick run
+    max_minutes: float | None = None  # stops after the step that passes this much training time
     seed: int = 42
     end_token: bool = False      # the course trained no end-of-text token after the price
+    full: bool = False           # train every weight instead of LoRA adapters (small models)
 
 
 @lru_cache(maxsize=1)
@@ -129,20 +148,22 @@ def example(item: Item) -> dict[str, str]:
     return {"prompt": prompt, "completion": item.prompt[len(prompt):]}
 
 
-def dataset(items: Sequence[Item], hyperparameters: Hyperparameters | None = None):
-    """A `datasets.Dataset` of token ids and labels (`encode`), ready for SFTTrainer."""
+def dataset(items: Sequence[Item], hyperparameters: Hyperparameters | None = None, tok=None):
+    """A `datasets.Dataset` of token ids and labels (`encode`), ready for SFTTrainer; `tok`
+    is the model's tokenizer (default Llama 3's)."""
     from datasets import Dataset
 
     h = hyperparameters or Hyperparameters()
-    tok = tokenizer()
+    tok = tok or tokenizer()
     return Dataset.from_list([encode(example(item), tok, h.max_length, h.end_token)
                               for item in items])
 
 
-def encode(pair: dict[str, str], tok=None, max_length: int = 182,
+def encode(pair: dict[str, str], tok=None, max_length: int | None = None,
            end_token: bool = False) -> dict[str, list[int]]:
     """Token ids and labels for one pair (-100: not in the loss), the end-of-text token
-    after the completion when `end_token`.
+    after the completion when `end_token`. An example longer than `max_length` is refused:
+    cutting it would cut the price out of the loss.
 
     >>> pair = {"prompt": "Price is $", "completion": "765.00"}
     >>> encode(pair)["labels"]
@@ -155,8 +176,11 @@ def encode(pair: dict[str, str], tok=None, max_length: int = 182,
     if ids[:len(prompt)] != prompt:
         raise ValueError("the prompt's tokens change when the completion follows; end the "
                          "prompt on a token boundary")
-    labels = [-100] * len(prompt) + ids[len(prompt):]
-    return {"input_ids": ids[:max_length], "labels": labels[:max_length]}
+    if max_length is not None and len(ids) > max_length:
+        raise ValueError(f"an example of {len(ids)} tokens is over max_length={max_length}, "
+                         "which would cut its price out of the loss: raise max_length, or set "
+                         "it to None to keep every example whole")
+    return {"input_ids": ids, "labels": [-100] * len(prompt) + ids[len(prompt):]}
 
 
 def quantization_unavailable() -> str | None:
@@ -182,10 +206,13 @@ def quantization_config():
 
 
 def load_base(path: str | Path = BASE_MODEL, quantize: bool | None = None):
-    """The base model from the hub or a folder: 4-bit when `quantize` (None: when possible).
+    """The base model from the hub, a folder, or by its name in `open_models.REGISTRY`: 4-bit
+    when `quantize` (None: when possible).
 
     Meta's Llama repositories are gated: accept the licence on the hub and log in first.
     """
+    if str(path) in open_models.REGISTRY:
+        path = open_models.checkpoint(str(path))
     if quantize is None:
         quantize = quantization_unavailable() is None
     cuda = torch.cuda.is_available()
@@ -195,8 +222,20 @@ def load_base(path: str | Path = BASE_MODEL, quantize: bool | None = None):
     if cuda:
         kwargs["device_map"] = "auto"
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    model.generation_config.pad_token_id = tokenizer().pad_token_id
+    model.generation_config.pad_token_id = base_tokenizer(path).pad_token_id
     return model
+
+
+def base_tokenizer(path: str | Path):
+    """The tokenizer of the base model at `path`: Llama 3's, built offline, for Meta's Llama 3
+    models and folders without tokenizer files; else the one saved beside the weights."""
+    from transformers import AutoTokenizer
+
+    if str(path).startswith("meta-llama/") or not (Path(path) / "tokenizer.json").exists():
+        return tokenizer()
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.pad_token = tok.pad_token or tok.eos_token
+    return tok
 
 
 @contextmanager
@@ -235,7 +274,8 @@ def sft_config(output_dir: str | Path, hyperparameters: Hyperparameters | None =
     """TRL's SFTConfig with the course's hyperparameters, fitted to this machine.
 
     On a GPU: bf16 and the paged 32-bit AdamW of bitsandbytes, as the course; on a CPU: fp32
-    and torch's AdamW. W&B gets the run when `wandb_ready()`. `overrides` win.
+    and torch's AdamW, and the loss logged every 10 steps rather than 50, as steps are slow.
+    W&B gets the run when `wandb_ready()`. `overrides` win.
     """
     from transformers.utils import is_bitsandbytes_available
     from trl import SFTConfig
@@ -249,7 +289,8 @@ def sft_config(output_dir: str | Path, hyperparameters: Hyperparameters | None =
         weight_decay=0.001, max_grad_norm=0.3, max_length=h.max_length,
         completion_only_loss=True, train_sampling_strategy="group_by_length",
         optim="paged_adamw_32bit" if cuda and is_bitsandbytes_available() else "adamw_torch",
-        bf16=cuda, use_cpu=not cuda, logging_steps=50, save_steps=2000, save_total_limit=10,
+        bf16=cuda, use_cpu=not cuda, logging_steps=50 if cuda else 10, save_steps=2000,
+        save_total_limit=10,
         report_to="wandb" if wandb_ready() else "none", seed=h.seed,
     )
     with _quiet_renames():
@@ -257,27 +298,62 @@ def sft_config(output_dir: str | Path, hyperparameters: Hyperparameters | None =
 
 
 def trainer(model, train: Sequence[Item], output_dir: str | Path,
-            hyperparameters: Hyperparameters | None = None, **overrides):
-    """An SFTTrainer that adds LoRA adapters to `model` and trains them on `train`'s prices."""
+            hyperparameters: Hyperparameters | None = None, tok=None, **overrides):
+    """An SFTTrainer that adds LoRA adapters to `model` (or, `full`, trains all its weights)
+    on `train`'s prices; `tok` is the model's tokenizer (default Llama 3's)."""
     from trl import SFTTrainer
 
     h = hyperparameters or Hyperparameters()
+    tok = tok or tokenizer()
     if not train:
         raise ValueError("no training items")
     with _quiet_renames():
-        return SFTTrainer(model=model, args=sft_config(output_dir, h, **overrides),
-                          train_dataset=dataset(train, h), processing_class=tokenizer(),
-                          peft_config=lora_config(h))
+        run = SFTTrainer(model=model, args=sft_config(output_dir, h, **overrides),
+                         train_dataset=dataset(train, h, tok), processing_class=tok,
+                         peft_config=None if h.full else lora_config(h))
+    if h.max_minutes is not None:
+        run.add_callback(TimeBudget(h.max_minutes))
+    run.add_callback(LossLog())
+    return run
+
+
+class LossLog(TrainerCallback):
+    """Logs each reported training loss, and the run's mean at the end, to the "training"
+    logger, with the step."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss", (logs or {}).get("train_loss"))  # a step's, the run's
+        if loss is not None:
+            data = {"step": state.global_step, "total_steps": state.max_steps,
+                    "train_loss": loss}
+            log.info("Step %d/%d: training loss=%.4f", state.global_step, state.max_steps,
+                     loss, extra={"data": data})
+
+
+class TimeBudget(TrainerCallback):
+    """Stops training after the step that passes `minutes` of training (the learning rate's
+    schedule still spans the whole run that epochs or max_steps set)."""
+
+    def __init__(self, minutes: float):
+        self.seconds, self.start = minutes * 60, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.monotonic() - self.start >= self.seconds:
+            control.should_training_stop = True
 
 
 def fine_tune(model, train: Sequence[Item], output_dir: str | Path,
-              hyperparameters: Hyperparameters | None = None, **overrides):
-    """Train LoRA adapters on `train`, save them in `output_dir`, return the trainer.
+              hyperparameters: Hyperparameters | None = None, tok=None, **overrides):
+    """Train on `train` with `settings.threads()` threads, save the adapters (or the whole
+    model, `full`) and the tokenizer in `output_dir`, return the trainer.
 
-    `trainer.model` is the fine-tuned PeftModel; `trainer.state.log_history` has the losses.
+    `trainer.model` is the fine-tuned model; `trainer.state.log_history` has the losses.
     """
-    run = trainer(model, train, output_dir, hyperparameters, **overrides)
-    with _quiet_renames():
+    run = trainer(model, train, output_dir, hyperparameters, tok, **overrides)
+    with _quiet_renames(), settings.torch_threads():
         run.train()
     run.save_model(str(output_dir))
     return run
@@ -337,57 +413,115 @@ def weighted_price(logits: torch.Tensor, values: torch.Tensor, top_k: int = TOP_
     return float((weights * prices).sum() / total) if total > 0 else math.nan
 
 
+def open_trainer(name: str | None = None, minutes: float | None = 5,
+                 hyperparameters: Hyperparameters | None = None):
+    """A local fine-tuning job's trainer: the course's LoRA on the open model `name` (default
+    PRICER_OPEN_MODEL), freshly loaded for each job, within `minutes` of training.
+
+    The job's examples are few, so an epoch is often shorter than the budget.
+    """
+    h = dataclasses.replace(hyperparameters or Hyperparameters(), max_minutes=minutes)
+
+    def train(items: list[Item]) -> LlamaPricer:
+        model, tok = open_models.load(name, progress=False)
+        jobs = settings.data_dir() / "open-jobs"
+        jobs.mkdir(parents=True, exist_ok=True)
+        output_dir = Path(tempfile.mkdtemp(dir=jobs))
+        return LlamaPricer(model, tok, name=f"{name or settings.open_model()} LoRA",
+                           hyperparameters=h, output_dir=output_dir).fit(items)
+
+    return train
+
+
+DECODINGS = ("one-token", "greedy", "mean", "median")
+
+
 class LlamaPricer(Pricer):
-    """A causal LM (base, fine-tuned or tiny) as a predictor: item -> price, weighted decoding.
+    """A causal LM (base, fine-tuned or tiny) as a predictor: item -> price.
 
     It prices with whatever model it holds; `fit(train)` adds LoRA adapters and trains them
-    (`fine_tune`), `save` writes the adapters and `LlamaPricer.load(path, base)` reads them.
-    `prices_first` decodes with the likeliest price tokens rather than the course's rule.
+    (`fine_tune`; every weight with `Hyperparameters(full=True)`), `save` writes what it
+    trained and the tokenizer, and `LlamaPricer.load(path, base)` reads them back.
+    `decoding` reads the price: "one-token", the course's weighted rule, for tokenizers with
+    a token per number up to 999 (Llama 3: the default there); "greedy", "mean" or "median"
+    over digit paths (`decoding.py`, `beams` of them) for tokenizers that write digits one by
+    one ("mean" is their default). `prices_first` changes the one-token rule (`weighted_price`).
     """
 
     needs_fit = False
 
     def __init__(self, model, tok=None, top_k: int = TOP_K, name: str = "Llama 3.1 QLoRA",
                  prices_first: bool = False, hyperparameters: Hyperparameters | None = None,
-                 output_dir: str | Path | None = None):
+                 output_dir: str | Path | None = None, decoding: str | None = None,
+                 beams: int = 8):
         self.model = model.eval()
         self.tokenizer = tok or tokenizer()
         self.values = price_values(self.tokenizer)
+        one_token = int((self.values > 0).sum()) >= 999
+        self.decoding = decoding or ("one-token" if one_token else "mean")
+        if self.decoding not in DECODINGS:
+            raise ValueError(f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}")
         self.top_k, self.prices_first, self.name = top_k, prices_first, name
-        self.hyperparameters, self.output_dir = hyperparameters, output_dir
+        self.hyperparameters, self.output_dir, self.beams = hyperparameters, output_dir, beams
+        self.trained = isinstance(model, PeftModel)
+        self.losses: list[tuple[int, float]] = []  # (step, training loss) as fit logged them
 
     def _fit(self, train: list[Item]) -> None:
-        if isinstance(self.model, PeftModel):
-            raise RuntimeError(f"{self.name} already holds LoRA adapters: fine-tune a new "
+        if self.trained:
+            raise RuntimeError(f"{self.name} is already fine-tuned: fine-tune a new "
                                "LlamaPricer on the base model instead")
         output_dir = self.output_dir or settings.data_dir() / "llama-pricer"
-        self.model = fine_tune(self.model, train, output_dir, self.hyperparameters).model.eval()
+        run = fine_tune(self.model, train, output_dir, self.hyperparameters, self.tokenizer)
+        self.model, self.trained = run.model.eval(), True
+        self.losses = [(log["step"], log["loss"]) for log in run.state.log_history
+                       if "loss" in log]
 
     @torch.no_grad()
     def next_token_logits(self, prompt: str) -> torch.Tensor:
         """The model's logits for the token after `prompt`."""
         inputs = self.tokenizer(prompt, return_tensors="pt").to(self.model.device)
-        return self.model(**inputs).logits[0, -1].cpu()
+        return self.model(**inputs, logits_to_keep=1).logits[0, -1].cpu()
+
+    def price(self, prompt: str) -> float:
+        """The price the model writes after `prompt`, read by this pricer's decoding."""
+        if self.decoding == "one-token":
+            return weighted_price(self.next_token_logits(prompt), self.values, self.top_k,
+                                  self.prices_first)
+        ids = self.tokenizer(prompt, return_tensors="pt")["input_ids"].to(self.model.device)
+        if self.decoding == "greedy":
+            return decoding.greedy_digits(self.model, ids, self.tokenizer)
+        paths = decoding.digit_paths(self.model, ids, self.tokenizer, self.beams)
+        return decoding.expected_price(paths, self.decoding)
 
     def _predict(self, items: list[Item]) -> np.ndarray:
-        return np.array([weighted_price(self.next_token_logits(item.test_prompt()), self.values,
-                                        self.top_k, self.prices_first) for item in items])
+        with settings.torch_threads():
+            return np.array([self.price(item.test_prompt()) for item in items])
 
     def why_no_price(self, item: Item) -> str:
-        return f"none of the {self.top_k} likeliest next tokens is a price"
+        if self.decoding == "one-token":
+            return f"none of the {self.top_k} likeliest next tokens is a price"
+        return "the model writes no digit after the prompt"
 
     def save(self, path: str | Path) -> Path:
-        """Write the LoRA adapters (not the base model) into the folder `path`."""
-        if not isinstance(self.model, PeftModel):
-            raise RuntimeError(f"{self.name} holds no LoRA adapters to save: fit it first")
+        """Write what fine-tuning trained (the LoRA adapters, or the whole model when it
+        trained every weight) and the tokenizer into the folder `path`."""
+        if not self.trained:
+            raise RuntimeError(f"{self.name} is not fine-tuned: nothing of its own to save")
         self.model.save_pretrained(str(path))
+        self.tokenizer.save_pretrained(str(path))
         return Path(path)
 
     @classmethod
     def load(cls, path: str | Path, base=None, **options) -> LlamaPricer:
-        """The adapters saved in `path` on `base` (by default the base model they were
-        trained on, from the hub)."""
-        if base is None:
-            config = json.loads((Path(path) / "adapter_config.json").read_text())
-            base = load_base(config["base_model_name_or_path"])
-        return cls(load_adapter(base, path), **options)
+        """A pricer saved in `path`: its adapters on `base` (by default the base model they
+        were trained on), or its whole fine-tuned model; with the tokenizer saved beside."""
+        adapters = Path(path) / "adapter_config.json"
+        if adapters.exists():
+            if base is None:
+                base = load_base(json.loads(adapters.read_text())["base_model_name_or_path"])
+            model = load_adapter(base, path)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        pricer = cls(model, base_tokenizer(path), **options)
+        pricer.trained = True
+        return pricer

