@@ -34,6 +34,7 @@ import importlib
 import logging
 import math
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -52,11 +53,11 @@ import llama_tokens
 import settings
 from chat import answer, item_from_messages
 from jobs import FineTuningJobs
-from open_chat import OpenChat
 from pricer import Predictor, Trainer
 
 if TYPE_CHECKING:
     import frontier
+    from open_chat import OpenChat
 
 MAX_BODY = 1 << 20  # bytes of a chat request: a product's chat is a few KB
 MAX_UPLOAD = 512 << 20  # bytes of an uploaded file, OpenAI's own limit
@@ -219,7 +220,7 @@ class Chats:
             raise refusal(400, str(e), "invalid_messages") from None
         served = self.models[request.model]
         try:
-            if isinstance(served, OpenChat):
+            if is_open_llm(served):
                 text, *counts = spoken(served, request, messages)
             else:
                 price = float(served(item))
@@ -227,7 +228,7 @@ class Chats:
             log.exception("the predictor for %s failed on %r", request.model, item.title)
             raise refusal(500, "the predictor failed; the server's log says why",
                           "predictor_error") from None
-        if not isinstance(served, OpenChat):
+        if not is_open_llm(served):
             if not math.isfinite(price):
                 raise refusal(500, f"the predictor returned {price}", "predictor_error")
             text = answer(max(price, 0.0))
@@ -236,6 +237,13 @@ class Chats:
         if continue_prefill and messages[-1]["role"] == "assistant":
             text = text.removeprefix(str(messages[-1]["content"]))
         return shape(request.model, text, *counts)
+
+
+def is_open_llm(served: object) -> bool:
+    """Whether `served` is an open LLM, which answers the chat itself; checked without
+    importing open_chat (and torch) into a server that serves none."""
+    open_chat = sys.modules.get("open_chat")
+    return open_chat is not None and isinstance(served, open_chat.OpenChat)
 
 
 def spoken(chat: OpenChat, request: ChatRequest, messages: list[dict]) -> tuple[str, int, int]:
@@ -357,6 +365,8 @@ def start(predictor: Predictor | OpenChat | None = None, model: str | None = Non
     PRICER_OPEN_MODEL setting), loaded with `open_models.load`.
     """
     if predictor is None:
+        from open_chat import OpenChat
+
         predictor = OpenChat(model)
         model = predictor.name
     model = model or "pricer"

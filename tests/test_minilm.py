@@ -1,5 +1,6 @@
 """The MiniLM fine-tune: trains, learns, predicts, saves and loads, scores with the Tester."""
 
+import json
 import math
 
 import matplotlib
@@ -56,8 +57,15 @@ def test_predict_many_matches_one_at_a_time(fitted):
 def test_save_and_load_give_the_same_predictions(fitted, tmp_path):
     model = fitted[0]
     loaded = MiniLMPricer.load(model.save(tmp_path / "minilm"))
-    assert loaded.settings == model.settings and loaded.fit_seconds == model.fit_seconds
+    assert loaded.hyperparameters == model.hyperparameters
+    assert loaded.fit_seconds == model.fit_seconds
     assert [loaded(i) for i in TRAIN[:4]] == [model(i) for i in TRAIN[:4]]
+    # Saved before the hyperparameters had their name: they were under "settings".
+    meta = tmp_path / "minilm" / "pricer.json"
+    saved = json.loads(meta.read_text())
+    saved["settings"] = saved.pop("hyperparameters")
+    meta.write_text(json.dumps(saved))
+    assert MiniLMPricer.load(tmp_path / "minilm").hyperparameters == model.hyperparameters
 
 
 def test_tester_scores_it(fitted, capsys):
