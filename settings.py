@@ -92,6 +92,21 @@ def open_model() -> str:
     return get("PRICER_OPEN_MODEL", "smollm2-135m")
 
 
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """No progress bar from transformers inside the block: loading weights takes a second,
+    and its bar would be a widget that differs on every run of a notebook."""
+    from transformers.utils import logging
+
+    shown = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            logging.enable_progress_bar()
+
+
 def openai_models() -> list[str]:
     """OpenAI models to test (PRICER_OPENAI_MODELS): models retire, so this is a setting."""
     return names("PRICER_OPENAI_MODELS", "gpt-4o-mini,gpt-4o")
