@@ -44,6 +44,7 @@ from tqdm import tqdm
 import open_models
 import settings
 from chat import get_price, messages_for
+from files import gone
 from items import Item
 from pricer import Pricer, PricerError
 
@@ -472,18 +473,10 @@ class Cache:
 
 
 def _alive(owner: str) -> bool:
-    """Whether the process of a claim's owner may still run (only one on this machine can be
-    told to be dead, and only on POSIX: elsewhere a claim waits out its time)."""
+    """Whether the process of a claim's owner ("host/pid/token") may still run: only one on
+    this machine can be told to be dead (files.gone); elsewhere a claim waits out its time."""
     host, pid, _ = owner.rsplit("/", 2)
-    if host != socket.gethostname() or os.name != "posix":
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError):
-        return True
-    return True
+    return not gone(f"{host}~{pid}")
 
 
 def cache_path() -> Path:
