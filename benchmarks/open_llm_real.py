@@ -74,7 +74,7 @@ def decoded(model, tok, test: list[Item]) -> dict[str, float]:
     of greedy digits and of the digit paths (which give both the mean and the median)."""
     guesses = {"greedy": [], "mean": [], "median": []}
     seconds = {"greedy": 0.0, "paths": 0.0}
-    with settings.torch_threads():
+    with settings.torch_threads(settings.llm_threads()):
         for item in tqdm(test, desc="decoding", leave=False):
             ids = tok(item.test_prompt(), return_tensors="pt")["input_ids"]
             start = time.perf_counter()
@@ -102,7 +102,7 @@ def train(model, tok, items, minutes: float, folder: Path, full: bool, batch: in
     callback = Marks(folder, marks, tok)
     run.add_callback(callback)
     start = time.perf_counter()
-    with settings.torch_threads():
+    with settings.torch_threads(settings.llm_threads()):
         run.train()
     seconds = time.perf_counter() - start
     examples = run.state.global_step * batch
@@ -136,7 +136,7 @@ def main() -> None:
     mean, median = statistics.mean(prices), statistics.median(prices)
     constant = error(lambda item: mean, test)
     print(f"{len(train_items):,} train, {len(test)} held out (seed {args.seed}); "
-          f"{settings.threads()} thread(s); constant (mean ${mean:.2f}) ${constant:.2f}, "
+          f"{settings.llm_threads()} thread(s); constant (mean ${mean:.2f}) ${constant:.2f}, "
           f"median (${median:.2f}) ${error(lambda item: median, test):.2f}", flush=True)
 
     model, tok = open_models.load(args.model)
