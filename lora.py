@@ -421,7 +421,9 @@ def open_trainer(name: str | None = None, minutes: float | None = 5,
     """A local fine-tuning job's trainer: the course's LoRA on the open model `name` (default
     PRICER_OPEN_MODEL), freshly loaded for each job, within `minutes` of training.
 
-    The job's examples are few, so an epoch is often shorter than the budget.
+    The job's examples are few, so an epoch is often shorter than the budget. The trainer's
+    files go in a folder under data/open-jobs that is removed when the job ends, finished or
+    not: the server serves the tuned model from memory.
     """
     h = dataclasses.replace(hyperparameters or Hyperparameters(), max_minutes=minutes)
 
@@ -429,9 +431,9 @@ def open_trainer(name: str | None = None, minutes: float | None = 5,
         model, tok = open_models.load(name, progress=False)
         jobs = settings.data_dir() / "open-jobs"
         jobs.mkdir(parents=True, exist_ok=True)
-        output_dir = Path(tempfile.mkdtemp(dir=jobs))
-        return LlamaPricer(model, tok, name=f"{name or settings.open_model()} LoRA",
-                           hyperparameters=h, output_dir=output_dir).fit(items)
+        with tempfile.TemporaryDirectory(dir=jobs) as output_dir:
+            return LlamaPricer(model, tok, name=f"{name or settings.open_model()} LoRA",
+                               hyperparameters=h, output_dir=output_dir).fit(items)
 
     return train
 

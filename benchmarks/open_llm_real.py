@@ -12,14 +12,18 @@ the course's recipe trains on the training items for `--train-minutes`, and its 
 saved at each budget mark (5, 15, 30 minutes, whichever fit), each scored afterwards, so that
 the error per CPU-minute can be drawn. `--full` trains every weight as well, for the same
 time. Training examples/s and tokens/s count the real tokens of the examples trained on
-(no padding); the share of float32 peak takes 6 x parameters x tokens as the FLOPs of a
-training step and `--peak-gflops` (AVX2 with two FMA units: cores x GHz x 32) as the peak.
+(no padding); the share of float32 peak counts the useful FLOPs of a training step: per token,
+2 x the parameters forward, 2 x backward to the inputs, and 2 more for the weights' gradients
+when every weight trains (6 x for full fine-tuning, 4 x for LoRA, whose frozen weights need
+no gradient), over the parameters outside the embedding (the output layer runs only at the
+price's positions) and `--peak-gflops` (AVX2 with two FMA units: cores x GHz x 32) as the peak.
 Peak memory is the process's maximum resident set. The last line sums it up.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import resource
 import statistics
 import sys
@@ -94,10 +98,12 @@ def decoded(model, tok, test: list[Item]) -> dict[str, float]:
     return errors
 
 
-def train(model, tok, items, minutes: float, folder: Path, full: bool, batch: int) -> dict:
+def train(model, tok, items, minutes: float, folder: Path, full: bool,
+          h: lora.Hyperparameters) -> dict:
     """Train for `minutes`, saving at the marks; its throughput figures."""
     marks = sorted({m for m in MARKS if m < minutes} | {minutes})
-    h = lora.Hyperparameters(full=full, max_minutes=minutes, batch_size=batch, warmup=0.03)
+    h = dataclasses.replace(h, full=full, max_minutes=minutes)
+    batch = h.batch_size
     run = lora.trainer(model, items, folder, h, tok, logging_steps=10, save_steps=10**9)
     callback = Marks(folder, marks, tok)
     run.add_callback(callback)
@@ -108,10 +114,12 @@ def train(model, tok, items, minutes: float, folder: Path, full: bool, batch: in
     examples = run.state.global_step * batch
     lengths = [len(row["input_ids"]) for row in run.train_dataset]
     tokens = examples * statistics.mean(lengths)
-    params = sum(p.numel() for p in model.parameters())
+    embedding = model.get_input_embeddings().weight
+    params = sum(p.numel() for p in model.parameters() if p is not embedding)
     losses = [log["loss"] for log in run.state.log_history if "loss" in log]
     return {"seconds": seconds, "examples": examples, "tokens_s": tokens / seconds,
-            "examples_s": examples / seconds, "flops_s": 6 * params * tokens / seconds,
+            "examples_s": examples / seconds,
+            "flops_s": (6 if full else 4) * params * tokens / seconds,
             "marks": callback.saved, "losses": losses, "model": run.model}
 
 
@@ -123,6 +131,8 @@ def main() -> None:
     parser.add_argument("--test-size", type=int, default=250)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--learning-rate", type=float, default=lora.Hyperparameters.learning_rate,
+                        help="LoRA's (default: the course's); full fine-tuning takes a tenth")
     parser.add_argument("--full", action="store_true", help="also full fine-tuning")
     parser.add_argument("--peak-gflops", type=float, default=2 * 2.45 * 32,
                         help="the CPU's float32 peak (default: 2 Zen 3 cores at 2.45 GHz)")
@@ -147,8 +157,9 @@ def main() -> None:
     for full in ([False, True] if args.full else [False]):
         kind = "full" if full else "lora"
         model, tok = open_models.load(args.model, progress=False)
-        run = train(model, tok, train_items, args.train_minutes, args.out / kind, full,
-                    args.batch_size)
+        rate = args.learning_rate / (10 if full else 1)
+        h = lora.Hyperparameters(batch_size=args.batch_size, learning_rate=rate, warmup=0.03)
+        run = train(model, tok, train_items, args.train_minutes, args.out / kind, full, h)
         print(f"{kind}: {run['examples']:,} examples in {run['seconds'] / 60:.1f} min, "
               f"{run['examples_s']:.2f} examples/s, {run['tokens_s']:.0f} tokens/s, "
               f"{run['flops_s'] / 1e9:.1f} GFLOP/s = {run['flops_s'] / 1e9 / args.peak_gflops:.0%} "
