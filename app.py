@@ -24,7 +24,7 @@ import curation
 import settings
 from ensemble import FittedEnsemble
 from items import Item
-from sentences import sentence_encoder
+from sentences import sentence_encoder, transient
 from vectors import VectorStore
 
 MAX_CHARS = 20_000  # a long product page is a few thousand characters
@@ -65,12 +65,14 @@ def answer(text: str | None, pricing: Pricing) -> tuple[str, str, str]:
         return why, "", ""
     item = Item.from_text(text.strip(), 0.0)
     model = pricing.ensemble
-    price = model.predict_many([item])[0]
-    low, high = model.predict_interval([item], 0.8)
+    with transient():  # a pasted description is encoded, not kept in the embedding cache
+        price = model.predict_many([item])[0]
+        low, high = model.predict_interval([item], 0.8)
+        members = [(member.name, member.predict_many([item])[0]) for member in model.members]
+        near = pricing.store.similar([item])[0]
     head = f"## ${price:,.2f}\n\n80% range: ${low[0]:,.2f} to ${high[0]:,.2f}"
     guesses = "| model | guess |\n|---|---|\n" + "\n".join(
-        f"| {member.name} | ${member.predict_many([item])[0]:,.2f} |" for member in model.members)
-    near = pricing.store.similar([item])[0]
+        f"| {name} | ${guess:,.2f} |" for name, guess in members)
     neighbours = "| similarity | price | product |\n|---|---|---|\n" + "\n".join(
         f"| {n.similarity:.2f} | ${n.price:,.2f} | {_cell(n.text)} |" for n in near)
     return head, guesses, neighbours
