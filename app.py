@@ -4,8 +4,8 @@
 
 The page shows the ensemble's price with its 80% range, each model's guess, and the five most
 similar training products with their prices. Its models are the CPU ones, so it answers
-offline: a FittedEnsemble of the stack (`baselines.best()`) and MiniLM + SVR, with the lite
-split's vector store for the neighbours. The first start trains them (a few minutes on 2
+offline: a FittedEnsemble of the stack and MiniLM + SVR (`ensemble.cpu_members()`), with the
+lite split's vector store for the neighbours. The first start trains them (a few minutes on 2
 cores, with progress in the terminal) and saves the ensemble under data/models/; later
 starts load it.
 
@@ -19,10 +19,9 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-import baselines
 import curation
 import settings
-from ensemble import FittedEnsemble
+from ensemble import FittedEnsemble, cpu_members
 from items import Item
 from sentences import sentence_encoder, transient
 from vectors import VectorStore
@@ -119,8 +118,7 @@ def load_or_train() -> Pricing:
     else:
         print(f"First start: training the stack and MiniLM + SVR on {len(train):,} products "
               "(a few minutes on 2 cores)...", flush=True)
-        members = [baselines.best(), baselines.EmbeddingPricer("svr")]
-        ensemble = FittedEnsemble(members).fit(train)
+        ensemble = FittedEnsemble(cpu_members()).fit(train)
         ensemble.save(path)
         print(f"Saved to {path}", flush=True)
     sentence_encoder()  # loaded now, not when the first description is pasted
