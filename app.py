@@ -4,8 +4,8 @@
 
 The page shows the ensemble's price with its 80% range, each model's guess, and the five most
 similar training products with their prices. Its models are the CPU ones, so it answers
-offline: a FittedEnsemble of the stack (`baselines.best()`) and MiniLM + SVR, with the lite
-split's vector store for the neighbours. The first start trains them (a few minutes on 2
+offline: a FittedEnsemble of the stack and MiniLM + SVR (`ensemble.cpu_members()`), with the
+lite split's vector store for the neighbours. The first start trains them (a few minutes on 2
 cores, with progress in the terminal) and saves the ensemble under data/models/; later
 starts load it.
 
@@ -19,12 +19,11 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-import baselines
 import curation
 import settings
-from ensemble import FittedEnsemble
+from ensemble import FittedEnsemble, cpu_members
 from items import Item
-from sentences import sentence_encoder
+from sentences import sentence_encoder, transient
 from vectors import VectorStore
 
 MAX_CHARS = 20_000  # a long product page is a few thousand characters
@@ -65,12 +64,14 @@ def answer(text: str | None, pricing: Pricing) -> tuple[str, str, str]:
         return why, "", ""
     item = Item.from_text(text.strip(), 0.0)
     model = pricing.ensemble
-    price = model.predict_many([item])[0]
-    low, high = model.predict_interval([item], 0.8)
+    with transient():  # a pasted description is encoded, not kept in the embedding cache
+        price = model.predict_many([item])[0]
+        low, high = model.predict_interval([item], 0.8)
+        members = [(member.name, member.predict_many([item])[0]) for member in model.members]
+        near = pricing.store.similar([item])[0]
     head = f"## ${price:,.2f}\n\n80% range: ${low[0]:,.2f} to ${high[0]:,.2f}"
     guesses = "| model | guess |\n|---|---|\n" + "\n".join(
-        f"| {member.name} | ${member.predict_many([item])[0]:,.2f} |" for member in model.members)
-    near = pricing.store.similar([item])[0]
+        f"| {name} | ${guess:,.2f} |" for name, guess in members)
     neighbours = "| similarity | price | product |\n|---|---|---|\n" + "\n".join(
         f"| {n.similarity:.2f} | ${n.price:,.2f} | {_cell(n.text)} |" for n in near)
     return head, guesses, neighbours
@@ -117,8 +118,7 @@ def load_or_train() -> Pricing:
     else:
         print(f"First start: training the stack and MiniLM + SVR on {len(train):,} products "
               "(a few minutes on 2 cores)...", flush=True)
-        members = [baselines.best(), baselines.EmbeddingPricer("svr")]
-        ensemble = FittedEnsemble(members).fit(train)
+        ensemble = FittedEnsemble(cpu_members()).fit(train)
         ensemble.save(path)
         print(f"Saved to {path}", flush=True)
     sentence_encoder()  # loaded now, not when the first description is pasted

@@ -1,6 +1,7 @@
 """An ensemble whose weights are fitted on training items its members never saw.
 
 >>> model = FittedEnsemble([baselines.best(), RagPricer.over(local.pricer())])  # doctest: +SKIP
+>>> offline = FittedEnsemble(cpu_members())      # no chat model: the page's    # doctest: +SKIP
 >>> model.fit(train).weights()            # {'Stack': 0.61, 'pricer + RAG': 0.33, ...}
 ...                                       # doctest: +SKIP
 >>> low, high = model.predict_interval(test, 0.8)                  # doctest: +SKIP
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+import baselines
 from features import SEED, prices
 from items import Item
 from pricer import Pricer
@@ -48,6 +50,16 @@ def held_out(train: Sequence[Item], share: float = 0.2,
     random.Random(seed).shuffle(shuffled)
     cut = round(len(shuffled) * share)
     return shuffled[:cut], shuffled[cut:]
+
+
+def cpu_members() -> list[Pricer]:
+    """Members that need no chat model, unfitted: the stack of notebook 04 and MiniLM + SVR,
+    which reads the sentence embeddings that the stack leaves out.
+
+    >>> [member.name for member in cpu_members()]
+    ['Stack', 'MiniLM + SVR']
+    """
+    return [baselines.best(), baselines.EmbeddingPricer("svr")]
 
 
 class FittedEnsemble(Pricer):

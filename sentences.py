@@ -3,13 +3,18 @@ and loaded offline, each text encoded once and cached on disk by content.
 
 >>> vectors = embed(train)          # (n, 384) float32, unit length     # doctest: +SKIP
 >>> encoding_seconds(train)         # what encoding them took, cached or not  # doctest: +SKIP
+>>> with transient():               # texts seen once (a pasted description): not kept on disk
+...     embed([Item.from_text(pasted, 0.0)])                         # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
 
@@ -41,13 +46,17 @@ class EmbeddingCache:
     """MiniLM embeddings by content (SHA-1 of the text), with the seconds each took to encode,
     kept in memory and in one file under the data folder, so a rerun encodes nothing again.
 
-    The file is read when first needed and rewritten (atomically) after each new batch.
+    The file is read when first needed and rewritten (atomically) after each new batch. Texts
+    embedded only under `transient()` never go in it: the last `passing_limit` of them stay in
+    memory, so a page asked about new texts all day neither grows nor rewrites it.
     """
 
-    def __init__(self, path: Path | None = None):
+    def __init__(self, path: Path | None = None, passing_limit: int = 256):
         self.path = path
         self.vectors: dict[str, np.ndarray] = {}
         self.seconds: dict[str, float] = {}
+        self.passing: OrderedDict[str, tuple[np.ndarray, float]] = OrderedDict()
+        self.passing_limit = passing_limit
         self.loaded = False
 
     @staticmethod
@@ -78,16 +87,53 @@ class EmbeddingCache:
                      vectors=np.stack([self.vectors[k] for k in keys]).astype(np.float32),
                      seconds=np.array([self.seconds[k] for k in keys]))
 
+    def get(self, key: str) -> tuple[np.ndarray, float] | None:
+        """The vector of `key` and the seconds it took to encode; None if not cached."""
+        if key in self.vectors:
+            return self.vectors[key], self.seconds[key]
+        return self.passing.get(key)
+
+    def add(self, hits: dict[str, tuple[np.ndarray, float]], keep: bool = True) -> None:
+        """Cache (vector, seconds) by key: for the file when `keep` (written if any is new to
+        it), else among the last `passing_limit` passing ones."""
+        if keep:
+            new = {key: hit for key, hit in hits.items() if key not in self.vectors}
+            for key, (vector, seconds) in new.items():
+                self.vectors[key], self.seconds[key] = vector, seconds
+                self.passing.pop(key, None)
+            if new:
+                self.save()
+            return
+        for key, hit in hits.items():
+            if key not in self.vectors:
+                self.passing[key] = hit
+                self.passing.move_to_end(key)
+        while len(self.passing) > self.passing_limit:
+            self.passing.popitem(last=False)
+
     def forget(self, texts_: Sequence[str] | None) -> None:
         self.load()
         keys = list(self.vectors) if texts_ is None else [self.key(t) for t in texts_]
         for key in keys:
             self.vectors.pop(key, None)
             self.seconds.pop(key, None)
+            self.passing.pop(key, None)
         self.save()
 
 
 _cache = EmbeddingCache()
+_keep = ContextVar("keep_embeddings", default=True)
+
+
+@contextmanager
+def transient() -> Iterator[None]:
+    """Texts embedded inside are not written to the embedding cache's file: for texts seen
+    once, such as a description pasted into the page (see EmbeddingCache)."""
+    token = _keep.set(False)
+    try:
+        yield
+    finally:
+        _keep.reset(token)
 
 
 def embed(items: Sequence[Item], device: str = "cpu", batch_size: int = 64) -> np.ndarray:
@@ -95,8 +141,9 @@ def embed(items: Sequence[Item], device: str = "cpu", batch_size: int = 64) -> n
     disk by content, see EmbeddingCache)."""
     _cache.load()
     wanted = [_cache.key(t) for t in texts(items)]
+    hits = {key: hit for key in wanted if (hit := _cache.get(key)) is not None}
     missing = {key: text for key, text in zip(wanted, texts(items), strict=True)
-               if key not in _cache.vectors}
+               if key not in hits}
     if missing:
         start = time.perf_counter()
         with settings.torch_threads():
@@ -106,16 +153,16 @@ def embed(items: Sequence[Item], device: str = "cpu", batch_size: int = 64) -> n
                                                       show_progress_bar=False)
         share = (time.perf_counter() - start) / len(missing)
         # Kept as float32, as on disk: the same vectors whether the cache was warm or not.
-        _cache.vectors.update(zip(missing, vectors.astype(np.float32), strict=True))
-        _cache.seconds.update((key, share) for key in missing)
-        _cache.save()
-    return np.stack([_cache.vectors[key] for key in wanted])
+        hits.update((key, (vector, share))
+                    for key, vector in zip(missing, vectors.astype(np.float32), strict=True))
+    _cache.add(hits, keep=_keep.get())
+    return np.stack([hits[key][0] for key in wanted])
 
 
 def encoding_seconds(items: Sequence[Item]) -> float:
     """How long encoding the items' distinct texts took, whenever and wherever it was done."""
     embed(items)
-    return sum(_cache.seconds[_cache.key(t)] for t in set(texts(items)))
+    return sum(_cache.get(_cache.key(t))[1] for t in set(texts(items)))
 
 
 def clear_embedding_cache(items: Sequence[Item] | None = None) -> None:

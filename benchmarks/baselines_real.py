@@ -7,6 +7,8 @@
         --train-size 2500                                                 # a quicker look
     PYTHONPATH=. python benchmarks/baselines_real.py --data ... --seeds 42,7,1234 --ranges \
         --models "TF-IDF + Ridge,LightGBM,Sparse MLP Ensemble,Stack,Stack + MiniLM retrieval"
+    PYTHONPATH=. python benchmarks/baselines_real.py --data ... --seeds 42,7,1234 \
+        --models "Stack,Fitted ensemble"          # notebook 07's offline ensemble vs the stack
 
 The file holds one product a line: `text` (the curated body of a course prompt, or another
 wording of the product), `price` and `category`. Each row becomes an Item
@@ -19,6 +21,8 @@ adds the MiniLM fine-tune (minilm.py), which also reports its training examples 
 Models that give price ranges report how often the 80% and 95% ranges hold the true price
 on all held-out items, and their median width; `--ranges` gives every model ranges (see
 `score`). With several `--seeds`, a last table gives each model's mean ± standard deviation.
+With embeddings, the models include the fitted ensemble of the stack and MiniLM + SVR
+(`ensemble.cpu_members()`), whose weights are fitted on a fifth of the training items.
 MiniLM embeddings are cached on disk by content (sentences.EmbeddingCache), so a rerun
 encodes nothing again; training times still count the encoding.
 """
@@ -40,6 +44,7 @@ import features
 import minilm
 import sentences
 import settings
+from ensemble import FittedEnsemble, cpu_members
 from items import MAX_PRICE, MIN_PRICE, Item
 from testing import Tester
 
@@ -193,6 +198,8 @@ def main() -> None:
 def pick(args) -> list:
     """Fresh instances of the models asked for."""
     models = baselines.all_pricers(embeddings=not args.no_embeddings, device=args.device)
+    if not args.no_embeddings:
+        models.append(FittedEnsemble(cpu_members()))
     if args.fine_tune:
         models.append(minilm.MiniLMPricer())
     if args.models:

@@ -12,6 +12,7 @@ import pytest
 import app
 import baselines
 import curation
+import sentences
 from ensemble import FittedEnsemble
 from vectors import VectorStore
 
@@ -80,3 +81,13 @@ def test_the_page_prices_a_pasted_description_in_a_real_browser(pricing):
             browser.close()
     finally:
         demo.close()
+
+
+def test_pasted_descriptions_are_not_kept_in_the_embedding_cache(pricing, monkeypatch,
+                                                                 tmp_path):
+    cache = sentences.EmbeddingCache(tmp_path / "e.npz")
+    monkeypatch.setattr(sentences, "_cache", cache)
+    for litres in range(3):
+        head, _, neighbours = app.answer(f"Kettle, {litres} litres, stainless steel", pricing)
+        assert head.startswith("## $") and neighbours.count("\n| ") == 5
+    assert not cache.file().exists() and not cache.vectors and len(cache.passing) == 3

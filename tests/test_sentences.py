@@ -29,3 +29,17 @@ def test_embeddings_are_cached_on_disk_by_content(split, monkeypatch, tmp_path):
     reread = sentences.EmbeddingCache(tmp_path / "e.npz")
     reread.load()
     assert len(reread.vectors) == 3
+
+
+def test_texts_seen_once_are_not_written_to_the_cache_and_few_stay_in_memory(
+        split, monkeypatch, tmp_path):
+    _, test = split
+    cache = sentences.EmbeddingCache(tmp_path / "e.npz", passing_limit=2)
+    monkeypatch.setattr(sentences, "_cache", cache)
+    with sentences.transient():
+        passing = sentences.embed(test[:3])
+    assert not cache.file().exists() and not cache.vectors
+    assert list(cache.passing) == [cache.key(item.text) for item in test[1:3]]  # the last 2
+    kept = sentences.embed(test[:3])  # outside: all kept, the forgotten one encoded again
+    assert np.array_equal(kept, passing)
+    assert sorted(np.load(cache.file())["keys"]) == sorted(cache.key(t.text) for t in test[:3])
