@@ -7,7 +7,9 @@
 The real items (`baselines_real.load_items`) are split with a seed; the first `--test-size`
 held-out items are scored. The training mean and median are the floors. Zero-shot, the base
 model reads each item's plain test prompt (ending "Price is $"); its price is read by each
-decoding (greedy digits, and the mean and median of the likeliest digit paths). Then LoRA with
+decoding (greedy digits, and the mean and median of the likeliest digit paths); the first
+`--served` of them are also asked through the local server, as notebook 05 asks, for its
+chats/s against the bound the float32 peak sets. Then LoRA with
 the course's recipe trains on the training items for `--train-minutes`, and its adapters are
 saved at each budget mark (5, 15, 30 minutes, whichever fit), each scored afterwards, so that
 the error per CPU-minute can be drawn. `--full` trains every weight as well, for the same
@@ -16,7 +18,8 @@ time. Training examples/s and tokens/s count the real tokens of the examples tra
 2 x the parameters forward, 2 x backward to the inputs, and 2 more for the weights' gradients
 when every weight trains (6 x for full fine-tuning, 4 x for LoRA, whose frozen weights need
 no gradient), over the parameters outside the embedding (the output layer runs only at the
-price's positions) and `--peak-gflops` (AVX2 with two FMA units: cores x GHz x 32) as the peak.
+price's positions), against `--peak-gflops` (AVX2 with two FMA units: cores x GHz x 32).
+Torch uses `settings.llm_threads()` threads: every core unless PRICER_LLM_THREADS says less.
 Peak memory is the process's maximum resident set. The last line sums it up.
 """
 
@@ -42,6 +45,7 @@ import curation  # noqa: E402
 import decoding  # noqa: E402
 import lora  # noqa: E402
 import open_models  # noqa: E402
+import server  # noqa: E402
 import settings  # noqa: E402
 from items import Item  # noqa: E402
 from testing import Tester  # noqa: E402
@@ -98,6 +102,31 @@ def decoded(model, tok, test: list[Item]) -> dict[str, float]:
     return errors
 
 
+def layer_parameters(model) -> int:
+    """Parameters outside the embedding (which the output layer shares in SmolLM2): what each
+    token goes through, bar the output layer, which runs only where a token is read."""
+    embedding = model.get_input_embeddings().weight
+    return sum(p.numel() for p in model.parameters() if p is not embedding)
+
+
+def served(name: str, test: list[Item], params: int, peak_gflops: float) -> float:
+    """Zero-shot chats/s through the local server (chat template, greedy, one at a time), and
+    the bound that the prompts' FLOPs (2 x parameters a token) and the float32 peak set."""
+    with server.start(model=name) as local:
+        pricer = local.pricer(concurrency=1)
+        start = time.perf_counter()
+        pricer.prefetch(test, progress=False)
+        seconds = time.perf_counter() - start
+        meter = pricer.meter
+    tokens = (meter.input_tokens + meter.output_tokens) / len(test)
+    bound = peak_gflops * 1e9 / (2 * params * tokens)
+    rate = len(test) / seconds
+    print(f"  served: {rate:.2f} chats/s, {tokens:.0f} tokens a chat = "
+          f"{2 * params * tokens / 1e9:.0f} GFLOP; the float32 peak bounds it at "
+          f"{bound:.1f} chats/s ({rate / bound:.0%} of that)", flush=True)
+    return rate
+
+
 def train(model, tok, items, minutes: float, folder: Path, full: bool,
           h: lora.Hyperparameters) -> dict:
     """Train for `minutes`, saving at the marks; its throughput figures."""
@@ -114,8 +143,7 @@ def train(model, tok, items, minutes: float, folder: Path, full: bool,
     examples = run.state.global_step * batch
     lengths = [len(row["input_ids"]) for row in run.train_dataset]
     tokens = examples * statistics.mean(lengths)
-    embedding = model.get_input_embeddings().weight
-    params = sum(p.numel() for p in model.parameters() if p is not embedding)
+    params = layer_parameters(model)
     losses = [log["loss"] for log in run.state.log_history if "loss" in log]
     return {"seconds": seconds, "examples": examples, "tokens_s": tokens / seconds,
             "examples_s": examples / seconds,
@@ -134,6 +162,8 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=lora.Hyperparameters.learning_rate,
                         help="LoRA's (default: the course's); full fine-tuning takes a tenth")
     parser.add_argument("--full", action="store_true", help="also full fine-tuning")
+    parser.add_argument("--served", type=int, default=50,
+                        help="held-out items asked through the local server")
     parser.add_argument("--peak-gflops", type=float, default=2 * 2.45 * 32,
                         help="the CPU's float32 peak (default: 2 Zen 3 cores at 2.45 GHz)")
     parser.add_argument("--out", type=Path, default=settings.data_dir() / "open-llm-bench")
@@ -151,6 +181,7 @@ def main() -> None:
 
     model, tok = open_models.load(args.model)
     zero = decoded(model, tok, test)
+    served(args.model, test[:args.served], layer_parameters(model), args.peak_gflops)
     print("zero-shot: " + ", ".join(f"{how} ${e:.2f}" for how, e in zero.items()), flush=True)
 
     results = {}
