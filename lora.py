@@ -273,8 +273,10 @@ def wandb_ready() -> bool:
 def sft_config(output_dir: str | Path, hyperparameters: Hyperparameters | None = None, **overrides):
     """TRL's SFTConfig with the course's hyperparameters, fitted to this machine.
 
-    On a GPU: bf16 and the paged 32-bit AdamW of bitsandbytes, as the course; on a CPU: fp32
-    and torch's AdamW, and the loss logged every 10 steps rather than 50, as steps are slow.
+    On a GPU: bf16, the paged 32-bit AdamW of bitsandbytes and gradient checkpointing, as the
+    course; on a CPU: fp32, torch's AdamW, no checkpointing (it saves memory a small model does
+    not need by computing the forward pass twice: a third slower), and the loss logged every
+    10 steps rather than 50, as steps are slow.
     W&B gets the run when `wandb_ready()`. `overrides` win.
     """
     from transformers.utils import is_bitsandbytes_available
@@ -289,7 +291,8 @@ def sft_config(output_dir: str | Path, hyperparameters: Hyperparameters | None =
         weight_decay=0.001, max_grad_norm=0.3, max_length=h.max_length,
         completion_only_loss=True, train_sampling_strategy="group_by_length",
         optim="paged_adamw_32bit" if cuda and is_bitsandbytes_available() else "adamw_torch",
-        bf16=cuda, use_cpu=not cuda, logging_steps=50 if cuda else 10, save_steps=2000,
+        bf16=cuda, use_cpu=not cuda, gradient_checkpointing=cuda,
+        logging_steps=50 if cuda else 10, save_steps=2000,
         save_total_limit=10,
         report_to="wandb" if wandb_ready() else "none", seed=h.seed,
     )
@@ -347,13 +350,13 @@ class TimeBudget(TrainerCallback):
 
 def fine_tune(model, train: Sequence[Item], output_dir: str | Path,
               hyperparameters: Hyperparameters | None = None, tok=None, **overrides):
-    """Train on `train` with `settings.threads()` threads, save the adapters (or the whole
+    """Train on `train` with `settings.llm_threads()` threads, save the adapters (or the whole
     model, `full`) and the tokenizer in `output_dir`, return the trainer.
 
     `trainer.model` is the fine-tuned model; `trainer.state.log_history` has the losses.
     """
     run = trainer(model, train, output_dir, hyperparameters, tok, **overrides)
-    with _quiet_renames(), settings.torch_threads():
+    with _quiet_renames(), settings.torch_threads(settings.llm_threads()):
         run.train()
     run.save_model(str(output_dir))
     return run
@@ -418,7 +421,9 @@ def open_trainer(name: str | None = None, minutes: float | None = 5,
     """A local fine-tuning job's trainer: the course's LoRA on the open model `name` (default
     PRICER_OPEN_MODEL), freshly loaded for each job, within `minutes` of training.
 
-    The job's examples are few, so an epoch is often shorter than the budget.
+    The job's examples are few, so an epoch is often shorter than the budget. The trainer's
+    files go in a folder under data/open-jobs that is removed when the job ends, finished or
+    not: the server serves the tuned model from memory.
     """
     h = dataclasses.replace(hyperparameters or Hyperparameters(), max_minutes=minutes)
 
@@ -426,9 +431,9 @@ def open_trainer(name: str | None = None, minutes: float | None = 5,
         model, tok = open_models.load(name, progress=False)
         jobs = settings.data_dir() / "open-jobs"
         jobs.mkdir(parents=True, exist_ok=True)
-        output_dir = Path(tempfile.mkdtemp(dir=jobs))
-        return LlamaPricer(model, tok, name=f"{name or settings.open_model()} LoRA",
-                           hyperparameters=h, output_dir=output_dir).fit(items)
+        with tempfile.TemporaryDirectory(dir=jobs) as output_dir:
+            return LlamaPricer(model, tok, name=f"{name or settings.open_model()} LoRA",
+                               hyperparameters=h, output_dir=output_dir).fit(items)
 
     return train
 
@@ -494,7 +499,7 @@ class LlamaPricer(Pricer):
         return decoding.expected_price(paths, self.decoding)
 
     def _predict(self, items: list[Item]) -> np.ndarray:
-        with settings.torch_threads():
+        with settings.torch_threads(settings.llm_threads()):
             return np.array([self.price(item.test_prompt()) for item in items])
 
     def why_no_price(self, item: Item) -> str:

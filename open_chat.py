@@ -26,7 +26,7 @@ from frontier import Reply
 class OpenChat:
     """An open model (by registry name, or a loaded model and tokenizer) as a chat endpoint.
 
-    One answer at a time, with `settings.threads()` threads: concurrent requests queue, and
+    One answer at a time, with `settings.llm_threads()` threads: concurrent requests queue, and
     every answer is the same whatever else is asked at the same moment.
     """
 
@@ -52,7 +52,7 @@ class OpenChat:
         if not messages:
             raise ValueError("the chat has no messages")
         ids = self.tokenizer(self.prompt(messages), add_special_tokens=False)["input_ids"]
-        with self._lock, settings.torch_threads():
+        with self._lock, settings.torch_threads(settings.llm_threads()):
             new = greedy(self.model, ids, max(1, max_tokens), self.tokenizer.eos_token_id)
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         prefill = messages[-1]["content"] if messages[-1]["role"] == "assistant" else ""

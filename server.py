@@ -219,21 +219,15 @@ class Chats:
         except ValueError as e:
             raise refusal(400, str(e), "invalid_messages") from None
         served = self.models[request.model]
+        respond = spoken if is_open_llm(served) else priced
         try:
-            if is_open_llm(served):
-                text, *counts = spoken(served, request, messages)
-            else:
-                price = float(served(item))
+            text, *counts = respond(served, request, messages)
+        except HTTPException:
+            raise
         except Exception:  # the client retries as after any 500; why is for the server's log
             log.exception("the predictor for %s failed on %r", request.model, item.title)
             raise refusal(500, "the predictor failed; the server's log says why",
                           "predictor_error") from None
-        if not is_open_llm(served):
-            if not math.isfinite(price):
-                raise refusal(500, f"the predictor returned {price}", "predictor_error")
-            text = answer(max(price, 0.0))
-            texts = [str(request.system or "")] + [str(m["content"] or "") for m in messages]
-            counts = [sum(llama_tokens.count(t) for t in texts)]
         if continue_prefill and messages[-1]["role"] == "assistant":
             text = text.removeprefix(str(messages[-1]["content"]))
         return shape(request.model, text, *counts)
@@ -244,6 +238,16 @@ def is_open_llm(served: object) -> bool:
     importing open_chat (and torch) into a server that serves none."""
     open_chat = sys.modules.get("open_chat")
     return open_chat is not None and isinstance(served, open_chat.OpenChat)
+
+
+def priced(predictor: Predictor, request: ChatRequest, messages: list[dict]) -> tuple[str, int]:
+    """A predictor's price for the item in the chat, in the course's answer, with the chat's
+    tokens counted by Llama 3's tokenizer."""
+    price = float(predictor(item_from_messages(messages)))
+    if not math.isfinite(price):
+        raise refusal(500, f"the predictor returned {price}", "predictor_error")
+    texts = [str(request.system or "")] + [str(m["content"] or "") for m in messages]
+    return answer(max(price, 0.0)), sum(llama_tokens.count(t) for t in texts)
 
 
 def spoken(chat: OpenChat, request: ChatRequest, messages: list[dict]) -> tuple[str, int, int]:

@@ -58,29 +58,43 @@ def source() -> str:
     return get("PRICER_SOURCE", "sample")
 
 
+def count(name: str, default: int) -> int:
+    """A whole-number setting of at least 1.
+
+    >>> count("PRICER_NO_SUCH_SETTING", 3)
+    3
+    """
+    value = get(name, str(default))
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
+    return int(value)
+
+
 def threads() -> int:
     """Threads a model may use (PRICER_THREADS, default 1).
 
     Fixed rather than "all cores" because some results (LightGBM, sentence embeddings) depend
     on the count; on a busy two-core machine one thread also trained faster than two.
     """
-    value = get("PRICER_THREADS", "1")
-    try:
-        count = int(value)
-    except ValueError:
-        raise ValueError(f"PRICER_THREADS must be a whole number, not {value!r}") from None
-    if count < 1:
-        raise ValueError(f"PRICER_THREADS must be at least 1, not {count}")
-    return count
+    return count("PRICER_THREADS", 1)
+
+
+def llm_threads() -> int:
+    """Threads an open LLM may use to fine-tune or answer (PRICER_LLM_THREADS, default every
+    core): its float32 arithmetic differs by CPU whatever the count, so nothing compared to
+    the cent depends on it, and it runs nearly twice as fast on two cores as on one.
+    """
+    return count("PRICER_LLM_THREADS", len(os.sched_getaffinity(0)))
 
 
 @contextmanager
-def torch_threads() -> Iterator[None]:
-    """Let torch use `threads()` threads inside the block, then restore its own count."""
+def torch_threads(count: int | None = None) -> Iterator[None]:
+    """Let torch use `count` threads (default `threads()`) inside the block, then restore
+    its own count."""
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(threads())
+    torch.set_num_threads(count or threads())
     try:
         yield
     finally:

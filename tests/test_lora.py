@@ -180,3 +180,10 @@ def test_quantization_says_why_it_cannot_run():
     with pytest.raises(RuntimeError, match="needs a CUDA GPU.*quantize=False"):
         lora.quantization_config()
     assert lora.load_base.__defaults__[1] is None  # quantize only when possible, by default
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU's training settings")
+def test_a_cpu_trains_without_recomputing_the_forward_pass(tmp_path):
+    config = lora.sft_config(tmp_path)
+    assert not config.gradient_checkpointing and config.optim == "adamw_torch"
+    assert lora.sft_config(tmp_path, gradient_checkpointing=True).gradient_checkpointing

@@ -1,6 +1,8 @@
 """Open models: the registry, the setting, and a conversion that is whole or never used."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -94,12 +96,30 @@ def test_a_gguf_with_the_wrong_digest_is_refused(data_dir, monkeypatch):
 
 
 @pytest.mark.slow  # dequantizes the real model (about a minute on 2 cores)
-def test_the_real_conversion_loads_as_a_plain_model(data_dir):
+def test_the_real_conversion_loads_as_a_plain_model():
+    # The project's own checkpoint, which the other tests and the notebooks load: converting
+    # it again into an empty folder would take half a minute more.
     model, tok = open_models.load("smollm2-135m", progress=False)
     assert not getattr(model, "is_quantized", False)
     assert getattr(model, "hf_quantizer", None) is None
     assert "quantization_config" not in json.loads(
-        (data_dir / "open-models" / "smollm2-135m" / "config.json").read_text())
+        (Path(open_models.checkpoint("smollm2-135m")) / "config.json").read_text())
     assert tok.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False,
                                    add_generation_prompt=True).endswith("<|im_start|>assistant\n")
     assert settings.open_model() == "smollm2-135m"
+
+
+@pytest.mark.parametrize("name, default", [("PRICER_LLM_THREADS", None), ("PRICER_THREADS", 1)])
+def test_thread_counts_come_from_the_environment_or_dotenv(monkeypatch, tmp_path, name, default):
+    read = settings.llm_threads if name == "PRICER_LLM_THREADS" else settings.threads
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(name, raising=False)
+    assert read() == (default or len(os.sched_getaffinity(0)))
+    (tmp_path / ".env").write_text(f"{name}=3\n")
+    assert read() == 3
+    monkeypatch.setenv(name, "2")
+    assert read() == 2
+    for bad in ("0", "two", "-1", "1.5"):
+        monkeypatch.setenv(name, bad)
+        with pytest.raises(ValueError, match=f"{name} must be a whole number of at least 1"):
+            read()
