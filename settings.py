@@ -79,22 +79,29 @@ def threads() -> int:
     return count("PRICER_THREADS", 1)
 
 
+def cores() -> int:
+    """The CPU cores this process may run on (all of the machine's where that is not known)."""
+    if hasattr(os, "sched_getaffinity"):  # Linux; macOS and Windows have no affinity query
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def llm_threads() -> int:
     """Threads an open LLM may use to fine-tune or answer (PRICER_LLM_THREADS, default every
     core): its float32 arithmetic differs by CPU whatever the count, so nothing compared to
-    the cent depends on it, and it runs nearly twice as fast on two cores as on one.
+    the cent depends on it, and it trains and answers faster on every core.
     """
-    return count("PRICER_LLM_THREADS", len(os.sched_getaffinity(0)))
+    return count("PRICER_LLM_THREADS", cores())
 
 
 @contextmanager
-def torch_threads(count: int | None = None) -> Iterator[None]:
-    """Let torch use `count` threads (default `threads()`) inside the block, then restore
-    its own count."""
+def torch_threads(n: int | None = None) -> Iterator[None]:
+    """Let torch use `n` threads (default `threads()`) inside the block, then restore its own
+    count."""
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(count or threads())
+    torch.set_num_threads(n or threads())
     try:
         yield
     finally:

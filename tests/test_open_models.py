@@ -114,7 +114,7 @@ def test_thread_counts_come_from_the_environment_or_dotenv(monkeypatch, tmp_path
     read = settings.llm_threads if name == "PRICER_LLM_THREADS" else settings.threads
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(name, raising=False)
-    assert read() == (default or len(os.sched_getaffinity(0)))
+    assert read() == (default or settings.cores())
     (tmp_path / ".env").write_text(f"{name}=3\n")
     assert read() == 3
     monkeypatch.setenv(name, "2")
@@ -123,3 +123,8 @@ def test_thread_counts_come_from_the_environment_or_dotenv(monkeypatch, tmp_path
         monkeypatch.setenv(name, bad)
         with pytest.raises(ValueError, match=f"{name} must be a whole number of at least 1"):
             read()
+
+
+def test_cores_are_counted_where_affinity_is_unknown(monkeypatch):
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # as on macOS and Windows
+    assert settings.cores() == (os.cpu_count() or 1)
