@@ -11,6 +11,7 @@ import fine_tuning
 import lora
 import open_models
 import server
+import settings
 from items import Item
 
 pytestmark = pytest.mark.slow  # trains a model with torch
@@ -77,8 +78,9 @@ def test_the_decodings_read_digit_paths(tuned):
     assert not math.isnan(greedy) and greedy == int(greedy)
 
 
-def test_a_local_job_fine_tunes_the_open_model_and_serves_it(tmp_path, monkeypatch):
-    monkeypatch.setenv("PRICER_DATA_DIR", str(tmp_path / "data"))
+def test_a_local_job_fine_tunes_the_open_model_and_serves_it(tmp_path):
+    jobs = settings.data_dir() / "open-jobs"
+    before = set(jobs.iterdir()) if jobs.exists() else set()
     trainer = lora.open_trainer("smollm2-135m", minutes=2,
                                 hyperparameters=lora.Hyperparameters(batch_size=2, max_steps=3))
     with server.start(lambda _: 1.0, model="base", trainer=trainer) as local:
@@ -92,7 +94,7 @@ def test_a_local_job_fine_tunes_the_open_model_and_serves_it(tmp_path, monkeypat
         assert losses and all(loss > 0 for loss in losses)
         price = local.pricer(done.fine_tuned_model)(ITEMS[0])
         assert math.isfinite(price) and price > 0
-    assert list((tmp_path / "data" / "open-jobs").iterdir()) == []  # the trainer's files went
+    assert set(jobs.iterdir()) == before  # the job's trainer files went with it
 
 
 def test_an_example_over_max_length_is_refused_not_cut():
