@@ -68,6 +68,7 @@ log = logging.getLogger("training")  # each step's loss; a local fine-tuning job
 BASE_MODEL = "meta-llama/Llama-3.1-8B"
 BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"
 TOP_K = 3
+BUDGET_WARMUP = 10  # steps of warmup when training to a time budget
 
 # meta-llama/Llama-3.1-8B's config.json, as transformers reads it.
 LLAMA_31_8B = dict(
@@ -276,8 +277,10 @@ def sft_config(output_dir: str | Path, hyperparameters: Hyperparameters | None =
     On a GPU: bf16, the paged 32-bit AdamW of bitsandbytes and gradient checkpointing, as the
     course; on a CPU: fp32, torch's AdamW, no checkpointing (it saves memory a small model does
     not need by computing the forward pass twice: a third slower), and the loss logged every
-    10 steps rather than 50, as steps are slow.
-    W&B gets the run when `wandb_ready()`. `overrides` win.
+    10 steps rather than 50, as steps are slow. Under a time budget alone (`max_minutes`, no
+    `max_steps`) the learning rate warms up over `BUDGET_WARMUP` steps and then stays: the
+    number of steps is unknown, and a schedule over the whole epoch would still be warming up
+    when the budget ends. W&B gets the run when `wandb_ready()`. `overrides` win.
     """
     from transformers.utils import is_bitsandbytes_available
     from trl import SFTConfig
@@ -296,6 +299,8 @@ def sft_config(output_dir: str | Path, hyperparameters: Hyperparameters | None =
         save_total_limit=10,
         report_to="wandb" if wandb_ready() else "none", seed=h.seed,
     )
+    if h.max_minutes is not None and h.max_steps <= 0:
+        values.update(lr_scheduler_type="constant_with_warmup", warmup_steps=BUDGET_WARMUP)
     with _quiet_renames():
         return SFTConfig(**{**values, **overrides})
 
@@ -334,8 +339,8 @@ class LossLog(TrainerCallback):
 
 
 class TimeBudget(TrainerCallback):
-    """Stops training after the step that passes `minutes` of training (the learning rate's
-    schedule still spans the whole run that epochs or max_steps set)."""
+    """Stops training after the step that passes `minutes` of training (with `max_steps` or
+    epochs alone setting the learning rate's schedule, see `sft_config`)."""
 
     def __init__(self, minutes: float):
         self.seconds, self.start = minutes * 60, None

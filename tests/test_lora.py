@@ -187,3 +187,10 @@ def test_a_cpu_trains_without_recomputing_the_forward_pass(tmp_path):
     config = lora.sft_config(tmp_path)
     assert not config.gradient_checkpointing and config.optim == "adamw_torch"
     assert lora.sft_config(tmp_path, gradient_checkpointing=True).gradient_checkpointing
+
+
+def test_a_time_budget_keeps_the_learning_rate_after_a_short_warmup(tmp_path):
+    budget = lora.sft_config(tmp_path, lora.Hyperparameters(max_minutes=15))
+    assert (budget.lr_scheduler_type, budget.warmup_steps) == ("constant_with_warmup", 10)
+    steps = lora.sft_config(tmp_path, lora.Hyperparameters(max_minutes=15, max_steps=100))
+    assert (steps.lr_scheduler_type, steps.warmup_steps) == ("cosine", 0.03)  # the course's
