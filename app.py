@@ -7,7 +7,7 @@ similar training products with their prices. Its models are the CPU ones, so it 
 offline: a FittedEnsemble of the stack and MiniLM + SVR (`ensemble.cpu_members()`), with the
 lite split's vector store for the neighbours. The first start trains them (a few minutes on 2
 cores, with progress in the terminal) and saves the ensemble under data/models/; later
-starts load it.
+starts load it, until the models' code changes (see `model_path`).
 
 >>> problem("   ")
 'Paste a product description first.'
@@ -103,10 +103,16 @@ def page(pricing: Pricing):
 
 
 def model_path(train: list[Item]) -> Path:
-    """Where the page's ensemble for `train` is saved: named for the training items."""
-    from vectors import digest
+    """Where the page's ensemble for `train` is saved: named for the training items and for
+    the code of every project module that a model file may name, so that after an edit of how
+    a model predicts the page trains afresh rather than load a file the new code misreads."""
+    from files import digest
+    from pricer import MODEL_GLOBALS
+    from vectors import digest as items_digest
 
-    return settings.data_dir() / "models" / f"app-ensemble-{digest(train)}.pkl"
+    files = {settings.ROOT / f"{module}.py" for module, _ in MODEL_GLOBALS}
+    code = digest(*sorted(path for path in files | {settings.ROOT / "pricer.py"} if path.exists()))
+    return settings.data_dir() / "models" / f"app-ensemble-{items_digest(train)}-{code}.pkl"
 
 
 def load_or_train() -> Pricing:

@@ -12,12 +12,22 @@ changes. The held-out items are training items, never test items: `fit(train)` h
 seeded `share` of `train`, fits every member on the rest, asks each for its guesses on the
 held-back items, fits the weights on those, and then fits the members again on all of
 `train`, so a member's guesses on the items that set its weight are as unseen as a test item.
-And the weights are non-negative least squares (NNLS), not ordinary linear regression: the
-members' guesses, their min and their max are close to collinear, and on a few hundred
-held-out items ordinary least squares answers that with large weights of opposite signs that
-cancel there and not on new items; NNLS keeps every weight at zero or above (a weighted blend,
-read at a glance), which costs nothing in fit when the members are all useful. The constant
-is free in sign. Guesses and weights are in dollars, as the Tester scores them.
+And the blend is fitted on log prices to the least absolute error (least absolute deviations,
+a small linear program), with non-negative weights, where the course's regression fitted
+dollars to the least squared error:
+- absolute error, because the Tester scores the mean absolute error, which the median price
+  of items alike minimises; squares fit their mean, which skewed prices put well above the
+  typical one. On real products a squared fit in dollars let a few dear held-out items set
+  the weights and priced the cheap majority too high, worse than its best member;
+- log prices, because the median is the same on either scale (so the fit still aims at the
+  dollars' median), while a blend of logs is a weighted geometric mean: its constant is a
+  factor, not a dollar amount that would swamp a cheap product, and it carries over to
+  categories whose prices run higher or lower than the held-out items';
+- non-negative weights, because the members' guesses, their min and their max are close to
+  collinear, and a free fit on a few hundred held-out items answers that with large weights
+  of opposite signs that cancel there and not on new items. A blend of weights at zero or
+  above reads at a glance, and costs nothing when the members are all useful. The constant
+  is free in sign.
 
 The held-out errors of the blend also calibrate its price ranges (see
 Pricer.predict_interval); an item that any member has no price for has none from the blend.
@@ -62,8 +72,36 @@ def cpu_members() -> list[Pricer]:
     return [baselines.best(), baselines.EmbeddingPricer("svr")]
 
 
+def least_absolute(columns: np.ndarray, truths: np.ndarray) -> tuple[np.ndarray, float]:
+    """(weights >= 0, constant): the blend `columns @ weights + constant` with the least total
+    absolute error from `truths`, as a linear program: each item's error is bounded above by
+    a slack variable u >= |truth - blend|, and the program minimises the sum of the slacks.
+
+    >>> guesses = np.array([[1.0], [2.0], [3.0], [4.0], [5.0]])
+    >>> weights, constant = least_absolute(guesses, np.array([2.0, 4.0, 6.0, 8.0, 100.0]))
+    >>> weights.round(6).tolist(), round(constant, 6)   # the one wild price moves nothing
+    ([2.0], 0.0)
+    """
+    from scipy.optimize import linprog
+    from scipy.sparse import eye, hstack, vstack
+
+    n, k = columns.shape
+    one = np.ones((n, 1))
+    slack = eye(n, format="csr")
+    # variables: the k weights, the constant as (plus - minus), then the n slacks
+    over = hstack([columns, one, -one, -slack])  # blend - u <= truth
+    under = hstack([-columns, -one, one, -slack])  # -blend - u <= -truth
+    cost = np.r_[np.zeros(k + 2), np.ones(n)]
+    answer = linprog(cost, A_ub=vstack([over, under]).tocsr(), b_ub=np.r_[truths, -truths],
+                     bounds=(0, None), method="highs")
+    if not answer.success:
+        raise RuntimeError(f"the blend's weights could not be fitted: {answer.message}")
+    return answer.x[:k], float(answer.x[k] - answer.x[k + 1])
+
+
 class FittedEnsemble(Pricer):
-    """Members' guesses, their min and max, blended by NNLS weights fitted on held-out items."""
+    """Members' log prices, their min and max, blended by weights fitted on held-out items to
+    the least absolute error."""
 
     calibrated_by_fit = True
 
@@ -82,37 +120,36 @@ class FittedEnsemble(Pricer):
         return all(member.savable for member in self.members)
 
     def columns(self, items: Sequence[Item]) -> np.ndarray:
-        """One row per item: each member's guess, then their min and their max."""
+        """One row per item: each member's log price (log1p of its guess), then their min and
+        their max."""
         guesses = np.column_stack([member.predict_many(items) for member in self.members])
-        return np.column_stack([guesses, guesses.min(axis=1), guesses.max(axis=1)])
+        logs = np.log1p(np.clip(guesses, 0, None))
+        return np.column_stack([logs, logs.min(axis=1), logs.max(axis=1)])
 
     def _fit(self, train: list[Item]) -> None:
-        from scipy.optimize import nnls
-
         held, rest = held_out(train, self.share, self.seed)
         if not held or not rest:
             raise ValueError(f"{self.name}: {len(train)} training items are too few to hold "
                              f"back {self.share:.0%}")
         for member in self.members:
             member.fit(rest)
-        columns, truths = self.columns(held), prices(held)
+        columns, truths = self.columns(held), np.log1p(prices(held))
         known = np.isfinite(columns).all(axis=1)
         self.held_size, self.dropped = len(held), int((~known).sum())
         if not known.any():
             raise ValueError(f"{self.name}: no held-out item has a price from every member")
-        ones = np.ones((known.sum(), 1))
-        solution, _ = nnls(np.hstack([columns[known], ones, -ones]), truths[known])
-        self.coefficients, self.constant = solution[:-2], solution[-2] - solution[-1]
-        blend = np.clip(columns[known] @ self.coefficients + self.constant, 0, None)
-        self.residuals = np.sort(np.abs(np.log1p(truths[known]) - np.log1p(blend)))
+        self.coefficients, self.constant = least_absolute(columns[known], truths[known])
+        blend = columns[known] @ self.coefficients + self.constant
+        self.residuals = np.sort(np.abs(truths[known] - blend))
         for member in self.members:
             member.fit(train)
 
     def _predict(self, items: list[Item]) -> np.ndarray:
-        return self.columns(items) @ self.coefficients + self.constant
+        return np.expm1(self.columns(items) @ self.coefficients + self.constant)
 
     def weights(self) -> dict[str, float]:
-        """The fitted weight of each member, of the min and the max, and the constant ($)."""
+        """The fitted weight of each member's log price, of their min and max, and the
+        constant added to the blend's log price (a factor of e^constant on the price)."""
         names = [member.name for member in self.members] + ["min", "max"]
         return {**dict(zip(names, self.coefficients.tolist(), strict=True)),
                 "constant": float(self.constant)}

@@ -13,6 +13,7 @@ import app
 import baselines
 import curation
 import sentences
+import settings
 from ensemble import FittedEnsemble
 from vectors import VectorStore
 
@@ -91,3 +92,16 @@ def test_pasted_descriptions_are_not_kept_in_the_embedding_cache(pricing, monkey
         head, _, neighbours = app.answer(f"Kettle, {litres} litres, stainless steel", pricing)
         assert head.startswith("## $") and neighbours.count("\n| ") == 5
     assert not cache.file().exists() and not cache.vectors and len(cache.passing) == 3
+
+
+def test_the_saved_ensemble_is_named_for_the_code_that_reads_it(tmp_path, monkeypatch):
+    train = curation.lite()[0][:20]
+    for path in settings.ROOT.glob("*.py"):
+        shutil.copy(path, tmp_path)
+    monkeypatch.setattr(settings, "ROOT", tmp_path)
+    before = app.model_path(train).name
+    (tmp_path / "app.py").write_text("# not a model's code\n")
+    assert app.model_path(train).name == before
+    (tmp_path / "ensemble.py").write_text((tmp_path / "ensemble.py").read_text() + "# edit\n")
+    assert app.model_path(train).name != before  # a file that older code saved is not read
+    assert app.model_path(train[:-1]).name != app.model_path(train).name
