@@ -136,11 +136,12 @@ def test_ensemble_fits_its_members_and_averages_log_prices(split, tmp_path):
 @pytest.mark.slow
 def test_sentence_embeddings_load_offline_and_help(split, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(sentences, "_cache", sentences.EmbeddingCache(tmp_path / "e.npz"))
     train, test = split
     train, test = train[:200], test[:60]
     constant = Tester.test(ConstantPricer().fit(train), test, **QUIET).average_error
-    vectors = sentences.embed(test[:3])
+    with monkeypatch.context() as fresh:  # encoded now, not read from the shared cache
+        fresh.setattr(sentences, "_cache", sentences.EmbeddingCache(tmp_path / "e.npz"))
+        vectors = sentences.embed(test[:3])
     assert vectors.shape == (3, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
     for kind in ("svr", "neighbours", "ridge"):
         model = EmbeddingPricer(kind).fit(train)
