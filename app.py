@@ -110,8 +110,9 @@ def model_path(train: list[Item]) -> Path:
     from pricer import MODEL_GLOBALS
     from vectors import digest as items_digest
 
-    files = {settings.ROOT / f"{module}.py" for module, _ in MODEL_GLOBALS}
-    code = digest(*sorted(path for path in files | {settings.ROOT / "pricer.py"} if path.exists()))
+    sources = {settings.ROOT / f"{module}.py" for module, _ in MODEL_GLOBALS}
+    sources = sorted(path for path in sources | {settings.ROOT / "pricer.py"} if path.exists())
+    code = digest(*sources)
     return settings.data_dir() / "models" / f"app-ensemble-{items_digest(train)}-{code}.pkl"
 
 

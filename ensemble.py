@@ -139,13 +139,16 @@ class FittedEnsemble(Pricer):
         if not known.any():
             raise ValueError(f"{self.name}: no held-out item has a price from every member")
         self.coefficients, self.constant = least_absolute(columns[known], truths[known])
-        blend = columns[known] @ self.coefficients + self.constant
-        self.residuals = np.sort(np.abs(truths[known] - blend))
+        self.residuals = np.sort(np.abs(truths[known] - self.blend(columns[known])))
         for member in self.members:
             member.fit(train)
 
+    def blend(self, columns: np.ndarray) -> np.ndarray:
+        """The blended log prices of `columns` rows (never below a price of $0)."""
+        return np.clip(columns @ self.coefficients + self.constant, 0, None)
+
     def _predict(self, items: list[Item]) -> np.ndarray:
-        return np.expm1(self.columns(items) @ self.coefficients + self.constant)
+        return np.expm1(self.blend(self.columns(items)))
 
     def weights(self) -> dict[str, float]:
         """The fitted weight of each member's log price, of their min and max, and the
