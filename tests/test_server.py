@@ -256,7 +256,9 @@ def test_a_killed_servers_uploads_go_at_the_next_start(tmp_path, monkeypatch, ho
     """A server process killed before it stopped leaves its uploads; the next server to
     start removes them (and leaves those of servers still running)."""
     env = {**os.environ, "PRICER_DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
-    script = ("import time, server\n"
+    # a runner started in the background ignores SIGINT, and so would the child: not here
+    script = ("import signal, time, server\n"
+              "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
               "r = server.start(lambda i: 1.0, trainer=lambda items: (lambda i: 1.0))\n"
               "print(r.base_url, flush=True)\n"
               "time.sleep(60)\n")
