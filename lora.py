@@ -444,6 +444,7 @@ def open_trainer(name: str | None = None, minutes: float | None = 5,
 
 
 DECODINGS = ("one-token", "greedy", "mean", "median")
+DIGIT_DECODING = "mean"  # the default where prices are written digit by digit
 
 
 class LlamaPricer(Pricer):
@@ -468,7 +469,7 @@ class LlamaPricer(Pricer):
         self.tokenizer = tok or tokenizer()
         self.values = price_values(self.tokenizer)
         one_token = int((self.values > 0).sum()) >= 999
-        self.decoding = decoding or ("one-token" if one_token else "mean")
+        self.decoding = decoding or ("one-token" if one_token else DIGIT_DECODING)
         if self.decoding not in DECODINGS:
             raise ValueError(f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}")
         self.top_k, self.prices_first, self.name = top_k, prices_first, name

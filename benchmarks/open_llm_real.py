@@ -2,25 +2,28 @@
 
     PYTHONPATH=. python benchmarks/open_llm_real.py \
         --data ../shared/data/real_priced_items.jsonl.gz --model smollm2-135m --train-minutes 30
-    PYTHONPATH=. python benchmarks/open_llm_real.py --data ... --train-minutes 5 --full  # + full
+    PYTHONPATH=. python benchmarks/open_llm_real.py --data ... --train-minutes 5 --method both
 
 The real items (`baselines_real.load_items`) are split with a seed; the first `--test-size`
 held-out items are scored. The training mean and median are the floors. Zero-shot, the base
 model reads each item's plain test prompt (ending "Price is $"); its price is read by each
 decoding (greedy digits, and the mean and median of the likeliest digit paths); the first
 `--served` of them are also asked through the local server, as notebook 05 asks, for its
-chats/s against the bound the float32 peak sets. Then LoRA with
-the course's recipe trains on the training items for `--train-minutes`, and its adapters are
-saved at each budget mark (5, 15, 30 minutes, whichever fit), each scored afterwards, so that
-the error per CPU-minute can be drawn. `--full` trains every weight as well, for the same
-time. Training examples/s and tokens/s count the real tokens of the examples trained on
-(no padding); the share of float32 peak counts the useful FLOPs of a training step: per token,
-2 x the parameters forward, 2 x backward to the inputs, and 2 more for the weights' gradients
-when every weight trains (6 x for full fine-tuning, 4 x for LoRA, whose frozen weights need
-no gradient), over the parameters outside the embedding (the output layer runs only at the
-price's positions), against `--peak-gflops` (AVX2 with two FMA units: cores x GHz x 32).
-Torch uses `settings.llm_threads()` threads: every core unless PRICER_LLM_THREADS says less.
-Peak memory is the process's maximum resident set. The last line sums it up.
+chats/s against the bound the float32 peak sets. Then LoRA with the course's recipe trains on
+the training items for `--train-minutes`, and its adapters are saved at each budget mark (5,
+15, 30 minutes, whichever fit), each scored afterwards, so that the error per CPU-minute can be
+drawn. `--method full` trains every weight instead (at a tenth of the learning rate), `--method
+both` the one after the other, each for the same time. The last lines read each price by
+`lora.LlamaPricer`'s default decoding (the mean of the digit paths), not by whichever of the
+three did best on these items. Training examples/s and tokens/s count the real tokens of the
+examples trained on (no padding); the share of float32 peak counts the useful FLOPs of a
+training step: per token, 2 x the parameters forward, 2 x backward to the inputs, and 2 more
+for the weights' gradients when every weight trains (6 x for full fine-tuning, 4 x for LoRA,
+whose frozen weights need no gradient), over the parameters outside the embedding (the output
+layer runs only at the price's positions), against `--peak-gflops` (AVX2 with two FMA units:
+cores x GHz x 32). Torch uses `settings.llm_threads()` threads: every core unless
+PRICER_LLM_THREADS says less. Peak memory is the process's maximum resident set. The last line
+(a line a method) sums it up.
 """
 
 from __future__ import annotations
@@ -161,7 +164,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--learning-rate", type=float, default=lora.Hyperparameters.learning_rate,
                         help="LoRA's (default: the course's); full fine-tuning takes a tenth")
-    parser.add_argument("--full", action="store_true", help="also full fine-tuning")
+    parser.add_argument("--method", choices=("lora", "full", "both"), default="lora",
+                        help="LoRA (the course's), full fine-tuning, or both, one after the other")
     parser.add_argument("--served", type=int, default=50,
                         help="held-out items asked through the local server")
     parser.add_argument("--peak-gflops", type=float, default=2 * 2.45 * 32,
@@ -184,8 +188,8 @@ def main() -> None:
     served(args.model, test[:args.served], layer_parameters(model), args.peak_gflops)
     print("zero-shot: " + ", ".join(f"{how} ${e:.2f}" for how, e in zero.items()), flush=True)
 
-    results = {}
-    for full in ([False, True] if args.full else [False]):
+    results, summaries = {}, []
+    for full in {"lora": [False], "full": [True], "both": [False, True]}[args.method]:
         kind = "full" if full else "lora"
         model, tok = open_models.load(args.model, progress=False)
         rate = args.learning_rate / (10 if full else 1)
@@ -205,14 +209,12 @@ def main() -> None:
             results.update({(kind, mark, how): e for how, e in errors.items()})
             print(f"{kind} after {mark:g} min ({step * args.batch_size:,} examples): "
                   + ", ".join(f"{how} ${e:.2f}" for how, e in errors.items()), flush=True)
-        if not full:  # the summary is LoRA's, the course's recipe
-            last = max(run["marks"])
-            best = min(results[("lora", last, how)] for how in ("greedy", "mean", "median"))
-            summary = (f"{args.model}: constant ${constant:.2f}, zero-shot "
-                       f"${min(zero.values()):.2f}, fine-tuned ${best:.2f} "
-                       f"({run['marks'][last] * args.batch_size:,} examples, {last:g} min, "
-                       f"{run['tokens_s']:.0f} tok/s)")
-    print(summary)
+        last, how = max(run["marks"]), lora.DIGIT_DECODING
+        summaries.append(f"{args.model}: constant ${constant:.2f}, zero-shot ${zero[how]:.2f}, "
+                         f"fine-tuned{' (full)' if full else ''} ${results[(kind, last, how)]:.2f} "
+                         f"({run['marks'][last] * args.batch_size:,} examples, {last:g} min, "
+                         f"{run['tokens_s']:.0f} tok/s)")
+    print("\n".join(summaries))
 
 
 if __name__ == "__main__":
