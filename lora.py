@@ -57,6 +57,7 @@ import numpy as np
 import torch
 from peft import LoraConfig, PeftModel
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, TrainerCallback
+from trl import SFTConfig, SFTTrainer
 
 import decoding
 import open_models
@@ -283,7 +284,6 @@ def sft_config(output_dir: str | Path, hyperparameters: Hyperparameters | None =
     when the budget ends. W&B gets the run when `wandb_ready()`. `overrides` win.
     """
     from transformers.utils import is_bitsandbytes_available
-    from trl import SFTConfig
 
     h = hyperparameters or Hyperparameters()
     cuda = torch.cuda.is_available()
@@ -309,20 +309,44 @@ def trainer(model, train: Sequence[Item], output_dir: str | Path,
             hyperparameters: Hyperparameters | None = None, tok=None, **overrides):
     """An SFTTrainer that adds LoRA adapters to `model` (or, `full`, trains all its weights)
     on `train`'s prices; `tok` is the model's tokenizer (default Llama 3's)."""
-    from trl import SFTTrainer
-
     h = hyperparameters or Hyperparameters()
     tok = tok or tokenizer()
     if not train:
         raise ValueError("no training items")
     with _quiet_renames():
-        run = SFTTrainer(model=model, args=sft_config(output_dir, h, **overrides),
+        run = PriceTrainer(model=model, args=sft_config(output_dir, h, **overrides),
                          train_dataset=dataset(train, h, tok), processing_class=tok,
                          peft_config=None if h.full else lora_config(h))
     if h.max_minutes is not None:
         run.add_callback(TimeBudget(h.max_minutes))
     run.add_callback(LossLog())
     return run
+
+
+class PriceTrainer(SFTTrainer):
+    """SFTTrainer whose loss runs the output layer only over a batch's last positions, from
+    just before its earliest label: the price's few tokens after a long prompt.
+
+    TRL's own loss does that on a GPU with Triton only; elsewhere it scores every position
+    against the whole vocabulary (49k words for SmolLM2), which took about half of each CPU
+    step. The loss is the same, the mean negative log-likelihood of the label tokens, through
+    the model's own head (so a model's logit scaling or soft-capping still applies); TRL's
+    entropy and token-accuracy metrics are not logged.
+    """
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs["labels"]
+        first = max(1, int((labels != -100).int().argmax(dim=1).min()))  # earliest label
+        keep = labels.shape[1] - first + 1  # logits from the position before it, to the end
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                        use_cache=False, logits_to_keep=keep)
+        targets = labels[:, labels.shape[1] - keep + 1:]
+        mask = targets != -100
+        count = mask.sum() if num_items_in_batch is None else num_items_in_batch
+        loss = torch.nn.functional.cross_entropy(
+            outputs.logits[:, :-1][mask].float(), targets[mask], reduction="sum")
+        loss = loss / torch.as_tensor(count, device=loss.device).clamp(min=1)
+        return (loss, outputs) if return_outputs else loss
 
 
 class LossLog(TrainerCallback):

@@ -182,6 +182,28 @@ def test_quantization_says_why_it_cannot_run():
     assert lora.load_base.__defaults__[1] is None  # quantize only when possible, by default
 
 
+@pytest.mark.parametrize("full", [False, True])
+def test_the_loss_reads_only_the_last_positions_and_equals_trls(full):
+    # Items of different lengths, so the batch is padded and the labels start at different
+    # places; the loss and every gradient match TRL's, which scores every position.
+    from trl import SFTTrainer
+
+    items = [short_item(i, p) for i, p in enumerate([25, 130, 48])] + real_items(1)
+    run = lora.trainer(lora.tiny_llama(), items, "unused",
+                       lora.Hyperparameters(max_steps=1, full=full))
+    run.model.eval()  # no dropout: the two passes see the same network
+    batch = next(iter(run.get_train_dataloader()))
+    assert len(set((batch["labels"] != -100).int().argmax(dim=1).tolist())) > 1
+    weights = [p for p in run.model.parameters() if p.requires_grad]
+    for p in weights:  # adapters away from their zero start, so every gradient is non-zero
+        p.data += 0.01 * torch.randn_like(p)
+    ours = run.compute_loss(run.model, dict(batch))
+    theirs = SFTTrainer.compute_loss(run, run.model, dict(batch))
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-5)
+    mine, trls = (torch.autograd.grad(loss, weights) for loss in (ours, theirs))
+    for a, b in zip(mine, trls, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert all(g.abs().sum() > 0 for g in mine)
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU's training settings")
 def test_a_cpu_trains_without_recomputing_the_forward_pass(tmp_path):
     config = lora.sft_config(tmp_path)
