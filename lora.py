@@ -315,8 +315,8 @@ def trainer(model, train: Sequence[Item], output_dir: str | Path,
         raise ValueError("no training items")
     with _quiet_renames():
         run = PriceTrainer(model=model, args=sft_config(output_dir, h, **overrides),
-                         train_dataset=dataset(train, h, tok), processing_class=tok,
-                         peft_config=None if h.full else lora_config(h))
+                           train_dataset=dataset(train, h, tok), processing_class=tok,
+                           peft_config=None if h.full else lora_config(h))
     if h.max_minutes is not None:
         run.add_callback(TimeBudget(h.max_minutes))
     run.add_callback(LossLog())
