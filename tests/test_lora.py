@@ -204,6 +204,8 @@ def test_the_loss_reads_only_the_last_positions_and_equals_trls(full):
     for a, b in zip(mine, trls, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
     assert all(g.abs().sum() > 0 for g in mine)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU's training settings")
 def test_a_cpu_trains_without_recomputing_the_forward_pass(tmp_path):
     config = lora.sft_config(tmp_path)
