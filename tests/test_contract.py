@@ -13,6 +13,14 @@ import math
 import numpy as np
 import pytest
 from project import modules
+from tolerance import (
+    FLOAT64_MODEL,
+    MINILM,
+    SPARSE_MLP,
+    TRANSFORMER,
+    WORD_VECTORS,
+    assert_close,
+)
 
 import baselines
 import curation
@@ -91,6 +99,11 @@ def reload(model: Pricer, path):
 
 
 SLOW = {"minilm + ridge", "minilm fine-tune", "llama"}  # torch models
+# One item or a batch of six takes other kernels, and so sums in another order: each model
+# agrees with itself within what its precision and depth allow (tests/tolerance.py); the
+# rest compute in float64, or answer from a server to the cent.
+TOLERANCE = {"word2vec": WORD_VECTORS, "sparse mlp": SPARSE_MLP, "stack": SPARSE_MLP,
+             "minilm fine-tune": MINILM, "llama": TRANSFORMER}
 
 
 @pytest.mark.parametrize("key", [pytest.param(k, marks=pytest.mark.slow) if k in SLOW else k
@@ -108,12 +121,12 @@ def test_every_predictor_keeps_the_contract(key, data, chat_server, tmp_path):
     guesses = model.predict_many(test)
     assert isinstance(guesses, np.ndarray) and guesses.shape == (len(test),)
     assert np.isfinite(guesses).all() and (guesses >= 0).all()
-    for item, guess in zip(test[:3], guesses, strict=False):
-        assert model.predict(item) == pytest.approx(guess, rel=1e-6)
-        assert model(item) == pytest.approx(guess, rel=1e-6)
+    tolerance = TOLERANCE.get(key, FLOAT64_MODEL)
+    one_by_one = [(model.predict(item), model(item)) for item in test[:3]]
+    assert_close(one_by_one, np.repeat(guesses[:3, None], 2, axis=1), tolerance, key)
     if model.savable:
         again = reload(model, tmp_path / "model")
-        assert again.predict_many(test) == pytest.approx(guesses, rel=1e-6)
+        assert_close(again.predict_many(test), guesses, tolerance, key)
     else:
         with pytest.raises(TypeError, match="nothing to save"):
             model.save(tmp_path / "model")

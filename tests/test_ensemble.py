@@ -6,6 +6,7 @@ import math
 import faults
 import numpy as np
 import pytest
+from tolerance import assert_scores_as_saved
 
 import curation
 from ensemble import FittedEnsemble, cpu_members, held_out
@@ -105,10 +106,11 @@ def test_bad_setups_say_what_is_wrong(items):
 
 
 # Notebook 07's ensemble cells are not compared (the stack's MLP trains in float32, which
-# rounds differently by CPU and thread count): its offline score on the sample is checked here.
+# rounds differently by CPU and thread count): its offline score on the sample is checked
+# here, within the spread that reseeding it shows (tests/fixtures/expected.json).
 @pytest.mark.slow
 def test_the_ensemble_scores_as_in_the_notebook():
     train, test = curation.lite()
     model = FittedEnsemble(cpu_members()).fit(train)
     scores = Tester.test(model, test, verbose=False, chart=False, results=False)
-    assert scores.average_error == pytest.approx(33.69, rel=0.15)
+    assert_scores_as_saved("fitted ensemble", scores.average_error)

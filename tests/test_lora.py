@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from tolerance import TRANSFORMER, assert_close, rtol
 
 import llama_tokens
 import lora
@@ -129,7 +130,8 @@ def test_pricer_reads_prices_from_the_fine_tuned_model(trained):
         top = logits[ids].topk(lora.TOP_K)
         weights = torch.softmax(top.values, dim=0)
         expected = sum(w * number[int(ids[i])] for w, i in zip(weights, top.indices, strict=True))
-        assert guess == pytest.approx(float(expected), rel=1e-5)
+        # a padded batch against one prompt: float32 through the tiny Llama
+        assert_close(guess, float(expected), TRANSFORMER, "one prompt against a batch")
     assert len(set(guesses.round(4))) > 1  # the price depends on the item
     course = lora.LlamaPricer(run.model)  # the course's rule, checked in its own test
     for item, guess in zip(ITEMS, course.predict_many(ITEMS), strict=True):
@@ -199,10 +201,13 @@ def test_the_loss_reads_only_the_last_positions_and_equals_trls(full):
         p.data += 0.01 * torch.randn_like(p)
     ours = run.compute_loss(run.model, dict(batch))
     theirs = SFTTrainer.compute_loss(run, run.model, dict(batch))
-    assert ours.item() == pytest.approx(theirs.item(), rel=1e-5)
+    # Fewer positions through the output layer, in float32: its sums over the hidden size
+    # and the 128,256-word softmax round differently.
+    close = rtol("float32", 128_256 + 2 * 2_300)
+    assert ours.item() == pytest.approx(theirs.item(), rel=close)
     mine, trls = (torch.autograd.grad(loss, weights) for loss in (ours, theirs))
     for a, b in zip(mine, trls, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(a, b, rtol=close, atol=close * float(b.abs().max()))
     assert all(g.abs().sum() > 0 for g in mine)
 
 

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import openai
 import pytest
 import torch
@@ -62,7 +63,8 @@ def test_adapters_save_and_reload_with_the_same_prices(tuned, tmp_path):
     assert (tmp_path / "adapters" / "adapter_config.json").exists()
     again = lora.LlamaPricer.load(tmp_path / "adapters", base=open_models.load(
         "smollm2-135m", progress=False)[0])
-    assert list(again.predict_many(ITEMS)) == pytest.approx(list(pricer.predict_many(ITEMS)))
+    # the same adapters, loaded into a fresh copy of the base: the same arithmetic
+    assert np.array_equal(again.predict_many(ITEMS), pricer.predict_many(ITEMS))
 
 
 def test_the_decodings_read_digit_paths(tuned):

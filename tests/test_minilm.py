@@ -6,6 +6,7 @@ import math
 import matplotlib
 import pytest
 import torch
+from tolerance import MINILM, assert_close, assert_scores_as_saved
 
 import testing
 from items import Item
@@ -51,7 +52,8 @@ def test_fit_trains_the_top_layers_and_learns_the_signal(fitted):
 def test_predict_many_matches_one_at_a_time(fitted):
     model = fitted[0]
     many = model.predict_many(TRAIN[:5])
-    assert many == pytest.approx([model(i) for i in TRAIN[:5]], rel=1e-5)
+    # a padded batch of five and one text take other kernels: float32 to MiniLM's depth
+    assert_close([model(i) for i in TRAIN[:5]], many, MINILM, "MiniLM one by one")
 
 
 def test_save_and_load_give_the_same_predictions(fitted, tmp_path):
@@ -85,10 +87,11 @@ def test_bad_input_gets_a_clear_error(tmp_path):
 
 def test_the_notebooks_fine_tune_scores_as_in_the_notebook():
     """Notebook 06's MiniLM cell is not compared (torch's rounding differs by CPU and thread
-    count, and training grows the differences): its score is checked here, with a tolerance."""
+    count, and training grows the differences): its score is checked here, within the spread
+    that reseeding it shows (tests/fixtures/expected.json)."""
     import curation
 
     train, test = curation.lite()
     model = MiniLMPricer(Hyperparameters(max_length=64, frozen_layers=4)).fit(train, progress=False)
     scores = testing.Tester.test(model, test, verbose=False, chart=False, results=False)
-    assert scores.average_error == pytest.approx(57.49, rel=0.2)
+    assert_scores_as_saved("minilm fine-tune", scores.average_error)
