@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from items import Item
+from items import Item, price_problem
 
 SYSTEM = "You estimate prices of items. Reply only with the price, no explanation"
 CHAT_QUESTION = "How much does this cost?"
@@ -87,12 +87,20 @@ def priced_item(messages: list[dict]) -> Item:
     Traceback (most recent call last):
     ...
     ValueError: the assistant's answer has no price: 'Price is $'
+    >>> kettle = messages_for(Item.from_text("Kettle", 1))[:-1]
+    >>> priced_item([*kettle, {"role": "assistant", "content": answer(-5)}])
+    Traceback (most recent call last):
+    ...
+    ValueError: the assistant's answer has a price that is negative: 'Price is $-5.00'
     """
     *question, last = messages
     content = last.get("content") if isinstance(last, dict) else None
     price = get_price(content) if isinstance(content, str) else None
     if price is None:
         raise ValueError(f"the assistant's answer has no price: {content!r}")
+    why = price_problem(price)
+    if why:
+        raise ValueError(f"the assistant's answer has a price that is {why}: {content[:60]!r}")
     return Item.from_text(item_from_messages(question).text, price)
 
 
