@@ -28,6 +28,7 @@ CONTEXT = ("To provide some context, here are some other items that might be sim
            "item you need to estimate.\n\n")
 RELATED = "Potentially related product:\n"
 NOW = "And now the question for you:\n\n"
+NO_RELATED = "No similar products were found to give as context.\n\n"
 
 
 def messages_for(item: Item) -> list[dict]:
@@ -59,9 +60,20 @@ def rag_messages(item: Item, related: Sequence[tuple[str, float]]) -> list[dict]
     How much does this cost?
     <BLANKLINE>
     Kettle
+
+    With no related products, the chat says so, and asks the zero-shot question:
+
+    >>> print(rag_messages(Item.from_text("Kettle", 0), [])[1]["content"])
+    No similar products were found to give as context.
+    <BLANKLINE>
+    How much does this cost?
+    <BLANKLINE>
+    Kettle
     """
-    context = "".join(f"{RELATED}{text}\n{answer(price)}\n\n" for text, price in related)
     system, user, prefill = messages_for(item)
+    if not related:
+        return [system, {**user, "content": NO_RELATED + user["content"]}, prefill]
+    context = "".join(f"{RELATED}{text}\n{answer(price)}\n\n" for text, price in related)
     return [system, {**user, "content": CONTEXT + context + NOW + user["content"]}, prefill]
 
 
@@ -113,6 +125,8 @@ def item_from_messages(messages: list[dict]) -> Item:
     True
     >>> item_from_messages(rag_messages(item, [("Teapot", 19.5)])).text == item.text
     True
+    >>> item_from_messages(rag_messages(item, [])).text == item.text
+    True
     """
     users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
     if not users:
@@ -125,7 +139,7 @@ def item_from_messages(messages: list[dict]) -> Item:
         raise ValueError("the user message's content must be text")
     if text.startswith(CONTEXT):
         text = text.rpartition(NOW)[2]
-    text = text.removeprefix(f"{CHAT_QUESTION}\n\n").strip()
+    text = text.removeprefix(NO_RELATED).removeprefix(f"{CHAT_QUESTION}\n\n").strip()
     if not text:
         raise ValueError("the user message is empty")
     return Item.from_text(text, 0.0)
