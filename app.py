@@ -1,6 +1,7 @@
 """A web page that prices any product, as the course's week 8 ends: paste a description.
 
     python app.py                 # then open http://127.0.0.1:7860
+    python app.py --share         # and a public link: anyone who has it can use the page
 
 The page shows the ensemble's price with its 80% range, each model's guess, and the five most
 similar training products with their prices. Its models are the CPU ones, so it answers
@@ -9,6 +10,12 @@ lite split's vector store for the neighbours. The first start trains them (a few
 cores, with progress in the terminal) and saves the ensemble under data/models/; later
 starts load it, until the models' code changes (see `model_path`).
 
+The page is served on this machine only unless `launch(..., share=True)` (or `--share`) asks
+for a public link: GRADIO_SHARE and hosted notebooks (Colab), which Gradio would otherwise
+let open one, do not. What a visitor sends is bounded: a description of at most MAX_CHARS
+characters of valid Unicode, a request of at most MAX_BODY bytes (refused unread beyond
+that); what the page shows of stored products is escaped, never Markdown or HTML.
+
 >>> problem("   ")
 'Paste a product description first.'
 """
@@ -16,6 +23,9 @@ starts load it, until the models' code changes (see `model_path`).
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +37,14 @@ from sentences import sentence_encoder, transient
 from vectors import VectorStore
 
 MAX_CHARS = 20_000  # a long product page is a few thousand characters
+# Bytes of one request: the page's JSON for MAX_CHARS characters is at most ~125 KB.
+MAX_BODY = 1 << 20
 PORT = 7860
+# Every ASCII punctuation mark escaped, &, < and > as HTML entities: shown, never markup.
+_LITERAL = {ord(c): "\\" + c for c in string.punctuation if c not in "&<>"} | {
+    ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;"}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -44,12 +61,20 @@ def problem(text: str | None) -> str | None:
 
     >>> problem("Kettle, 1.7 litres, stainless steel"), problem("\\x00\\x01PK\\x03")
     (None, 'That looks like binary data, not text: paste the description of a product.')
+    >>> problem("Kettle \\ud800")[:60]
+    'That text is not valid Unicode: character 8 is half of a cha'
     """
     if not text or not text.strip():
         return "Paste a product description first."
     if len(text) > MAX_CHARS:
         return (f"That is {len(text):,} characters; a description is at most {MAX_CHARS:,}: "
                 "paste the title and the main details.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return (f"That text is not valid Unicode: character {error.start + 1:,} is half of a "
+                "character (a lone UTF-16 surrogate, which some copies leave behind): copy the "
+                "description again, or delete that character.")
     control = sum(ch < " " and ch not in "\t\n\r" or ch == "\ufffd" for ch in text)
     if control > len(text) // 100:
         return "That looks like binary data, not text: paste the description of a product."
@@ -78,12 +103,23 @@ def answer(text: str | None, pricing: Pricing) -> tuple[str, str, str]:
 
 
 def _cell(text: str) -> str:
-    """A product's title line, safe inside a Markdown table cell."""
-    return text.split("\n", 1)[0][:90].replace("|", "/")
+    """A product's title line, at most 90 characters on one line, as a Markdown table cell
+    shows it: literally (`literal`)."""
+    return literal(" ".join(text.split("\n", 1)[0].split())[:90])
+
+
+def literal(text: str) -> str:
+    """`text` escaped for Markdown, so that it shows as written: no link, image, emphasis,
+    table cell break or HTML.
+
+    >>> print(literal("<img src=x> [Kettle](http://x.io) *1|2*"))
+    &lt;img src\\=x&gt; \\[Kettle\\]\\(http\\:\\/\\/x\\.io\\) \\*1\\|2\\*
+    """
+    return text.translate(_LITERAL)
 
 
 def page(pricing: Pricing):
-    """The Gradio page over `pricing` (launch it with `.launch(...)`)."""
+    """The Gradio page over `pricing`; serve it with `launch`, which bounds what it exposes."""
     import gradio as gr
 
     titles = {item.title[:80]: item for item in pricing.examples}
@@ -97,9 +133,78 @@ def page(pricing: Pricing):
             guesses = gr.Markdown(elem_id="guesses")
             neighbours = gr.Markdown(elem_id="neighbours")
         pick.change(lambda title: titles[title].text if title in titles else "", pick, text)
-        go.click(lambda t: answer(t, pricing), text, [price, guesses, neighbours])
-        text.submit(lambda t: answer(t, pricing), text, [price, guesses, neighbours])
+        go.click(lambda t: respond(t, pricing), text, [price, guesses, neighbours])
+        text.submit(lambda t: respond(t, pricing), text, [price, guesses, neighbours])
     return demo
+
+
+def respond(text: str | None, pricing: Pricing) -> tuple[str, str, str]:
+    """`answer`, and for whatever else goes wrong, words on the page (not Gradio's bare
+    "Error") and the traceback in the terminal."""
+    try:
+        return answer(text, pricing)
+    except Exception as error:
+        log.exception("pricing a description failed")
+        return (f"That description could not be priced ({type(error).__name__}: "
+                f"{literal(str(error)[:200])}); the terminal shows where.", "", "")
+
+
+def launch(pricing: Pricing, port: int = PORT, share: bool = False, **options):
+    """Serve the page at http://127.0.0.1:`port`, on this machine only; `share=True` also
+    opens a public Gradio link that anyone who has it can use. Only this argument opens one:
+    it goes to Gradio as given, so neither GRADIO_SHARE nor a hosted notebook (Colab) can.
+    `options` go to Gradio's `launch` (e.g. prevent_thread_lock); returns the running page.
+    """
+    if not isinstance(share, bool):
+        raise TypeError(f"share must be True or False, not {share!r}")
+    from starlette.middleware import Middleware
+
+    demo = page(pricing)
+    demo.launch(server_name="127.0.0.1", server_port=port, share=share,
+                app_kwargs={"middleware": [Middleware(BodyLimit, limit=MAX_BODY)]}, **options)
+    return demo
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes is refused with 413 and words that
+    the page shows, before it is read (by its Content-Length) or once it passes the limit
+    (a body sent in chunks, read here before the app sees it)."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None:
+            if int(length) > self.limit:
+                return await self.refuse(send, f"{int(length):,}")
+            return await self.app(scope, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            body, more = body + message.get("body", b""), message.get("more_body", False)
+            if len(body) > self.limit:
+                return await self.refuse(send, f"over {self.limit:,}")
+        first = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def replay():
+            return first.pop() if first else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def refuse(self, send, size: str) -> None:
+        words = (f"That request is {size} bytes; the page takes at most {self.limit:,}. A "
+                 f"description is at most {MAX_CHARS:,} characters: paste the title and the "
+                 "main details.")
+        body = json.dumps({"detail": words, "error": words}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
 
 def model_path(train: list[Item]) -> Path:
@@ -135,8 +240,10 @@ def load_or_train() -> Pricing:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=PORT)
+    parser.add_argument("--share", action="store_true",
+                        help="also open a public Gradio link: anyone who has it can use the page")
     args = parser.parse_args(argv)
-    page(load_or_train()).launch(server_name="127.0.0.1", server_port=args.port)
+    launch(load_or_train(), args.port, share=args.share)
 
 
 if __name__ == "__main__":

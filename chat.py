@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from items import Item
+from items import Item, price_problem
 
 SYSTEM = "You estimate prices of items. Reply only with the price, no explanation"
 CHAT_QUESTION = "How much does this cost?"
@@ -28,6 +28,7 @@ CONTEXT = ("To provide some context, here are some other items that might be sim
            "item you need to estimate.\n\n")
 RELATED = "Potentially related product:\n"
 NOW = "And now the question for you:\n\n"
+NO_RELATED = "No similar products were found to give as context.\n\n"
 
 
 def messages_for(item: Item) -> list[dict]:
@@ -59,9 +60,20 @@ def rag_messages(item: Item, related: Sequence[tuple[str, float]]) -> list[dict]
     How much does this cost?
     <BLANKLINE>
     Kettle
+
+    With no related products, the chat says so, and asks the zero-shot question:
+
+    >>> print(rag_messages(Item.from_text("Kettle", 0), [])[1]["content"])
+    No similar products were found to give as context.
+    <BLANKLINE>
+    How much does this cost?
+    <BLANKLINE>
+    Kettle
     """
-    context = "".join(f"{RELATED}{text}\n{answer(price)}\n\n" for text, price in related)
     system, user, prefill = messages_for(item)
+    if not related:
+        return [system, {**user, "content": NO_RELATED + user["content"]}, prefill]
+    context = "".join(f"{RELATED}{text}\n{answer(price)}\n\n" for text, price in related)
     return [system, {**user, "content": CONTEXT + context + NOW + user["content"]}, prefill]
 
 
@@ -87,12 +99,20 @@ def priced_item(messages: list[dict]) -> Item:
     Traceback (most recent call last):
     ...
     ValueError: the assistant's answer has no price: 'Price is $'
+    >>> kettle = messages_for(Item.from_text("Kettle", 1))[:-1]
+    >>> priced_item([*kettle, {"role": "assistant", "content": answer(-5)}])
+    Traceback (most recent call last):
+    ...
+    ValueError: the assistant's answer has a price that is negative: 'Price is $-5.00'
     """
     *question, last = messages
     content = last.get("content") if isinstance(last, dict) else None
     price = get_price(content) if isinstance(content, str) else None
     if price is None:
         raise ValueError(f"the assistant's answer has no price: {content!r}")
+    why = price_problem(price)
+    if why:
+        raise ValueError(f"the assistant's answer has a price that is {why}: {content[:60]!r}")
     return Item.from_text(item_from_messages(question).text, price)
 
 
@@ -104,6 +124,8 @@ def item_from_messages(messages: list[dict]) -> Item:
     >>> item_from_messages(messages_for(item)).text == item.text
     True
     >>> item_from_messages(rag_messages(item, [("Teapot", 19.5)])).text == item.text
+    True
+    >>> item_from_messages(rag_messages(item, [])).text == item.text
     True
     """
     users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
@@ -117,7 +139,7 @@ def item_from_messages(messages: list[dict]) -> Item:
         raise ValueError("the user message's content must be text")
     if text.startswith(CONTEXT):
         text = text.rpartition(NOW)[2]
-    text = text.removeprefix(f"{CHAT_QUESTION}\n\n").strip()
+    text = text.removeprefix(NO_RELATED).removeprefix(f"{CHAT_QUESTION}\n\n").strip()
     if not text:
         raise ValueError("the user message is empty")
     return Item.from_text(text, 0.0)

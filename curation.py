@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 import sample_data
 import settings
 from files import digest, written
-from items import Item, load_pickle, save_pickle, text_of_prompt
+from items import Item, checked_prices, load_pickle, save_pickle, text_of_prompt
 from loaders import ItemLoader, LoadReport, progress
 from sample_data import CATEGORIES
 
@@ -92,7 +92,7 @@ def items_from_columns(columns: dict[str, list]) -> list[Item]:
             columns.get("token_count") or [None] * n, strict=True):
         made.append(Item.from_text(text, float(price), _text(category) or "", _text(title),
                                    _text(details), None if count is None else int(count)))
-    return made
+    return checked_prices(made, "a split's rows")
 
 
 def _text(value: object) -> str | None:

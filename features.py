@@ -14,6 +14,7 @@ on the CPU, and the notebooks' outputs are compared across machines.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 
@@ -104,7 +105,10 @@ def retrieval_features(queries, base, logs: np.ndarray, k: int = 10) -> np.ndarr
 
 # --- product facts ----------------------------------------------------------------------
 
-WEIGHT = re.compile(r"([\d.]+)\s*(pounds?|lbs?|ounces?|oz|kilograms?|kg|grams?|g)\b", re.I)
+# A number starts where no digit or dot comes before it: searched from every digit of a long
+# run instead, the pattern would read the run to its end from each (quadratic time).
+WEIGHT = re.compile(r"(?<![\d.])([\d.]+)\s*(pounds?|lbs?|ounces?|oz|kilograms?|kg|grams?|g)\b",
+                    re.I)
 POUNDS = {"p": 1.0, "l": 1.0, "o": 1 / 16, "k": 2.20462, "g": 0.00220462}
 TEXT_WEIGHT = re.compile(r"\bWeight\s+([\d.]+\s*[a-zA-Z]+)")
 TEXT_BRAND = re.compile(r"\bBrand(?: Name)?\s+([^,\n]+)")
@@ -120,7 +124,12 @@ def item_details(item: Item) -> dict:
 
 
 def pounds(text: str) -> float | None:
-    """A weight in pounds from text such as '2.5 pounds' or '12 Ounces'."""
+    """A weight in pounds from text such as '2.5 pounds' or '12 Ounces'; None for none, or
+    for a number too large for a float.
+
+    >>> pounds("12 Ounces"), pounds("1.2.3 lb"), pounds("9" * 400 + " lb")
+    (0.75, None, None)
+    """
     match = WEIGHT.search(text or "")
     if not match:
         return None
@@ -128,7 +137,7 @@ def pounds(text: str) -> float | None:
         value = float(match.group(1))
     except ValueError:
         return None
-    return value * POUNDS[match.group(2).lower()[0]]
+    return value * POUNDS[match.group(2).lower()[0]] if math.isfinite(value) else None
 
 
 def product_facts(item: Item) -> dict:

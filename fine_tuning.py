@@ -34,8 +34,8 @@ import tiktoken
 from tqdm.auto import tqdm
 
 import settings
-from chat import training_messages
-from items import Item
+from chat import get_price, training_messages
+from items import Item, checked_prices, price_problem
 
 if TYPE_CHECKING:
     import openai
@@ -74,7 +74,8 @@ def choose(train: Sequence[Item], n_train: int = 200,
 def make_jsonl(items: Sequence[Item]) -> str:
     """The items as JSON Lines, one {"messages": [...]} chat per line, with no line break
     after the last: the course's file, byte for byte."""
-    return "\n".join(json.dumps({"messages": training_messages(item)}) for item in items)
+    return "\n".join(json.dumps({"messages": training_messages(item)})
+                     for item in checked_prices(items, "a fine-tuning file's items"))
 
 
 def write_jsonl(items: Sequence[Item], path: str | Path) -> Path:
@@ -117,7 +118,8 @@ def count_tokens(messages: list[dict], encoding: tiktoken.Encoding) -> int:
 
 
 def problem_in(example: object) -> str | None:
-    """What is wrong with one example of the chat format, or None."""
+    """What is wrong with one example of the chat format, or with a price it teaches (read as
+    the course reads one: NaN, infinite or negative), or None."""
     if not isinstance(example, dict):
         return "data_type"
     messages = example.get("messages")
@@ -138,6 +140,9 @@ def problem_in(example: object) -> str | None:
     roles = [m["role"] for m in messages]
     if "assistant" not in roles:
         return "example_missing_assistant_message"
+    answers = (get_price(m["content"]) for m in messages if m["role"] == "assistant")
+    if any(price is not None and price_problem(price) for price in answers):
+        return "invalid_price"  # what the course reads as the price is infinite or negative
     turns = roles[1:] if roles[0] == "system" else roles
     if any(role != ("user", "assistant")[i % 2] for i, role in enumerate(turns)) \
             or turns[-1] != "assistant":

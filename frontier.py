@@ -292,7 +292,7 @@ def retry_after(error: Exception) -> float | None:
         value = headers.get("retry-after")
         if value is None:
             return None
-        if re.fullmatch(r"\s*\d+(\.\d+)?\s*", value):
+        if re.fullmatch(r"\d+(\.\d+)?", value.strip()):
             return float(value)
         return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):

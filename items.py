@@ -18,8 +18,10 @@ from __future__ import annotations
 import io
 import json
 import math
+import numbers
 import pickle
 import re
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -104,6 +106,53 @@ def course_price(raw: Any) -> tuple[float | None, str | None]:
         return float(raw), None
     except (TypeError, ValueError):
         return None, "malformed"
+
+
+def price_problem(price: Any) -> str | None:
+    """Why `price` cannot teach a model or enter a store, or None: a price must be a finite
+    number, $0 or more. One NaN makes every later sum NaN; a negative price has no log.
+
+    >>> price_problem(24.99), price_problem(0), price_problem(float("nan")), price_problem(-5)
+    (None, None, 'not a number', 'negative')
+    >>> price_problem(float("inf")), price_problem(10 ** 400), price_problem("12.99")
+    ('infinite', 'infinite', 'a str, not a number')
+    """
+    if isinstance(price, bool) or not isinstance(price, numbers.Real):
+        return f"a {type(price).__name__}, not a number"
+    try:
+        value = float(price)
+    except OverflowError:  # an int too big for a float
+        return "infinite"
+    if math.isnan(value):
+        return "not a number"
+    if math.isinf(value):
+        return "infinite"
+    return "negative" if value < 0 else None
+
+
+def checked_prices(items: Iterable[Item], use: str) -> list[Item]:
+    """`items` as a list, when every price is one to learn from or store (`price_problem`);
+    else a ValueError that names the first item that is not, and what it was given to.
+
+    >>> checked_prices([Item.from_text("Kettle", 24.99), Item.from_text("Pot", -5.0)],
+    ...                "the vector store")
+    Traceback (most recent call last):
+    ...
+    ValueError: the vector store: the price of item 1 ('Pot') is negative (-5.0); a price must \
+be a finite number, $0 or more: fix or drop the item
+    """
+    items = list(items)
+    for index, item in enumerate(items):
+        price = getattr(item, "price", None)
+        if type(price) is float and 0.0 <= price < math.inf:  # the usual case, at once
+            continue
+        why = price_problem(price)
+        if why:
+            raise ValueError(f"{use}: the price of item {index} "
+                             f"({getattr(item, 'title', '')[:60]!r}) is {why} "
+                             f"({repr(price)[:40]}); a price must be a finite number, $0 or "
+                             "more: fix or drop the item")
+    return items
 
 
 def _lines(value: Any) -> list[str]:

@@ -40,7 +40,10 @@ BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark, which some tools write before 
 # Deeper JSON is not a product record; orjson 3.8 crashes the process on about 100,000 levels
 # (later versions refuse past 1,024), so depth is checked before parsing.
 MAX_DEPTH = 1024
-_STRING_OR_BRACKET = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+# A string left open runs to the end of the line (JSON would fail there, before any bracket
+# after it): were the closing quote required, every escaped quote after it would start a
+# string read to the end of the line again (quadratic time).
+_STRING_OR_BRACKET = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{}]')
 
 
 @dataclass
@@ -125,10 +128,11 @@ def as_record(raw: dict | bytes | str) -> dict | None:
 
 
 def nesting(line: bytes) -> int:
-    """How deeply a JSON line nests arrays and objects (brackets inside strings aside).
+    """How deeply a JSON line nests arrays and objects (brackets inside strings aside, and
+    after a string left open, where JSON stops reading).
 
-    >>> nesting(b'{"a": [1, {"b": "]]"}]}'), nesting(b'"[[["')
-    (3, 0)
+    >>> nesting(b'{"a": [1, {"b": "]]"}]}'), nesting(b'"[[["'), nesting(b'[["open [[[')
+    (3, 0, 2)
     """
     depth = deepest = 0
     for match in _STRING_OR_BRACKET.finditer(line):

@@ -62,7 +62,7 @@ from trl import SFTConfig, SFTTrainer
 import decoding
 import open_models
 import settings
-from items import Item
+from items import Item, checked_prices
 from pricer import Pricer
 
 log = logging.getLogger("training")  # each step's loss; a local fine-tuning job's events
@@ -155,6 +155,7 @@ def dataset(items: Sequence[Item], hyperparameters: Hyperparameters | None = Non
     is the model's tokenizer (default Llama 3's)."""
     from datasets import Dataset
 
+    items = checked_prices(items, "LoRA training items")
     h = hyperparameters or Hyperparameters()
     tok = tok or tokenizer()
     return Dataset.from_list([encode(example(item), tok, h.max_length, h.end_token)

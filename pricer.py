@@ -34,7 +34,7 @@ from typing import Self
 import numpy as np
 
 from files import written
-from items import Item
+from items import Item, checked_prices
 
 Predictor = Callable[[Item], float]  # what the Tester and the local server accept
 Trainer = Callable[[list[Item]], Predictor]  # what a local fine-tuning job runs
@@ -63,8 +63,9 @@ class Pricer:
     calibrated_by_fit = False  # True where fit sets residuals (out of fold), at no extra cost
 
     def fit(self, train: Sequence[Item]) -> Self:
-        """Train on `train` (Items with prices); returns the fitted model."""
-        train = list(train)
+        """Train on `train` (Items with prices, each finite and $0 or more); returns the
+        fitted model."""
+        train = checked_prices(train, f"{self.name}'s training items")
         if not train:
             raise ValueError(f"{self.name}: cannot fit on no training items")
         start = time.perf_counter()
@@ -124,7 +125,7 @@ class Pricer:
 
     def calibrate(self, items: Sequence[Item]) -> Self:
         """Remember the model's log-price errors on `items` (priced, and unseen in training)."""
-        items = list(items)
+        items = checked_prices(items, f"{self.name}'s calibration items")
         if not items:
             raise ValueError(f"{self.name}: cannot calibrate on no items")
         truths = np.log1p([item.price for item in items])

@@ -8,13 +8,17 @@
 
 For each item the `k` most similar training products (vectors.VectorStore) go in the chat
 before the question, each as a "Potentially related product:" with its price
-(`chat.rag_messages`). The rest is a ChatPricer's: answers cached on disk, retried, metered,
-failures counted, over OpenAI, Anthropic or any OpenAI-compatible server, such as this
-project's `server.py` serving a local model offline (`RagPricer.over(local.pricer())`).
+(`chat.rag_messages`). An item with none (the store holds only copies of its own text) is
+asked the zero-shot question after "No similar products were found...", with a warning, and
+its text is kept in `rag.alone`. The rest is a ChatPricer's: answers cached on disk,
+retried, metered, failures counted, over OpenAI, Anthropic or any OpenAI-compatible server,
+such as this project's `server.py` serving a local model offline
+(`RagPricer.over(local.pricer())`).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -28,6 +32,7 @@ class RagPricer(ChatPricer):
     """A chat model asked for a price with the `k` most similar training products as context.
 
     `fit(train)` builds (or opens) the vector store of `train`: the only products it retrieves.
+    `alone` holds the texts of the items it found no similar product for.
     """
 
     needs_fit = True
@@ -39,6 +44,7 @@ class RagPricer(ChatPricer):
         self.name = f"{chat.model} + RAG"
         self.store: VectorStore | None = None
         self._related: dict[str, list[Neighbour]] = {}  # by item text, looked up in batches
+        self.alone: set[str] = set()  # texts of items asked without similar products
 
     @classmethod
     def over(cls, pricer: ChatPricer, k: int = 5, **kwargs) -> RagPricer:
@@ -50,6 +56,7 @@ class RagPricer(ChatPricer):
     def _fit(self, train: list[Item]) -> None:
         self.store = VectorStore.build(train, self.store_path)
         self._related.clear()
+        self.alone.clear()
 
     def related(self, items: Iterable[Item]) -> list[list[Neighbour]]:
         """The `k` training products most similar to each item, most similar first."""
@@ -58,8 +65,14 @@ class RagPricer(ChatPricer):
         items = list(items)
         wanted = [item for item in {i.text: i for i in items}.values()
                   if item.text not in self._related]
-        self._related.update(zip((i.text for i in wanted), self.store.similar(wanted, self.k),
-                                 strict=True))
+        found = dict(zip((i.text for i in wanted), self.store.similar(wanted, self.k),
+                         strict=True))
+        alone = {text for text, related in found.items() if not related}
+        if alone:
+            warnings.warn(f"{self.name}: the store holds no product similar to an item; it is "
+                          "asked without context (rag.alone lists such items)", stacklevel=2)
+        self._related.update(found)
+        self.alone |= alone
         return [self._related[item.text] for item in items]
 
     def messages(self, item: Item) -> list[dict]:

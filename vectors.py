@@ -34,7 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import settings
-from items import Item
+from items import Item, checked_prices
 from sentences import embed
 
 BATCH = 256  # items embedded and added at a time: what an interrupted build can lose
@@ -89,7 +89,7 @@ class VectorStore:
               batch: int = BATCH, progress: bool = True) -> VectorStore:
         """The store of `train` (under `path`, by default the data folder's vectors/): opened
         when built before, else built, resuming an interrupted build, with a progress bar."""
-        train = list(train)
+        train = checked_prices(train, "a vector store's training items")
         if not train:
             raise ValueError("a vector store needs at least one training item")
         chroma = client(Path(path or store_path()).resolve())

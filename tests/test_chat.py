@@ -86,3 +86,6 @@ def test_a_training_chat_round_trips_to_its_item():
     for bad in ("Price is $", "no idea", None, 12):
         with pytest.raises(ValueError, match="has no price"):
             priced_item([*chat[:-1], {"role": "assistant", "content": bad}])
+    for bad, why in (("Price is $-5.00", "negative"), ("Price is $" + "9" * 400, "infinite")):
+        with pytest.raises(ValueError, match=f"has a price that is {why}"):
+            priced_item([*chat[:-1], {"role": "assistant", "content": bad}])

@@ -6,6 +6,7 @@ predict / __call__ give the same price one at a time; save and load give the sam
 back; the Tester scores it. A new Pricer subclass that is not listed here fails the last test.
 """
 
+import copy
 import csv
 import importlib
 import math
@@ -133,6 +134,23 @@ def test_every_predictor_keeps_the_contract(key, data, chat_server, tmp_path):
     scores = Tester.test(model, test, verbose=False, chart=False, results=False)
     assert scores.size == len(test) and scores.failures == 0
     assert math.isfinite(scores.average_error)
+
+
+@pytest.mark.parametrize("key", [pytest.param(k, marks=pytest.mark.slow) if k in SLOW else k
+                                 for k in PREDICTORS])
+def test_every_predictor_refuses_a_price_it_cannot_learn_from(key, data, chat_server,
+                                                             tmp_path):
+    train, test = data
+    model = PREDICTORS[key](tmp_path, test, chat_server)
+    for price in (math.nan, math.inf, -5.0, "12.99"):
+        bad = copy.copy(train[5])
+        bad.price = price  # an Item changed after it was made, as a learner may do
+        items = [*train[:5], bad, *train[6:]]
+        with pytest.raises(ValueError, match=r"training items: the price of item 5 \("):
+            model.fit(items)
+        with pytest.raises(ValueError, match=r"calibration items: the price of item 5 \("):
+            model.calibrate(items)
+    assert model.fit_seconds is None and model.residuals is None  # nothing learnt
 
 
 def subclasses(cls: type) -> set[type]:

@@ -242,6 +242,12 @@ def test_columns_of_the_courses_prompts_load():
     assert item.token_count == llama_tokens.count(prompt)
 
 
+def test_a_row_whose_price_is_not_one_is_refused_by_name():
+    columns = {"text": ["Kettle\nBoils.", "Teapot\nPours."], "price": [24.99, float("nan")]}
+    with pytest.raises(ValueError, match=r"split's rows: the price of item 1 \('Teapot'\) is not"):
+        curation.items_from_columns(columns)
+
+
 def test_summary_and_charts(raw_folder, data_dir):
     curated = curation.curate_all(str(raw_folder))
     frame = curation.summary(curated)

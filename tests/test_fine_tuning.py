@@ -104,6 +104,8 @@ BAD = {
                                        {"role": "user", "content": "x"}]},
     "bad_weight": {"messages": [{"role": "user", "content": "x", "weight": 0},
                                 {"role": "assistant", "content": "y"}]},
+    "invalid_price": {"messages": [{"role": "user", "content": "x"},
+                                   {"role": "assistant", "content": "Price is $-5.00"}]},
 }
 
 
@@ -119,6 +121,17 @@ def test_a_malformed_example_is_refused_with_its_line(tmp_path, kind):
         ft.check(path)
     with pytest.raises(ValueError, match=kind):
         ft.upload(object(), path)  # refused before any call: the client is never touched
+
+
+def test_a_price_that_is_not_one_is_never_written_or_sent(tmp_path):
+    bad = item(3, 10.0)
+    bad.price = float("nan")
+    with pytest.raises(ValueError, match=r"fine-tuning file's items: the price of item 3 \("):
+        ft.write_jsonl([*ITEMS[:3], bad], tmp_path / "train.jsonl")
+    assert not (tmp_path / "train.jsonl").exists()
+    nines = {"role": "assistant", "content": "Price is $" + "9" * 400}  # an infinite float
+    assert ft.problem_in({"messages": [*training_messages(ITEMS[0])[:-1], nines]}) == \
+        "invalid_price"
 
 
 def test_system_then_alternating_turns_ending_with_the_assistant():

@@ -123,6 +123,18 @@ def test_the_server_checks_a_file_uploaded_around_the_client_check(serve, tmp_pa
         fine_tuning.follow(client, job.id, poll_seconds=0.05, progress=False)
 
 
+def test_a_job_refuses_a_file_that_teaches_a_negative_price(serve, tmp_path):
+    client = client_for(serve())
+    path = tmp_path / "negative.jsonl"
+    fine_tuning.write_jsonl(TRAIN[:12], path)
+    path.write_text(path.read_text().replace("Price is $24.00", "Price is $-24.00"))
+    with open(path, "rb") as f:  # around the client's own check
+        file_id = client.files.create(file=f, purpose="fine-tune").id
+    job = fine_tuning.create_job(client, file_id)
+    with pytest.raises(fine_tuning.FineTuneFailed, match="line 3: invalid_price"):
+        fine_tuning.follow(client, job.id, poll_seconds=0.05, progress=False)
+
+
 def test_unknown_files_and_jobs_are_404s(serve):
     client = client_for(serve())
     with pytest.raises(openai.NotFoundError):

@@ -62,6 +62,12 @@ def test_example_splits_before_the_price():
     assert pair["prompt"] + pair["completion"] == ITEMS[1].prompt
 
 
+def test_a_price_that_is_not_one_is_never_a_training_example():
+    bad = Item.from_text(ITEMS[1].text, -130.0)
+    with pytest.raises(ValueError, match=r"LoRA training items: the price of item 1 .* negative"):
+        lora.dataset([ITEMS[0], bad])
+
+
 def test_tokenizer_gives_the_llama_ids():
     tok = lora.tokenizer()
     for item in real_items(5):

@@ -9,7 +9,7 @@ from tolerance import assert_scores_as_saved
 import curation
 import frontier
 import server
-from chat import CONTEXT, NOW, RELATED, rag_messages
+from chat import CONTEXT, NO_RELATED, NOW, RELATED, messages_for, rag_messages
 from ensemble import FittedEnsemble, held_out
 from pricer import NoPrice
 from rag import RagPricer
@@ -51,6 +51,20 @@ def test_the_prompt_lists_the_five_most_similar_training_products_then_the_quest
                                + NOW + f"How much does this cost?\n\n{item.text}")
     assert (system["role"], prefill["content"]) == ("system", "Price is $")
     assert rag.messages(item) == rag_messages(item, [(n.text, n.price) for n in related])
+
+
+def test_an_item_without_similar_products_is_asked_alone_and_says_so(split, tmp_path, served):
+    train, test = split
+    running, _ = served
+    rag = RagPricer.over(running.pricer(), store_path=tmp_path).fit(train[:1] * 3)
+    with pytest.warns(UserWarning, match="no product similar to an item"):
+        guesses = rag.predict_many([train[0], test[0]])
+    assert rag.alone == {train[0].text}  # its only copies in the store are not context
+    system, user, prefill = rag.messages(train[0])
+    zero_shot = messages_for(train[0])[1]["content"]
+    assert user["content"] == NO_RELATED + zero_shot
+    assert rag.messages(test[0])[1]["content"].startswith(CONTEXT)  # a different product
+    assert guesses.tolist() == [float(len(train[0].text)), float(len(test[0].text))]
 
 
 def test_a_served_predictor_prices_the_item_not_its_context(split, tmp_path, served):

@@ -1,5 +1,7 @@
 """The vector store: built whole, resumed after an interruption, never leaking a test item."""
 
+import math
+
 import pytest
 
 import curation
@@ -79,3 +81,12 @@ def test_a_store_answers_only_for_the_items_it_was_built_from(split, tmp_path):
     assert test[0].text not in {n.text for near in one.similar(test[1:]) for n in near}
     with pytest.raises(ValueError, match="at least one"):
         VectorStore.build([], tmp_path)
+
+
+@pytest.mark.parametrize("price", [math.nan, math.inf, -0.01, None])
+def test_a_price_that_is_not_one_never_enters_the_store(split, tmp_path, price):
+    train, _ = split
+    bad = Item.from_text(train[2].text, price, train[2].category)
+    with pytest.raises(ValueError, match=r"vector store's training items: the price of item 2"):
+        VectorStore.build([*train[:2], bad, *train[3:]], tmp_path, progress=False)
+    assert vectors.client(tmp_path.resolve()).list_collections() == []  # nothing stored
