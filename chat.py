@@ -75,6 +75,17 @@ def answer(price: float) -> str:
     return f"{Item.PREFIX}{price:.2f}"
 
 
+def until_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
+    """`text` cut before the first of the `stops` in it, and that stop (None: it has none).
+
+    >>> until_stop("Price is $20.00", [".", "0"]), until_stop("Price is $7", ["\\n"])
+    (('Price is $2', '0'), ('Price is $7', None))
+    """
+    at, stop = min(((text.find(s), s) for s in stops if s and s in text),
+                   default=(len(text), None))
+    return text[:at], stop
+
+
 def training_messages(item: Item) -> list[dict]:
     """One training chat: the question's chat, its prefilled answer completed with the price
     to the cent, as the course wrote it."""

@@ -108,6 +108,12 @@ def torch_threads(n: int | None = None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def server_timeout() -> int:
+    """Seconds the local server gives one answer, waiting for its model included
+    (PRICER_SERVER_TIMEOUT, default 60): a 5-token price takes well under a second."""
+    return count("PRICER_SERVER_TIMEOUT", 60)
+
+
 def open_model() -> str:
     """The open LLM to load (PRICER_OPEN_MODEL): a name in `open_models.REGISTRY`."""
     return get("PRICER_OPEN_MODEL", "smollm2-135m")
