@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import hmac
 import importlib
+import ipaddress
 import logging
 import math
 import reprlib
@@ -46,6 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import urlsplit
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, HTTPException, Request
@@ -118,6 +120,85 @@ class BodyLimit:
             if refusal is not None:
                 return await refusal(scope, receive, send)
         await self.app(scope, receive, send)
+
+
+class SameOrigin:
+    """ASGI middleware for a server without a key: a request that a web page of another site
+    sent (its Origin is not this server's own) or that names the server by a domain (a DNS
+    rebinding: its Host is neither an IP address nor localhost) gets a 403 before a byte of
+    its body is read. Clients that are not browsers send no Origin and are answered.
+
+    Without it, any page the user opens could upload files and start jobs on localhost.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            host = headers.get(b"host", b"").decode("latin-1")
+            origin = headers.get(b"origin", b"").decode("latin-1")
+            port = (scope.get("server") or ("", None))[1]
+            refusal = None
+            if host and not local_name(hostname(host)):
+                refusal = error(403, f"this server has no API key, so it answers only requests "
+                                     f"addressed to an IP address or localhost, not {host!r}",
+                                "host_not_allowed")
+            elif origin and not own_origin(origin, port):
+                refusal = error(403, f"this server has no API key, so it answers no web page of "
+                                     f"another site ({origin!r}): start it with an API key "
+                                     "(PRICER_SERVER_API_KEY) to serve other origins",
+                                "cross_origin")
+            if refusal is not None:
+                return await refusal(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def hostname(netloc: str) -> str | None:
+    """The host that a Host header (or a URL's network location) names, else None.
+
+    >>> hostname("[::1]:8000"), hostname("Example.com"), hostname("[::1")
+    ('::1', 'example.com', None)
+    """
+    try:
+        return urlsplit(f"//{netloc}").hostname
+    except ValueError:
+        return None
+
+
+def local_name(host: str | None) -> bool:
+    """Whether `host` names a machine without DNS: an IP address or localhost.
+
+    >>> local_name("127.0.0.1"), local_name("::1"), local_name("localhost"), local_name("a.com")
+    (True, True, True, False)
+    """
+    if host is None:
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host.lower() == "localhost"
+    return True
+
+
+def own_origin(origin: str, port: int | None) -> bool:
+    """Whether a page at `origin` is served by this server itself (listening on `port` of a
+    loopback address): a page such as its own /docs.
+
+    >>> own_origin("http://localhost:8000", 8000), own_origin("http://127.0.0.1:8000", 8000)
+    (True, True)
+    >>> own_origin("http://localhost:3000", 8000), own_origin("https://evil.example", 8000)
+    (False, False)
+    """
+    try:
+        parts = urlsplit(origin)
+        given = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return False
+    host = parts.hostname or ""
+    loopback = host == "localhost" or (local_name(host) and ipaddress.ip_address(host).is_loopback)
+    return parts.scheme == "http" and loopback and given == port
 
 
 class KeyCheck:
@@ -379,8 +460,11 @@ def app_for(predictor: Predictor | OpenChat, model: str = "pricer", api_key: str
     app = FastAPI(title=f"{model}: an OpenAI-compatible price predictor", lifespan=lifespan,
                   **hidden)
     app.add_middleware(BodyLimit)
+    # The outermost, checked first: the key, or without one, where a request comes from.
     if api_key is not None:
-        app.add_middleware(KeyCheck, api_key=api_key)  # the outermost: checked first
+        app.add_middleware(KeyCheck, api_key=api_key)
+    else:
+        app.add_middleware(SameOrigin)
 
     @app.exception_handler(HTTPException)
     def openai_shaped(request, refused: HTTPException) -> JSONResponse:
