@@ -98,15 +98,20 @@ class BodyLimit:
     Only bodies of a declared length are taken (as the OpenAI and Anthropic clients send):
     a chunked one, whose size is unknown until read, gets a 411, even when it also declares
     a length (the server would read the chunks, not the length).
+
+    An upload (/v1/files) may be up to MAX_UPLOAD bytes, or what `upload_room()` says is
+    left of the server's room for uploads, whichever is less.
     """
 
-    def __init__(self, app, limit: int = MAX_BODY, upload_limit: int = MAX_UPLOAD):
-        self.app, self.limit, self.upload_limit = app, limit, upload_limit
+    def __init__(self, app, limit: int = MAX_BODY,
+                 upload_room: Callable[[], int] = lambda: MAX_UPLOAD):
+        self.app, self.limit, self.upload_room = app, limit, upload_room
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
             headers = dict(scope["headers"])
-            limit = self.upload_limit if scope["path"] == "/v1/files" else self.limit
+            upload = scope["path"] == "/v1/files"
+            limit = min(MAX_UPLOAD, self.upload_room()) if upload else self.limit
             length = headers.get(b"content-length")
             refusal = None
             if b"transfer-encoding" in headers:
@@ -115,7 +120,8 @@ class BodyLimit:
             elif length is not None and not length.isdigit():
                 refusal = error(400, "the Content-Length is not a number", "bad_length")
             elif length is not None and int(length) > limit:
-                refusal = error(413, f"the request body is over {limit:,} bytes",
+                room = " (the room left for uploads: PRICER_SERVER_UPLOADS_MB)" if upload else ""
+                refusal = error(413, f"the request body is over {limit:,} bytes{room}",
                                 "request_too_large")
             if refusal is not None:
                 return await refusal(scope, receive, send)
@@ -459,7 +465,7 @@ def app_for(predictor: Predictor | OpenChat, model: str = "pricer", api_key: str
     hidden = {"docs_url": None, "redoc_url": None, "openapi_url": None} if api_key else {}
     app = FastAPI(title=f"{model}: an OpenAI-compatible price predictor", lifespan=lifespan,
                   **hidden)
-    app.add_middleware(BodyLimit)
+    app.add_middleware(BodyLimit, upload_room=jobs.room if jobs else lambda: MAX_UPLOAD)
     # The outermost, checked first: the key, or without one, where a request comes from.
     if api_key is not None:
         app.add_middleware(KeyCheck, api_key=api_key)

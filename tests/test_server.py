@@ -337,3 +337,16 @@ def test_with_a_key_origins_are_the_keys_business(served):
     reply = httpx.post(f"{running.base_url}/chat/completions", json=chat, headers=headers)
     assert reply.status_code == 200
 
+
+def test_uploads_are_capped_in_all(keyless, monkeypatch):
+    monkeypatch.setenv("PRICER_SERVER_UPLOADS_MB", "1")  # read when used
+    client = openai.OpenAI(base_url=keyless.base_url, api_key="none", max_retries=0)
+    first = client.files.create(file=("a.jsonl", b"x" * 600_000), purpose="fine-tune")
+    with pytest.raises(openai.APIStatusError, match="PRICER_SERVER_UPLOADS_MB") as over:
+        client.files.create(file=("b.jsonl", b"x" * 600_000), purpose="fine-tune")
+    assert over.value.status_code == 413
+    assert [f.id for f in client.files.list().data] == [first.id]
+    assert client.files.delete(first.id).deleted
+    second = client.files.create(file=("b.jsonl", b"x" * 600_000), purpose="fine-tune")
+    assert [f.id for f in client.files.list().data] == [second.id]
+    client.files.delete(second.id)
