@@ -25,6 +25,7 @@ its trainers' scratch (`settings.jobs_dir()`), goes when the next server starts.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -173,8 +174,8 @@ class FineTuningJobs:
         folder.mkdir(parents=True, exist_ok=True)
         remove_stale(folder)  # of servers that were killed before they stopped
         self.folder = Path(tempfile.mkdtemp(dir=folder, prefix=f"{owner()}~"))  # its own
-        remove_stale(settings.jobs_dir())  # and their trainers' scratch,
-        for legacy in settings.jobs_dir().glob("tmp*"):  # named for no process before
+        remove_stale(settings.jobs_dir())  # and their trainers' scratch, also as it was
+        for legacy in settings.jobs_dir().glob("tmp*"):  # named before: for no process
             shutil.rmtree(legacy, ignore_errors=True)
         self.files: dict[str, dict] = {}
         self.jobs: dict[str, Job] = {}
@@ -197,7 +198,7 @@ class FineTuningJobs:
     def close(self) -> None:
         """Cancel what has not ended and remove the uploads and models (the server stops)."""
         for job in list(self.jobs.values()):
-            if job.status not in ENDED:
+            with contextlib.suppress(HTTPException):  # ended meanwhile
                 self.cancel(job.id)
         self._queue.put(None)
         self._worker.join(timeout=10)
@@ -237,9 +238,10 @@ class FineTuningJobs:
         return self.files[file_id]
 
     def delete_file(self, file_id: str) -> dict:
-        self.file(file_id)
-        (self.folder / file_id).unlink(missing_ok=True)
-        del self.files[file_id]
+        with self._lock:
+            self.file(file_id)
+            (self.folder / file_id).unlink(missing_ok=True)
+            del self.files[file_id]
         return {"id": file_id, "object": "file", "deleted": True}
 
     def create(self, request: JobRequest) -> dict:
