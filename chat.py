@@ -17,6 +17,7 @@ question.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 
@@ -86,6 +87,17 @@ def answer(price: float) -> str:
     return f"{Item.PREFIX}{price:.2f}"
 
 
+def until_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
+    """`text` cut before the first of the `stops` in it, and that stop (None: it has none).
+
+    >>> until_stop("Price is $20.00", [".", "0"]), until_stop("Price is $7", ["\\n"])
+    (('Price is $2', '0'), ('Price is $7', None))
+    """
+    at, stop = min(((text.find(s), s) for s in stops if s and s in text),
+                   default=(len(text), None))
+    return text[:at], stop
+
+
 def training_messages(item: Item) -> list[dict]:
     """One training chat: the question's chat, its prefilled answer completed with the price
     to the cent, as the course wrote it."""
@@ -150,15 +162,15 @@ _NUMBER = r"(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
 
 def get_price(text: str | None) -> float | None:
     """The price in a reply by the course's rule: drop "$" and ",", take the first number
-    (None where the course scored 0: no number at all).
+    (None where the course scored 0: no number at all, or one too large to be a price).
 
     >>> get_price("Price is $1,299.99"), get_price("about 45 dollars"), get_price("$.99")
     (1299.99, 45.0, 0.99)
-    >>> get_price("2 for $30"), get_price("I cannot tell"), get_price("")
-    (2.0, None, None)
+    >>> get_price("2 for $30"), get_price("I cannot tell"), get_price(""), get_price("9" * 400)
+    (2.0, None, None, None)
     """
     match = re.search(r"[-+]?\d*\.\d+|\d+", (text or "").replace("$", "").replace(",", ""))
-    return float(match.group()) if match else None
+    return finite(match.group()) if match else None
 
 
 def get_dollar_price(text: str | None) -> float | None:
@@ -171,4 +183,14 @@ def get_dollar_price(text: str | None) -> float | None:
     if not text:
         return None
     match = re.search(r"\$\s*" + _NUMBER, text) or re.search(_NUMBER, text)
-    return float(match.group(1).replace(",", "")) if match else None
+    return finite(match.group(1).replace(",", "")) if match else None
+
+
+def finite(number: str) -> float | None:
+    """A number's value, or None where it is too large to be finite (400 nines are `inf`).
+
+    >>> finite("12.5"), finite("9" * 400)
+    (12.5, None)
+    """
+    value = float(number)
+    return value if math.isfinite(value) else None

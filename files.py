@@ -20,6 +20,7 @@ import glob
 import hashlib
 import os
 import secrets
+import shutil
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,6 +49,17 @@ def gone(owner_: str) -> bool:
     except (PermissionError, OverflowError):
         return False
     return False
+
+
+def remove_stale(folder: Path) -> None:
+    """Remove what ended processes left in `folder`: the files and folders whose names start
+    with their `owner()` and a "~" (a process killed before it could clean up)."""
+    for stale in folder.glob("*~*~*"):
+        if gone(stale.name.rpartition("~")[0]):
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -62,6 +62,7 @@ from trl import SFTConfig, SFTTrainer
 import decoding
 import open_models
 import settings
+from files import owner
 from items import Item, checked_prices
 from pricer import Pricer
 
@@ -453,15 +454,17 @@ def open_trainer(name: str | None = None, minutes: float | None = 5,
 
     The job's examples are few, so an epoch is often shorter than the budget. The trainer's
     files go in a folder under data/open-jobs that is removed when the job ends, finished or
-    not: the server serves the tuned model from memory.
+    not, or by the next server to start if this process was killed (the folder is named for
+    it); the server keeps the tuned model's adapters in a folder of its own.
     """
     h = dataclasses.replace(hyperparameters or Hyperparameters(), max_minutes=minutes)
 
     def train(items: list[Item]) -> LlamaPricer:
         model, tok = open_models.load(name, progress=False)
-        jobs = settings.data_dir() / "open-jobs"
-        jobs.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=jobs) as output_dir:
+        settings.jobs_dir().mkdir(parents=True, exist_ok=True)
+        # named for this process: the next server removes it if this one is killed
+        scratch = tempfile.TemporaryDirectory(dir=settings.jobs_dir(), prefix=f"{owner()}~")
+        with scratch as output_dir:
             return LlamaPricer(model, tok, name=f"{name or settings.open_model()} LoRA",
                                hyperparameters=h, output_dir=output_dir).fit(items)
 

@@ -8,19 +8,49 @@ An instruct model reads the chat through its own chat template; an assistant mes
 end is a prefill that the answer continues (the course's chats end with "Price is $"). A base
 model without a template (Gemma 3 270M, Meta's base Llamas) reads the course's plain prompt of
 the item instead. Decoding is greedy, so an answer depends only on the chat; the prompt is
-read once, and the answer stops at the end-of-turn token or after `max_tokens` tokens.
+read once, and the answer stops at the end-of-turn token, at a stop sequence, or after
+`max_tokens` tokens. A chat and answer that would not fit the model's context are refused
+before any of it is read (`TooLong`), and an answer can be called off between two tokens
+(`Cancelled`): the server does so when its client goes away or its time runs out.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 
 import open_models
 import settings
-from chat import item_from_messages
+from chat import item_from_messages, until_stop
 from frontier import Reply
+
+CHUNK = 512  # prompt tokens read per forward pass: a long prompt's attention stays small
+
+
+class TooLong(ValueError):
+    """A chat, or the answer asked for, that does not fit in the model's context; `param`
+    names what to shorten, as OpenAI's errors do."""
+
+    def __init__(self, message: str, param: str):
+        super().__init__(message)
+        self.param = param
+
+
+class Cancelled(Exception):
+    """An answer called off before it was done (its client went away, its time ran out)."""
+
+
+@dataclass(frozen=True)
+class Answer(Reply):
+    """A reply with why it ended: "stop" (the end of the turn, or `stop_sequence`) or
+    "length" (`max_tokens` reached), as OpenAI's `finish_reason`."""
+
+    finish_reason: str = "stop"
+    stop_sequence: str | None = None
 
 
 class OpenChat:
@@ -37,6 +67,11 @@ class OpenChat:
         self.model, self.tokenizer = model.eval(), tokenizer
         self._lock = threading.Lock()
 
+    @property
+    def context(self) -> int:
+        """The most tokens the model reads, the chat's and the answer's together."""
+        return self.model.config.max_position_embeddings
+
     def prompt(self, messages: list[dict]) -> str:
         """The text the model continues: the chat in its template, prefill included, or the
         course's plain prompt of the item for a model without one."""
@@ -47,32 +82,86 @@ class OpenChat:
         return self.tokenizer.apply_chat_template(head, tokenize=False,
                                                   add_generation_prompt=True) + (prefill or "")
 
-    def reply(self, messages: list[dict], max_tokens: int = 5) -> Reply:
-        """The greedy answer to `messages`, prefill included, with its token counts."""
+    def fits(self, prompt_tokens: int, max_tokens: int) -> None:
+        """Refuse, with OpenAI's words, an answer of `max_tokens` after `prompt_tokens` that
+        would not fit in the context."""
+        if max_tokens > self.context:
+            raise TooLong(f"max_tokens is too large: {max_tokens}. This model supports at most "
+                          f"{self.context} completion tokens, whereas you provided "
+                          f"{max_tokens}.", "max_tokens")
+        if prompt_tokens + max_tokens > self.context:
+            raise TooLong(f"This model's maximum context length is {self.context} tokens. "
+                          f"However, you requested {prompt_tokens + max_tokens} tokens "
+                          f"({prompt_tokens} in the messages, {max_tokens} in the completion). "
+                          "Please reduce the length of the messages or completion.",
+                          "messages")
+
+    def reply(self, messages: list[dict], max_tokens: int = 5, stop: Sequence[str] = (),
+              cancel: threading.Event | None = None) -> Answer:
+        """The greedy answer to `messages`, prefill included, with its token counts: it ends
+        before the first of the `stop` strings that it writes. Raises TooLong before any work
+        when it cannot fit, Cancelled soon after `cancel` is set."""
         if not messages:
             raise ValueError("the chat has no messages")
+        max_tokens, stop = max(1, max_tokens), [s for s in stop if s]
         ids = self.tokenizer(self.prompt(messages), add_special_tokens=False)["input_ids"]
-        with self._lock, settings.torch_threads(settings.llm_threads()):
-            new = greedy(self.model, ids, max(1, max_tokens), self.tokenizer.eos_token_id)
-        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        self.fits(len(ids), max_tokens)
+        window = max((len(s) for s in stop), default=0) + 1  # tokens that can hold a stop
+        new: list[int] = []
+        finish = "length"
+        with self.turn(cancel), settings.torch_threads(settings.llm_threads()):
+            for token in greedy(self.model, ids, cancel):
+                if token == self.tokenizer.eos_token_id:
+                    finish = "stop"
+                    break
+                new.append(token)
+                tail = self.tokenizer.decode(new[-window:]) if stop else ""
+                if any(s in tail for s in stop) or len(new) == max_tokens:
+                    break
+        text, sequence = until_stop(self.tokenizer.decode(new, skip_special_tokens=True), stop)
         prefill = messages[-1]["content"] if messages[-1]["role"] == "assistant" else ""
-        return Reply(f"{prefill}{text}", len(ids), len(new))
+        return Answer(f"{prefill}{text}", len(ids), len(new), "stop" if sequence else finish,
+                      sequence)
+
+    @contextmanager
+    def turn(self, cancel: threading.Event | None) -> Iterator[None]:
+        """The model to this answer alone, once the answers before it are done; Cancelled
+        when `cancel` is set first."""
+        while not self._lock.acquire(timeout=0.05):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("called off while waiting for the model")
+        try:
+            yield
+        finally:
+            self._lock.release()
 
 
 @torch.inference_mode()
-def greedy(model, ids: list[int], max_tokens: int, stop: int | None) -> list[int]:
-    """Up to `max_tokens` likeliest next tokens after `ids`, ending at `stop` (not included).
+def read(model, ids: list[int], cancel: threading.Event | None = None):
+    """The model's output after reading `ids` (its cache, and the logits of the last position
+    only), `CHUNK` tokens a pass, so a long prompt's attention stays small; Cancelled between
+    passes once `cancel` is set."""
+    out = None
+    for start in range(0, len(ids), CHUNK):
+        called_off(cancel)
+        out = model(torch.tensor([ids[start:start + CHUNK]]), use_cache=True, logits_to_keep=1,
+                    **({"cache": out.cache} if out is not None else {}))
+    return out
 
-    The prompt is read once, and only its last position goes through the output layer.
-    """
-    out = model(torch.tensor([ids]), use_cache=True, logits_to_keep=1)
-    new: list[int] = []
-    while len(new) < max_tokens:
+
+@torch.inference_mode()
+def greedy(model, ids: list[int], cancel: threading.Event | None = None) -> Iterator[int]:
+    """The likeliest next token after `ids`, then the next, for as long as they are asked for;
+    the prompt is read once (`read`), and `cancel`, once set, stops them (Cancelled)."""
+    out = read(model, ids, cancel)
+    while True:
         token = int(out.logits[0, -1].argmax())
-        if token == stop:
-            break
-        new.append(token)
-        if len(new) < max_tokens:
-            out = model(torch.tensor([[token]]), cache=out.cache,
-                        use_cache=True)
-    return new
+        yield token
+        called_off(cancel)
+        out = model(torch.tensor([[token]]), cache=out.cache, use_cache=True)
+
+
+def called_off(cancel: threading.Event | None) -> None:
+    """Raise Cancelled when `cancel` is set."""
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("called off while answering")

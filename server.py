@@ -21,37 +21,49 @@ its chat template, greedily, counting its own tokens. The server also answers An
 
 Bad requests get clean 4xx errors: a chat body is limited to MAX_BODY bytes (413), a chat
 that is not text is a 400, and a predictor's exception is a generic 500 whose details go to
-the server's log only. With an API key (`--api-key`, or PRICER_SERVER_API_KEY so that it
-stays out of the process list), /docs and /openapi.json are closed too.
+the server's log only. An answer is bounded (`Asked`, `answered`): `max_tokens` must be a
+count within an open LLM's context, a chat too long for it is refused before it is read,
+`n` > 1 is refused (greedy choices would all be the same), stop sequences are honoured, and
+an answer is called off when its client goes away or after PRICER_SERVER_TIMEOUT seconds
+(504), so no request waits without end behind another. With an API key (`--api-key`, or
+PRICER_SERVER_API_KEY so that it stays out of the process list), /docs and /openapi.json
+are closed too; without one, requests from web pages of other sites are refused
+(`SameOrigin`).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import hmac
 import importlib
+import ipaddress
 import logging
 import math
+import reprlib
 import socket
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import urlsplit
 
 import uvicorn
-from fastapi import APIRouter, FastAPI, HTTPException
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
+from starlette.concurrency import run_in_threadpool
 
 import llama_tokens
 import settings
-from chat import answer, item_from_messages
+from chat import answer, item_from_messages, until_stop
 from jobs import FineTuningJobs
 from pricer import Predictor, Trainer
 
@@ -62,6 +74,7 @@ if TYPE_CHECKING:
 MAX_BODY = 1 << 20  # bytes of a chat request: a product's chat is a few KB
 MAX_UPLOAD = 512 << 20  # bytes of an uploaded file, OpenAI's own limit
 log = logging.getLogger("server")
+T = TypeVar("T")
 
 
 class Message(BaseModel):
@@ -71,7 +84,7 @@ class Message(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")  # max_tokens, seed, temperature...: accepted
+    model_config = ConfigDict(extra="allow")  # max_tokens, stop, n: see `Asked`; seed...: taken
     model: str
     messages: list[Message]
     system: str | list[dict] | None = None  # Anthropic's messages API passes it apart
@@ -91,15 +104,20 @@ class BodyLimit:
     Only bodies of a declared length are taken (as the OpenAI and Anthropic clients send):
     a chunked one, whose size is unknown until read, gets a 411, even when it also declares
     a length (the server would read the chunks, not the length).
+
+    An upload (/v1/files) may be up to MAX_UPLOAD bytes, or what `upload_room()` says is
+    left of the server's room for uploads, whichever is less.
     """
 
-    def __init__(self, app, limit: int = MAX_BODY, upload_limit: int = MAX_UPLOAD):
-        self.app, self.limit, self.upload_limit = app, limit, upload_limit
+    def __init__(self, app, limit: int = MAX_BODY,
+                 upload_room: Callable[[], int] = lambda: MAX_UPLOAD):
+        self.app, self.limit, self.upload_room = app, limit, upload_room
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
             headers = dict(scope["headers"])
-            limit = self.upload_limit if scope["path"] == "/v1/files" else self.limit
+            upload = scope["path"] == "/v1/files"
+            limit = min(MAX_UPLOAD, self.upload_room()) if upload else self.limit
             length = headers.get(b"content-length")
             refusal = None
             if b"transfer-encoding" in headers:
@@ -108,11 +126,91 @@ class BodyLimit:
             elif length is not None and not length.isdigit():
                 refusal = error(400, "the Content-Length is not a number", "bad_length")
             elif length is not None and int(length) > limit:
-                refusal = error(413, f"the request body is over {limit:,} bytes",
+                room = " (the room left for uploads: PRICER_SERVER_UPLOADS_MB)" if upload else ""
+                refusal = error(413, f"the request body is over {limit:,} bytes{room}",
                                 "request_too_large")
             if refusal is not None:
                 return await refusal(scope, receive, send)
         await self.app(scope, receive, send)
+
+
+class SameOrigin:
+    """ASGI middleware for a server without a key: a request that a web page of another site
+    sent (its Origin is not this server's own) or that names the server by a domain (a DNS
+    rebinding: its Host is neither an IP address nor localhost) gets a 403 before a byte of
+    its body is read. Clients that are not browsers send no Origin and are answered.
+
+    Without it, any page the user opens could upload files and start jobs on localhost.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            host = headers.get(b"host", b"").decode("latin-1")
+            origin = headers.get(b"origin", b"").decode("latin-1")
+            port = (scope.get("server") or ("", None))[1]
+            refusal = None
+            if host and not local_name(hostname(host)):
+                refusal = error(403, f"this server has no API key, so it answers only requests "
+                                     f"addressed to an IP address or localhost, not {host!r}",
+                                "host_not_allowed")
+            elif origin and not own_origin(origin, port):
+                refusal = error(403, f"this server has no API key, so it answers no web page of "
+                                     f"another site ({origin!r}): start it with an API key "
+                                     "(PRICER_SERVER_API_KEY) to serve other origins",
+                                "cross_origin")
+            if refusal is not None:
+                return await refusal(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def hostname(netloc: str) -> str | None:
+    """The host that a Host header (or a URL's network location) names, else None.
+
+    >>> hostname("[::1]:8000"), hostname("Example.com"), hostname("[::1")
+    ('::1', 'example.com', None)
+    """
+    try:
+        return urlsplit(f"//{netloc}").hostname
+    except ValueError:
+        return None
+
+
+def local_name(host: str | None) -> bool:
+    """Whether `host` names a machine without DNS: an IP address or localhost.
+
+    >>> local_name("127.0.0.1"), local_name("::1"), local_name("localhost"), local_name("a.com")
+    (True, True, True, False)
+    """
+    if host is None:
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host.lower() == "localhost"
+    return True
+
+
+def own_origin(origin: str, port: int | None) -> bool:
+    """Whether a page at `origin` is served by this server itself (listening on `port` of a
+    loopback address): a page such as its own /docs.
+
+    >>> own_origin("http://localhost:8000", 8000), own_origin("http://127.0.0.1:8000", 8000)
+    (True, True)
+    >>> own_origin("http://localhost:3000", 8000), own_origin("https://evil.example", 8000)
+    (False, False)
+    """
+    try:
+        parts = urlsplit(origin)
+        given = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return False
+    host = parts.hostname or ""
+    loopback = host == "localhost" or (local_name(host) and ipaddress.ip_address(host).is_loopback)
+    return parts.scheme == "http" and loopback and given == port
 
 
 class KeyCheck:
@@ -133,10 +231,10 @@ class KeyCheck:
         await self.app(scope, receive, send)
 
 
-def completion(model: str, text: str, prompt_tokens: int,
-               completion_tokens: int | None = None) -> dict:
+def completion(model: str, text: str, prompt_tokens: int, completion_tokens: int | None = None,
+               finish: str = "stop", stop: str | None = None) -> dict:
     """A chat completion in OpenAI's shape, with usage (counted with Llama 3's tokenizer
-    unless given)."""
+    unless given); `finish` is "stop" or "length" (`stop`: the stop sequence it ended at)."""
     if completion_tokens is None:
         completion_tokens = llama_tokens.count(text)
     return {
@@ -145,21 +243,22 @@ def completion(model: str, text: str, prompt_tokens: int,
         "created": int(time.time()),
         "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "logprobs": None, "finish_reason": "stop"}],
+                     "logprobs": None, "finish_reason": finish}],
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                   "total_tokens": prompt_tokens + completion_tokens},
     }
 
 
-def message(model: str, text: str, prompt_tokens: int,
-            completion_tokens: int | None = None) -> dict:
+def message(model: str, text: str, prompt_tokens: int, completion_tokens: int | None = None,
+            finish: str = "stop", stop: str | None = None) -> dict:
     """The same answer in the shape of Anthropic's messages API."""
     if completion_tokens is None:
         completion_tokens = llama_tokens.count(text)
+    reason = "max_tokens" if finish == "length" else "stop_sequence" if stop else "end_turn"
     return {
         "id": f"msg_{uuid.uuid4().hex}", "type": "message", "role": "assistant", "model": model,
-        "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
-        "stop_sequence": None,
+        "content": [{"type": "text", "text": text}], "stop_reason": reason,
+        "stop_sequence": stop,
         "usage": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens},
     }
 
@@ -169,10 +268,66 @@ def refusal(status: int, message: str, code: str) -> HTTPException:
     return HTTPException(status, {"message": message, "code": code})
 
 
+@dataclass(frozen=True)
+class Api:
+    """A chat API that the server speaks: the shape of its answers, the request's field of
+    stop sequences, and whether an answer continues a prefill (Anthropic's) or repeats it."""
+
+    shape: Callable[..., dict]
+    stops: str
+    continues_prefill: bool = False
+
+
+OPENAI = Api(completion, "stop")
+ANTHROPIC = Api(message, "stop_sequences", continues_prefill=True)
+MAX_STOPS = 4  # stop sequences in a request, as OpenAI allows
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What a request asks of its answer: at most `max_tokens` tokens, ending before any of
+    `stop`."""
+
+    max_tokens: int
+    stop: tuple[str, ...]
+
+    @classmethod
+    def of(cls, request: ChatRequest, api: Api, default_tokens: int = 16) -> Asked:
+        """The request's limits (`default_tokens` where it sets none); a 400, in OpenAI's
+        words, for a value OpenAI refuses or one this server cannot honour (n > 1)."""
+        extra = request.model_extra or {}
+        n = extra.get("n")
+        if n is not None and n != 1:
+            raise refusal(400, f"n={reprlib.repr(n)} is not supported: this server answers "
+                               "greedily, so every choice would be the same; ask for one "
+                               "(n=1)", "unsupported_value")
+        name = "max_completion_tokens" if "max_completion_tokens" in extra else "max_tokens"
+        limit = extra.get(name)
+        limit = default_tokens if limit is None else limit
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise refusal(400, f"Invalid '{name}': {reprlib.repr(limit)}; it must be a whole "
+                               "number of at least 1", "invalid_value")
+        stop = extra.get(api.stops)
+        stop = [] if stop is None else [stop] if isinstance(stop, str) else stop
+        if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop):
+            raise refusal(400, f"Invalid '{api.stops}': {reprlib.repr(stop)}; it must be a "
+                               "string or a list of non-empty strings", "invalid_value")
+        if len(stop) > MAX_STOPS:
+            raise refusal(400, f"Invalid '{api.stops}': {len(stop)} sequences; at most "
+                               f"{MAX_STOPS} are allowed", "invalid_value")
+        return cls(limit, tuple(stop))
+
+
 class Chats:
     """The chat routes over `models` (name -> predictor, or an open LLM that answers chats
     itself): /v1/models, /v1/chat/completions, and Anthropic's /v1/messages, which continues a
-    prefilled answer."""
+    prefilled answer.
+
+    Each answer is worked out in a thread of its own and called off when its client goes
+    away or its time (PRICER_SERVER_TIMEOUT) runs out: an open LLM stops at its next token,
+    and the client gets a 504. An open LLM also refuses, before reading it, a chat that
+    with the answer asked for would not fit in its context.
+    """
 
     def __init__(self, models: dict[str, Predictor | OpenChat]):
         self.models = models
@@ -182,8 +337,6 @@ class Chats:
         self.router = APIRouter()
         self.router.get("/v1/models")(self.list_models)
         self.router.get("/v1/models/{name:path}")(self.model_of)
-        # Plain methods, not async: FastAPI runs them in a thread pool, so slow predictors
-        # serve concurrently.
         self.router.post("/v1/chat/completions")(self.chat)
         self.router.post("/v1/messages")(self.messages)
 
@@ -199,20 +352,20 @@ class Chats:
             raise refusal(404, f"The model `{name}` does not exist", "model_not_found")
         return self.described(name)
 
-    def chat(self, request: ChatRequest) -> dict:
-        return self.reply(request, completion)
+    async def chat(self, request: Request, body: ChatRequest) -> dict:
+        return await answered(request, lambda cancel: self.reply(body, OPENAI, cancel))
 
-    def messages(self, request: ChatRequest) -> dict:
-        return self.reply(request, message, continue_prefill=True)
+    async def messages(self, request: Request, body: ChatRequest) -> dict:
+        return await answered(request, lambda cancel: self.reply(body, ANTHROPIC, cancel))
 
-    def reply(self, request: ChatRequest, shape: Callable[..., dict],
-              continue_prefill: bool = False) -> dict:
-        """Answer the chat (an open LLM) or price the item in it; the answer in `shape`."""
+    def reply(self, request: ChatRequest, api: Api, cancel: threading.Event) -> dict:
+        """Answer the chat (an open LLM) or price the item in it, in `api`'s shape."""
         if request.model not in self.models:
             raise refusal(404, f"The model `{request.model}` does not exist; this server has "
                                f"{', '.join(f'`{m}`' for m in self.models)}", "model_not_found")
         if request.stream:
             raise refusal(400, "streaming is not supported", "unsupported")
+        asked = Asked.of(request, api)
         messages = [m.model_dump() for m in request.messages]
         try:
             item = item_from_messages(messages)
@@ -221,16 +374,50 @@ class Chats:
         served = self.models[request.model]
         respond = spoken if is_open_llm(served) else priced
         try:
-            text, *counts = respond(served, request, messages)
+            text, *rest = respond(served, request, messages, asked, cancel)
         except HTTPException:
             raise
         except Exception:  # the client retries as after any 500; why is for the server's log
             log.exception("the predictor for %s failed on %r", request.model, item.title)
             raise refusal(500, "the predictor failed; the server's log says why",
                           "predictor_error") from None
-        if continue_prefill and messages[-1]["role"] == "assistant":
+        if api.continues_prefill and messages[-1]["role"] == "assistant":
             text = text.removeprefix(str(messages[-1]["content"]))
-        return shape(request.model, text, *counts)
+        return api.shape(request.model, text, *rest)
+
+
+async def answered(request: Request, work: Callable[[threading.Event], T]) -> T:
+    """`work(cancel)` in a worker thread; `cancel` is set when the client goes away or the
+    request's time (`settings.server_timeout()`) runs out, and then the client gets a 504
+    at once, while the work ends at its next step."""
+    cancel = threading.Event()
+    working = asyncio.ensure_future(run_in_threadpool(work, cancel))
+    gone = asyncio.ensure_future(disconnected(request))
+    try:
+        # The setting (whole seconds) is read only by an answer still working after one:
+        # reading it (a .env looked for) takes about 5% of a simple answer's whole time.
+        await asyncio.wait({working, gone}, timeout=1, return_when=FIRST_COMPLETED)
+        if not (working.done() or gone.done()):
+            seconds = settings.server_timeout()
+            await asyncio.wait({working, gone}, timeout=seconds - 1,
+                               return_when=FIRST_COMPLETED)
+        left = gone.done()
+    finally:
+        gone.cancel()
+    if working.done():
+        return working.result()
+    cancel.set()
+    working.add_done_callback(lambda done: done.cancelled() or done.exception())  # unheard
+    if left:
+        raise refusal(499, "the client went away before the answer", "client_closed")
+    raise refusal(504, f"the answer took more than PRICER_SERVER_TIMEOUT={seconds} seconds: "
+                       "ask for fewer max_tokens, or raise the setting", "timeout")
+
+
+async def disconnected(request: Request) -> None:
+    """Returns once the client has gone away (its body has been read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def is_open_llm(served: object) -> bool:
@@ -240,24 +427,35 @@ def is_open_llm(served: object) -> bool:
     return open_chat is not None and isinstance(served, open_chat.OpenChat)
 
 
-def priced(predictor: Predictor, request: ChatRequest, messages: list[dict]) -> tuple[str, int]:
-    """A predictor's price for the item in the chat, in the course's answer, with the chat's
-    tokens counted by Llama 3's tokenizer."""
+def priced(predictor: Predictor, request: ChatRequest, messages: list[dict], asked: Asked,
+           cancel: threading.Event) -> tuple[str, int, None, str, str | None]:
+    """A predictor's price for the item in the chat, in the course's answer (cut at a stop
+    sequence after the prefill), with the chat's tokens counted by Llama 3's tokenizer."""
     price = float(predictor(item_from_messages(messages)))
     if not math.isfinite(price):
         raise refusal(500, f"the predictor returned {price}", "predictor_error")
+    text = answer(max(price, 0.0))
+    prefill = str(messages[-1]["content"]) if messages[-1]["role"] == "assistant" else ""
+    head = prefill if text.startswith(prefill) else ""
+    rest, stop = until_stop(text.removeprefix(head), asked.stop)
     texts = [str(request.system or "")] + [str(m["content"] or "") for m in messages]
-    return answer(max(price, 0.0)), sum(llama_tokens.count(t) for t in texts)
+    return head + rest, sum(llama_tokens.count(t) for t in texts), None, "stop", stop
 
 
-def spoken(chat: OpenChat, request: ChatRequest, messages: list[dict]) -> tuple[str, int, int]:
+def spoken(chat: OpenChat, request: ChatRequest, messages: list[dict], asked: Asked,
+           cancel: threading.Event) -> tuple[str, int, int, str, str | None]:
     """An open LLM's answer to the chat (Anthropic's system prompt first), within the tokens
-    the request allows, with its own token counts."""
+    the request allows, with its own token counts; a 400 when it cannot fit the context."""
+    from open_chat import TooLong
+
     system = [{"role": "system", "content": request.system}] if request.system else []
-    extra = request.model_extra or {}
-    limit = extra.get("max_completion_tokens") or extra.get("max_tokens") or 16
-    reply = chat.reply(system + messages, int(limit))
-    return reply.text, reply.input_tokens, reply.output_tokens
+    try:
+        reply = chat.reply(system + messages, asked.max_tokens, asked.stop, cancel)
+    except TooLong as e:
+        code = "context_length_exceeded" if e.param == "messages" else "invalid_value"
+        raise refusal(400, str(e), code) from None
+    return (reply.text, reply.input_tokens, reply.output_tokens, reply.finish_reason,
+            reply.stop_sequence)
 
 
 def app_for(predictor: Predictor | OpenChat, model: str = "pricer", api_key: str | None = None,
@@ -281,9 +479,12 @@ def app_for(predictor: Predictor | OpenChat, model: str = "pricer", api_key: str
     hidden = {"docs_url": None, "redoc_url": None, "openapi_url": None} if api_key else {}
     app = FastAPI(title=f"{model}: an OpenAI-compatible price predictor", lifespan=lifespan,
                   **hidden)
-    app.add_middleware(BodyLimit)
+    app.add_middleware(BodyLimit, upload_room=jobs.room if jobs else lambda: MAX_UPLOAD)
+    # The outermost, checked first: the key, or without one, where a request comes from.
     if api_key is not None:
-        app.add_middleware(KeyCheck, api_key=api_key)  # the outermost: checked first
+        app.add_middleware(KeyCheck, api_key=api_key)
+    else:
+        app.add_middleware(SameOrigin)
 
     @app.exception_handler(HTTPException)
     def openai_shaped(request, refused: HTTPException) -> JSONResponse:

@@ -48,6 +48,17 @@ def data_dir() -> Path:
     return Path(get("PRICER_DATA_DIR") or ROOT / "data")
 
 
+def jobs_dir() -> Path:
+    """Where local fine-tuning jobs keep their trainers' scratch: open-jobs in the data folder."""
+    return data_dir() / "open-jobs"
+
+
+def server_uploads() -> int:
+    """Bytes that the local server keeps of uploaded files at most, all files together
+    (PRICER_SERVER_UPLOADS_MB, default 1024 MB): a course's training file is a few MB."""
+    return count("PRICER_SERVER_UPLOADS_MB", 1024) << 20
+
+
 def results_path() -> Path:
     """The table of scored runs: PRICER_RESULTS, else results.csv in the data folder."""
     return Path(get("PRICER_RESULTS") or data_dir() / "results.csv")
@@ -106,6 +117,12 @@ def torch_threads(n: int | None = None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def server_timeout() -> int:
+    """Seconds the local server gives one answer, waiting for its model included
+    (PRICER_SERVER_TIMEOUT, default 60): a 5-token price takes well under a second."""
+    return count("PRICER_SERVER_TIMEOUT", 60)
 
 
 def open_model() -> str:

@@ -1,8 +1,17 @@
 """OpenAI's fine-tuning flow, unchanged, against the local server over real HTTP."""
 
+import gc
 import json
 import logging
+import os
+import socket
 import statistics
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from pathlib import Path
 
 import faults
 import openai
@@ -11,6 +20,7 @@ import pytest
 import fine_tuning
 import frontier
 import server
+from baselines import ConstantPricer
 from chat import get_price
 from items import Item
 
@@ -206,3 +216,151 @@ def test_what_a_trainer_logs_becomes_the_jobs_events(serve, tmp_path):
     assert step[0].data == {"step": 1, "train_loss": 0.5}
     logging.getLogger("training").info("Step 9/9: after the job")  # another thread's: not its
     assert len(client.fine_tuning.jobs.list_events(job.id).data) == len(events)
+
+
+def wait_for(check, seconds: float = 20):
+    """Poll `check()` until it is true."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "it never happened"
+        time.sleep(0.02)
+
+
+def test_two_jobs_at_once_both_succeed_one_after_the_other(serve, tmp_path):
+    running, most = [], []
+    lock = threading.Lock()
+
+    def slow_trainer(items):
+        with lock:
+            running.append(1)
+            most.append(len(running))
+        time.sleep(0.3)
+        with lock:
+            running.pop()
+        return mean_trainer(items)
+
+    client = client_for(serve(slow_trainer))
+    file_id = fine_tuning.upload(client, fine_tuning.write_files(TRAIN, tmp_path, 20, 5)[0])
+    first, second = (fine_tuning.create_job(client, file_id) for _ in range(2))
+    assert client.fine_tuning.jobs.retrieve(second.id).status == "queued"
+    for job in (first, second):
+        done = fine_tuning.follow(client, job.id, poll_seconds=0.05, progress=False)
+        assert done.status == "succeeded"
+    assert most == [1, 1]  # never two trainers at once
+
+
+def stepping_trainer(steps: list[int], total: int = 500):
+    """A trainer that reports each of `total` steps, 10 ms apart, as lora.py reports its own."""
+    def train(items):
+        for step in range(1, total + 1):
+            steps.append(step)
+            logging.getLogger("training").info("Step %d/%d", step, total)
+            time.sleep(0.01)
+        return mean_trainer(items)
+    return train
+
+
+def test_a_running_job_cancelled_stops_at_its_next_step(serve, data, tmp_path):
+    steps = []
+    local = serve(stepping_trainer(steps))
+    client = client_for(local)
+    file_id = fine_tuning.upload(client, fine_tuning.write_files(TRAIN, tmp_path, 20, 5)[0])
+    job = fine_tuning.create_job(client, file_id)
+    wait_for(lambda: steps)
+    cancelled = client.fine_tuning.jobs.cancel(job.id)
+    assert cancelled.status == "cancelled" and cancelled.finished_at is not None
+    stopped_at = len(steps)
+    time.sleep(0.2)
+    assert len(steps) <= stopped_at + 1 < 500  # it stopped at the step after
+    done = client.fine_tuning.jobs.retrieve(job.id)
+    assert (done.status, done.fine_tuned_model, done.error) == ("cancelled", None, None)
+    assert [m.id for m in client.models.list()] == ["base"]
+    assert client.fine_tuning.jobs.list_events(job.id).data[0].message == \
+        "Fine-tuning job cancelled"
+    assert not list(local_folder(data).glob("ftjob-*"))  # its folder went
+    with pytest.raises(openai.BadRequestError, match="already cancelled"):
+        client.fine_tuning.jobs.cancel(job.id)
+
+
+def test_a_queued_job_cancelled_never_starts(serve, tmp_path):
+    steps = []
+    client = client_for(serve(stepping_trainer(steps, total=30)))
+    file_id = fine_tuning.upload(client, fine_tuning.write_files(TRAIN, tmp_path, 20, 5)[0])
+    first, second = (fine_tuning.create_job(client, file_id) for _ in range(2))
+    assert client.fine_tuning.jobs.cancel(second.id).status == "cancelled"
+    assert fine_tuning.follow(client, first.id, poll_seconds=0.05,
+                              progress=False).status == "succeeded"
+    assert len(steps) == 30  # the first job's steps alone
+    messages = [e.message for e in client.fine_tuning.jobs.list_events(second.id).data]
+    assert messages == ["Fine-tuning job cancelled", f"Created fine-tuning job: {second.id}"]
+
+
+def local_folder(data: Path) -> Path:
+    """The server's own folder of uploads and models."""
+    (folder,) = (data / "server-files").iterdir()
+    return folder
+
+
+@pytest.fixture
+def data(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("PRICER_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def test_a_finished_jobs_model_waits_on_disk_until_asked_for(serve, data, tmp_path):
+    trained = []
+
+    def constant_trainer(items):
+        trained.append(ConstantPricer().fit(items))
+        return trained[-1]
+
+    local = serve(constant_trainer)
+    client = client_for(local)
+    file_id = fine_tuning.upload(client, fine_tuning.write_files(TRAIN, tmp_path, 20, 5)[0])
+    done = [fine_tuning.follow(client, fine_tuning.create_job(client, file_id).id,
+                               poll_seconds=0.05, progress=False) for _ in range(2)]
+    means = [model.mean for model in trained]
+    released = [weakref.ref(model) for model in trained]
+    trained.clear()
+    gc.collect()
+    assert [ref() for ref in released] == [None, None]  # no trained model stays in memory
+    saved = sorted(local_folder(data).glob("ftjob-*/model"))
+    assert len(saved) == 2
+    for job, mean in zip(done, means, strict=True):
+        pricer = fine_tuning.tuned_pricer(job.fine_tuned_model, base_url=local.base_url,
+                                          cache=frontier.Cache(":memory:"))
+        assert pricer(TRAIN[0]) == pytest.approx(mean, abs=0.005)
+    local.stop()
+    assert not any((data / "server-files").iterdir())
+
+
+def test_a_failed_jobs_folder_goes(serve, data, tmp_path):
+    local = serve(failing_trainer)
+    client = client_for(local)
+    file_id = fine_tuning.upload(client, fine_tuning.write_files(TRAIN, tmp_path, 20, 5)[0])
+    job = fine_tuning.create_job(client, file_id)
+    with pytest.raises(fine_tuning.FineTuneFailed):
+        fine_tuning.follow(client, job.id, poll_seconds=0.05, progress=False)
+    assert [p.name for p in local_folder(data).iterdir()] == [file_id]
+
+
+def ended_process() -> str:
+    """The owner name of a process of this machine that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return f"{socket.gethostname()}~{child.pid}"
+
+
+def test_what_a_killed_server_left_goes_at_the_next_start(serve, data):
+    """A server killed during a job leaves its uploads and models, and its trainer's scratch
+    (named for its process, or `tmp*` as earlier versions named it); the next server to
+    start removes them, and leaves those of processes still running."""
+    dead, alive = ended_process(), f"{socket.gethostname()}~{os.getpid()}"
+    left = [data / "server-files" / f"{dead}~a1b2", data / "open-jobs" / f"{dead}~c3d4",
+            data / "open-jobs" / "tmpe5f6"]
+    kept = [data / "open-jobs" / f"{alive}~g7h8"]
+    for folder in left + kept:
+        (folder / "checkpoint-2").mkdir(parents=True)
+        (folder / "checkpoint-2" / "model.safetensors").write_bytes(b"\0" * 1024)
+    serve()
+    assert [folder.exists() for folder in left + kept] == [False, False, False, True]

@@ -2,6 +2,7 @@
 
 import httpx
 import pytest
+import torch
 from tolerance import assert_scores_as_saved
 
 import curation
@@ -52,6 +53,15 @@ def test_a_model_without_a_chat_template_reads_the_course_prompt():
     assert reply.text.startswith("Price is $") and reply.output_tokens == 2
     assert reply.input_tokens == len(tok(ITEMS[0].test_prompt(), add_special_tokens=False)[
         "input_ids"])
+
+
+def test_a_prompt_read_in_chunks_gives_the_logits_of_one_pass(monkeypatch):
+    model, tok = lora.tiny_llama(), lora.tokenizer()
+    ids = tok(ITEMS[0].test_prompt() * 3)["input_ids"]
+    whole = open_chat.read(model, ids)
+    monkeypatch.setattr(open_chat, "CHUNK", 7)
+    chunked = open_chat.read(model, ids)
+    assert torch.allclose(chunked.logits, whole.logits, atol=1e-4)
 
 
 def test_an_empty_chat_is_refused():

@@ -2,6 +2,9 @@
 
 import json
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,6 +87,58 @@ def test_a_checkpoint_without_its_record_is_converted_again(data_dir, monkeypatc
     (stale / "model.safetensors").write_bytes(b"half")
     open_models.checkpoint("smollm2-135m", progress=False)
     assert (stale / "converted.json").exists()
+
+
+def converted(data_dir, monkeypatch) -> tuple[Path, list]:
+    """A fake conversion, done: its folder, and the list of conversions that ran."""
+    calls = []
+    monkeypatch.setattr(open_models, "convert", lambda g, f: calls.append(f) or fake_convert(g, f))
+    return Path(open_models.checkpoint("smollm2-135m", progress=False)), calls
+
+
+def test_a_truncated_file_is_converted_again(data_dir, monkeypatch):
+    folder, calls = converted(data_dir, monkeypatch)
+    whole = (folder / "model.safetensors").read_bytes()
+    with open(folder / "model.safetensors", "r+b") as f:
+        f.truncate(4)  # a copy cut short, a full disk
+    os.utime(folder / "model.safetensors", ns=(0, 0))  # even with its old time
+    assert open_models.checkpoint("smollm2-135m", progress=False) == str(folder)
+    assert len(calls) == 2 and (folder / "model.safetensors").read_bytes() == whole
+
+
+@pytest.mark.parametrize("damage", ["changed", "missing"])
+def test_a_changed_or_missing_file_is_converted_again(data_dir, monkeypatch, damage):
+    folder, calls = converted(data_dir, monkeypatch)
+    weights = folder / "model.safetensors"
+    if damage == "missing":
+        weights.unlink()
+    else:
+        weights.write_bytes(bytes(len(weights.read_bytes())))  # the same size, other bytes
+        later = (folder / "converted.json").stat().st_mtime_ns + 10**9
+        os.utime(weights, ns=(later, later))
+    open_models.checkpoint("smollm2-135m", progress=False)
+    assert len(calls) == 2 and open_models.made_from(folder) is not None
+
+
+def test_an_untouched_checkpoint_is_used_without_reading_it(data_dir, monkeypatch):
+    folder, calls = converted(data_dir, monkeypatch)
+    read = []
+    monkeypatch.setattr(open_models, "sha256", lambda path, progress=True: read.append(path))
+    assert open_models.checkpoint("smollm2-135m", progress=False) == str(folder)
+    assert (len(calls), read) == (1, [])
+
+
+def test_a_killed_conversions_scratch_goes_at_the_next_load(data_dir, monkeypatch):
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    models = data_dir / "open-models"
+    dead = [models / f"{socket.gethostname()}~{child.pid}~x1y2", models / ".smollm2-135m.a1b2"]
+    alive = models / f"{socket.gethostname()}~{os.getpid()}~c3d4"  # converting right now
+    for scratch in [*dead, alive]:
+        (scratch / "checkpoint").mkdir(parents=True)
+        (scratch / "SmolLM2-135M-Instruct.Q4_1.gguf").write_bytes(b"\0" * 1024)
+    converted(data_dir, monkeypatch)
+    assert sorted(p.name for p in models.iterdir()) == sorted([alive.name, "smollm2-135m"])
 
 
 def test_a_gguf_with_the_wrong_digest_is_refused(data_dir, monkeypatch):

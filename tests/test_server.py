@@ -276,3 +276,77 @@ def test_a_killed_servers_uploads_go_at_the_next_start(tmp_path, monkeypatch, ho
         assert left not in folders and len(folders) == 1
         with server.start(faults.widget_price, trainer=lambda items: faults.widget_price):
             assert len(list((tmp_path / "server-files").iterdir())) == 2  # both alive
+
+
+@pytest.fixture(scope="module")
+def keyless(tmp_path_factory):
+    """A server without a key, taking files: what a web page could reach on localhost."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PRICER_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+        with server.start(faults.widget_price, trainer=lambda items: faults.widget_price) as r:
+            yield r
+
+
+def port_of(running) -> int:
+    return int(running.base_url.rsplit(":", 1)[1].removesuffix("/v1"))
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example", "http://localhost:3000", "null",
+                                    "http://127.0.0.1", "http://[::1", "http://127.0.0.1:%d.x"])
+def test_without_a_key_a_page_of_another_site_is_refused(keyless, origin):
+    chat = {"model": "pricer", "messages": frontier.messages_for(faults.make_items(1)[0])}
+    headers = {"Origin": origin.replace("%d", str(port_of(keyless)))}
+    reply = httpx.post(f"{keyless.base_url}/chat/completions", json=chat, headers=headers)
+    assert (reply.status_code, reply.json()["error"]["code"]) == (403, "cross_origin")
+    upload = httpx.post(f"{keyless.base_url}/files", headers=headers, data={"purpose": "x"},
+                        files={"file": ("train.jsonl", b"{}\n")})
+    assert upload.status_code == 403
+    assert httpx.get(f"{keyless.base_url}/files").json()["data"] == []  # nothing stored
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_without_a_key_the_servers_own_pages_are_answered(keyless, host):
+    origin = f"http://{host}:{port_of(keyless)}"  # its /docs page, say
+    chat = {"model": "pricer", "messages": frontier.messages_for(faults.make_items(1)[0])}
+    reply = httpx.post(f"{keyless.base_url}/chat/completions", json=chat,
+                       headers={"Origin": origin})
+    assert reply.status_code == 200
+
+
+def test_without_a_key_a_domain_that_resolves_here_is_refused(keyless):
+    """DNS rebinding: a page's own domain made to resolve to 127.0.0.1, so that the browser
+    takes the server for the page's own site and sends no cross-site Origin."""
+    port = port_of(keyless)
+    reply = httpx.get(f"{keyless.base_url}/files", headers={"Host": f"evil.example:{port}"})
+    assert (reply.status_code, reply.json()["error"]["code"]) == (403, "host_not_allowed")
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
+        assert httpx.get(f"{keyless.base_url}/files", headers={"Host": host}).status_code == 200
+
+
+def test_a_cross_site_request_is_refused_before_its_body_is_read(keyless):
+    answer = raw_request(keyless, f"POST /v1/files HTTP/1.1\nHost: 127.0.0.1\nOrigin: "
+                                  f"https://evil.example\nContent-Length: {8 << 20}\n")
+    assert answer.split()[1] == b"403"
+
+
+def test_with_a_key_origins_are_the_keys_business(served):
+    running, _ = served
+    chat = {"model": "widgets", "messages": frontier.messages_for(faults.make_items(1)[0])}
+    headers = {"Authorization": "Bearer key", "Origin": "https://elsewhere.example",
+               "Host": "pricer.example"}
+    reply = httpx.post(f"{running.base_url}/chat/completions", json=chat, headers=headers)
+    assert reply.status_code == 200
+
+
+def test_uploads_are_capped_in_all(keyless, monkeypatch):
+    monkeypatch.setenv("PRICER_SERVER_UPLOADS_MB", "1")  # read when used
+    client = openai.OpenAI(base_url=keyless.base_url, api_key="none", max_retries=0)
+    first = client.files.create(file=("a.jsonl", b"x" * 600_000), purpose="fine-tune")
+    with pytest.raises(openai.APIStatusError, match="PRICER_SERVER_UPLOADS_MB") as over:
+        client.files.create(file=("b.jsonl", b"x" * 600_000), purpose="fine-tune")
+    assert over.value.status_code == 413
+    assert [f.id for f in client.files.list().data] == [first.id]
+    assert client.files.delete(first.id).deleted
+    second = client.files.create(file=("b.jsonl", b"x" * 600_000), purpose="fine-tune")
+    assert [f.id for f in client.files.list().data] == [second.id]
+    client.files.delete(second.id)
