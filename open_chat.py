@@ -60,6 +60,8 @@ class OpenChat:
     every answer is the same whatever else is asked at the same moment.
     """
 
+    at_once = 1  # answers computed at the same time: clients need send no more
+
     def __init__(self, name: str | None = None, model=None, tokenizer=None):
         self.name = name or settings.open_model()
         if model is None:

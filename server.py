@@ -504,6 +504,8 @@ class Running:
 
     `pricer()` hands out ChatPricers over it that share one reply cache, kept in a scratch
     folder until the server stops: its answers cost nothing, so nothing is worth keeping.
+    They ask `at_once` items at a time, what the server answers at the same time (1 for an
+    open LLM), so that no request waits in a queue long enough to time out on a slow machine.
     """
 
     base_url: str
@@ -511,6 +513,7 @@ class Running:
     server: uvicorn.Server
     thread: threading.Thread
     api_key: str | None = None
+    at_once: int = 8
     _scratch: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
     _cache: frontier.Cache | None = field(default=None, repr=False)
 
@@ -523,9 +526,12 @@ class Running:
         if self._cache is None:
             self._scratch = tempfile.TemporaryDirectory(prefix="pricer-server-")
             self._cache = frontier.Cache(Path(self._scratch.name) / "replies.sqlite")
+        # the server's own time limit answers first, with a clear 504
         chat = frontier.OpenAIChat(model or self.model, base_url=self.base_url,
-                                   api_key=self.api_key, params=params)
-        return frontier.ChatPricer(chat, cache=self._cache, **kwargs)
+                                   api_key=self.api_key, params=params,
+                                   timeout=settings.server_timeout() + 5)
+        return frontier.ChatPricer(chat, cache=self._cache,
+                                   **{"concurrency": self.at_once, **kwargs})
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -543,7 +549,7 @@ class Running:
 
 
 def serve(app: FastAPI, model: str, host: str = "127.0.0.1", port: int = 0,
-          api_key: str | None = None) -> Running:
+          api_key: str | None = None, at_once: int = 8) -> Running:
     """Run `app` in a background thread on `port` (0: a free one) and wait until it listens."""
     # IPPROTO_TCP spelled out: asyncio only turns Nagle off (TCP_NODELAY) on sockets that say
     # so, and with Nagle on every keep-alive reply waits ~40 ms for a delayed ACK.
@@ -558,7 +564,8 @@ def serve(app: FastAPI, model: str, host: str = "127.0.0.1", port: int = 0,
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError(f"the server for {model} did not start on {host}:{port}")
         time.sleep(0.01)
-    return Running(f"http://{host}:{sock.getsockname()[1]}/v1", model, server, thread, api_key)
+    return Running(f"http://{host}:{sock.getsockname()[1]}/v1", model, server, thread, api_key,
+                   at_once)
 
 
 def start(predictor: Predictor | OpenChat | None = None, model: str | None = None,
@@ -575,7 +582,8 @@ def start(predictor: Predictor | OpenChat | None = None, model: str | None = Non
         predictor = OpenChat(model)
         model = predictor.name
     model = model or "pricer"
-    return serve(app_for(predictor, model, api_key, trainer), model, host, port, api_key)
+    return serve(app_for(predictor, model, api_key, trainer), model, host, port, api_key,
+                 getattr(predictor, "at_once", 8))
 
 
 def load_predictor(spec: str) -> Predictor:

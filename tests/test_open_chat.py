@@ -36,6 +36,17 @@ def test_serves_the_open_model_through_the_course_client(smollm):
     assert list(again.predict_many(ITEMS)) == list(guesses) and again.meter.cached == 2
 
 
+def test_its_pricers_ask_one_item_at_a_time_within_the_servers_limit(smollm, monkeypatch):
+    """The model answers in turn: eight requests at once would wait for each other, and on a
+    slow machine time out; the client waits a little longer than the server's own limit."""
+    assert smollm.at_once == 1 and smollm.pricer().concurrency == 1
+    assert smollm.pricer(concurrency=3).concurrency == 3
+    monkeypatch.setenv("PRICER_SERVER_TIMEOUT", "120")
+    assert smollm.pricer().chat.client.timeout == 125
+    with server.start(lambda item: 1.0) as predictor:
+        assert predictor.pricer().concurrency == 8
+
+
 def test_answers_are_greedy_and_follow_the_template(smollm):
     chat = {"model": smollm.model, "messages": messages_for(ITEMS[0]), "max_tokens": 5}
     first, second = (httpx.post(f"{smollm.base_url}/chat/completions", json=chat, timeout=60)
