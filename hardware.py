@@ -1,7 +1,7 @@
 """The processor this runs on: its model and the vector instructions that decide how fast, and
 with which rounding, numbers are computed.
 
->>> cpu().name != "" and cpu().fastest in FASTEST
+>>> cpu().name != "" and cpu().fastest in FASTEST and isinstance(cpu().bf16, bool)
 True
 
 CPUs differ in what they offer (AVX2 only; AVX-512, with bf16 and int8 dot products on some;
@@ -31,6 +31,12 @@ class Cpu:
     def fastest(self) -> str:
         """The fastest instructions for matrix work it has: a key of `FASTEST`."""
         return next(path for path, flag in FASTEST.items() if not flag or flag in self.flags)
+
+    @property
+    def bf16(self) -> bool:
+        """Whether it multiplies bfloat16 matrices natively (AMX or AVX-512 BF16): there bf16
+        runs at 2x to 7x float32's rate; elsewhere it is emulated, and slower."""
+        return self.fastest in ("amx", "avx512_bf16")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.fastest})"
