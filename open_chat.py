@@ -20,7 +20,7 @@ import torch
 import open_models
 import settings
 from chat import item_from_messages
-from frontier import Reply
+from chat_api import Reply
 
 
 class OpenChat:

@@ -56,6 +56,7 @@ from jobs import FineTuningJobs
 from pricer import Predictor, Trainer
 
 if TYPE_CHECKING:
+    import chat_api
     import frontier
     from open_chat import OpenChat
 
@@ -311,18 +312,19 @@ class Running:
     thread: threading.Thread
     api_key: str | None = None
     _scratch: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
-    _cache: frontier.Cache | None = field(default=None, repr=False)
+    _cache: chat_api.Cache | None = field(default=None, repr=False)
 
     def pricer(self, model: str | None = None, params: dict | None = None,
                **kwargs) -> frontier.ChatPricer:
         """A ChatPricer asking this server for `model` (the one it was started with), sent
-        `params` (frontier's by default); `kwargs` go to ChatPricer."""
+        `params` (chat_api's by default); `kwargs` go to ChatPricer."""
+        import chat_api
         import frontier
 
         if self._cache is None:
             self._scratch = tempfile.TemporaryDirectory(prefix="pricer-server-")
-            self._cache = frontier.Cache(Path(self._scratch.name) / "replies.sqlite")
-        chat = frontier.OpenAIChat(model or self.model, base_url=self.base_url,
+            self._cache = chat_api.Cache(Path(self._scratch.name) / "replies.sqlite")
+        chat = chat_api.OpenAIChat(model or self.model, base_url=self.base_url,
                                    api_key=self.api_key, params=params)
         return frontier.ChatPricer(chat, cache=self._cache, **kwargs)
 

@@ -8,8 +8,8 @@ import faults
 import openai
 import pytest
 
+import chat_api
 import fine_tuning
-import frontier
 import server
 from chat import get_price
 from items import Item
@@ -68,7 +68,7 @@ def test_a_job_trains_a_model_that_the_server_then_serves(serve, tmp_path):
     trained = [json.loads(line) for line in train_file.read_text().splitlines()]
     answers = [round(get_price(t["messages"][-1]["content"])) for t in trained]
     pricer = fine_tuning.tuned_pricer(done.fine_tuned_model, base_url=local.base_url,
-                                cache=frontier.Cache(tmp_path / "cache.sqlite"))
+                                cache=chat_api.Cache(tmp_path / "cache.sqlite"))
     assert pricer.chat.params == {"max_tokens": 7, "seed": 42}  # as the course called it
     assert pricer(TRAIN[-1]) == pytest.approx(statistics.mean(answers), abs=0.01)
     assert [i.prompt for i in TRAINED] == [item.prompt for item in TRAIN[:20]]
