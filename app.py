@@ -108,7 +108,7 @@ def model_path(train: list[Item]) -> Path:
     a model predicts the page trains afresh rather than load a file the new code misreads."""
     from files import digest
     from pricer import MODEL_GLOBALS
-    from vectors import digest as items_digest
+    from vectors import items_digest
 
     sources = {settings.ROOT / f"{module}.py" for module, _ in MODEL_GLOBALS}
     sources = sorted(path for path in sources | {settings.ROOT / "pricer.py"} if path.exists())

@@ -93,12 +93,12 @@ def priced_item(messages: list[dict]) -> Item:
     price = get_price(content) if isinstance(content, str) else None
     if price is None:
         raise ValueError(f"the assistant's answer has no price: {content!r}")
-    return Item.from_text(item_from_messages(question).text, price)
+    return item_from_messages(question, price)
 
 
-def item_from_messages(messages: list[dict]) -> Item:
-    """The Item that `messages_for` (or `rag_messages`) was given, rebuilt from its chat
-    (price unknown: 0); the products given as context are not part of it.
+def item_from_messages(messages: list[dict], price: float = 0.0) -> Item:
+    """The Item that `messages_for` (or `rag_messages`) was given, rebuilt from its chat, at
+    `price` (unknown: 0); the products given as context are not part of it.
 
     >>> item = Item.from_text("Kettle\\nBoils.", 25)
     >>> item_from_messages(messages_for(item)).text == item.text
@@ -120,7 +120,7 @@ def item_from_messages(messages: list[dict]) -> Item:
     text = text.removeprefix(f"{CHAT_QUESTION}\n\n").strip()
     if not text:
         raise ValueError("the user message is empty")
-    return Item.from_text(text, 0.0)
+    return Item.from_text(text, price)
 
 
 _NUMBER = r"(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"

@@ -1,4 +1,5 @@
-"""An ensemble whose weights are fitted on training items its members never saw.
+"""An ensemble whose weights are fitted on training items its members never saw (where
+`baselines.FixedEnsemble` blends with weights you choose).
 
 >>> model = FittedEnsemble([baselines.best(), RagPricer.over(local.pricer())])  # doctest: +SKIP
 >>> offline = FittedEnsemble(cpu_members())      # no chat model: the page's    # doctest: +SKIP
@@ -42,9 +43,9 @@ from pathlib import Path
 import numpy as np
 
 import baselines
-from features import SEED, prices
+from features import prices
 from items import Item
-from pricer import Pricer
+from pricer import SEED, Pricer
 
 
 def held_out(train: Sequence[Item], share: float = 0.2,

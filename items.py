@@ -20,6 +20,7 @@ import json
 import math
 import pickle
 import re
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -460,6 +461,11 @@ class _ItemsOnly(pickle.Unpickler):
         raise pickle.UnpicklingError(
             f"refusing to load {module}.{name}: only items.Item is allowed in a split pickle"
         )
+
+
+def texts(items: Sequence[Item]) -> list[str]:
+    """What the models read: each item's curated text, title first, no question or price."""
+    return [item.text for item in items]
 
 
 def load_pickle(path: str | Path) -> list[Item]:

@@ -25,9 +25,9 @@ import numpy as np
 import scipy.sparse as sp
 
 import settings
-from features import SEED, prices, texts
-from items import Item
-from pricer import Pricer
+from features import prices
+from items import Item, texts
+from pricer import SEED, Pricer
 
 
 def titles(items: Sequence[Item]) -> list[str]:

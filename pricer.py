@@ -36,6 +36,7 @@ import numpy as np
 from files import written
 from items import Item
 
+SEED = 42  # every model's default seed: the same items and seed make the same model
 Predictor = Callable[[Item], float]  # what the Tester and the local server accept
 Trainer = Callable[[list[Item]], Predictor]  # what a local fine-tuning job runs
 
@@ -109,7 +110,7 @@ class Pricer:
     # as wide as the model's errors on items it did not train on, in log space, so it grows
     # with the price. Valid (on average over items) whenever new items resemble those items.
 
-    def fit_calibrated(self, train: Sequence[Item], share: float = 0.1, seed: int = 42) -> Self:
+    def fit_calibrated(self, train: Sequence[Item], share: float = 0.1, seed: int = SEED) -> Self:
         """Fit on all but a seeded `share` of `train`, and calibrate ranges on that share.
 
         >>> model = TfidfRidgePricer().fit_calibrated(train)           # doctest: +SKIP
@@ -186,11 +187,11 @@ class Pricer:
 # its module, never walked through dots into other modules.
 MODEL_GLOBALS = frozenset({
     ("baselines", "BagOfWordsPricer"), ("baselines", "ConstantPricer"),
-    ("baselines", "EmbeddingPricer"), ("baselines", "EnsemblePricer"),
+    ("baselines", "EmbeddingPricer"), ("baselines", "FixedEnsemble"),
     ("baselines", "FeaturePricer"), ("baselines", "HumanPricer"),
     ("baselines", "LightGBMPricer"), ("baselines", "NeighboursPricer"),
     ("baselines", "RandomPricer"), ("baselines", "TfidfRidgePricer"),
-    ("baselines", "Word2VecPricer"), ("features", "texts"),
+    ("baselines", "Word2VecPricer"), ("items", "texts"),
     ("mlp", "SparseMLP"), ("mlp", "SparseMLPPricer"), ("mlp", "SparseText"),
     ("mlp", "_whole"), ("mlp", "categories"), ("mlp", "titles"),
     ("stacking", "StackPricer"), ("ensemble", "FittedEnsemble"),
@@ -221,7 +222,8 @@ MODEL_GLOBALS = frozenset({
 # Names that moved since a model file was written: (old module, name) -> (new module, name),
 # so that older files still load. Each new pair must be in MODEL_GLOBALS.
 RENAMED: dict[tuple[str, str], tuple[str, str]] = {
-    ("baselines", "texts"): ("features", "texts"),
+    ("baselines", "texts"): ("items", "texts"), ("features", "texts"): ("items", "texts"),
+    ("baselines", "EnsemblePricer"): ("baselines", "FixedEnsemble"),
     # NumPy 1.x's module names, and protocol 2's names of Python 2.
     ("numpy.core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"): ("numpy._core.multiarray", "scalar"),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import baselines
-import features
+import items
 import sentences
 from items import Item
 from pricer import MODEL_GLOBALS, RENAMED, Pricer, _ModelUnpickler
@@ -100,8 +100,8 @@ def test_a_renamed_name_loads_from_an_old_file(monkeypatch):
     old = b"\x80\x04\x8c\x09old_place\x8c\x05texts\x93."  # STACK_GLOBAL old_place.texts
     with pytest.raises(pickle.UnpicklingError, match="old_place.texts"):
         _ModelUnpickler(io.BytesIO(old)).load()
-    monkeypatch.setitem(RENAMED, ("old_place", "texts"), ("features", "texts"))
-    assert _ModelUnpickler(io.BytesIO(old)).load() is features.texts
+    monkeypatch.setitem(RENAMED, ("old_place", "texts"), ("items", "texts"))
+    assert _ModelUnpickler(io.BytesIO(old)).load() is items.texts
 
 
 def test_a_saved_model_names_only_listed_pairs(tmp_path):
