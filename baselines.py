@@ -251,6 +251,17 @@ class NeighboursPricer(Pricer):
         _index_to_vectors(state)
         self.__dict__.update(state)
 
+    def check_state(self) -> None:
+        super().check_state()
+        _one_price_a_row(self)
+
+
+def _one_price_a_row(model: Pricer) -> None:
+    """A model that prices by its training rows has one log price for each."""
+    if model.fitted and model.vectors.shape[0] != len(model.logs):
+        raise ValueError(f"{model.name} has {model.vectors.shape[0]} training rows and "
+                         f"{len(model.logs)} prices")
+
 
 def _index_to_vectors(state: dict) -> None:
     """Models saved before `nearest` kept a scikit-learn index of the training rows: keep
@@ -305,6 +316,10 @@ class LightGBMPricer(RegressionPricer):
     def __setstate__(self, state: dict) -> None:
         _index_to_vectors(state)
         self.__dict__.update(state)
+
+    def check_state(self) -> None:
+        super().check_state()
+        _one_price_a_row(self)
 
 
 EMBEDDING_REGRESSORS = {"svr": "MiniLM + SVR", "ridge": "MiniLM + Ridge",
@@ -378,6 +393,12 @@ class FixedEnsemble(Pricer):
     def _predict(self, items: list[Item]) -> np.ndarray:
         logs = np.stack([np.log1p(m.predict_many(items)) for m in self.members])
         return np.expm1(self.weights @ logs)
+
+    def check_state(self) -> None:
+        super().check_state()
+        if np.shape(self.weights) != (len(self.members),):
+            raise ValueError(f"{self.name} has {len(self.members)} members and weights of "
+                             f"shape {np.shape(self.weights)}")
 
 
 def all_pricers(embeddings: bool = True, device: str = "cpu") -> list[Pricer]:

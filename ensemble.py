@@ -165,6 +165,12 @@ class FittedEnsemble(Pricer):
                             "save the other members and rebuild the ensemble")
         return super().save(path)
 
+    def check_state(self) -> None:
+        super().check_state()
+        if self.fitted and np.shape(self.coefficients) != (len(self.members) + 2,):
+            raise ValueError(f"{self.name} has {len(self.members)} members and "
+                             f"{np.size(self.coefficients)} weights")
+
     def why_no_price(self, item: Item) -> str:
         silent = [m.name for m in self.members if np.isnan(m.predict_many([item])[0])]
         return f"no price from {', '.join(silent)}" if silent else super().why_no_price(item)

@@ -263,4 +263,6 @@ def test_models_saved_before_the_features_moved_still_load(split, tmp_path, name
     path = tmp_path / f"{name}.pkl"
     path.write_bytes(gzip.decompress((fixtures / f"{name}.pkl.gz").read_bytes()))
     model = Pricer.load(path)
-    assert np.allclose(model.predict_many(items), saved["guesses"][name], rtol=1e-9)
+    # The MLP's weights are float32: their last digits follow the CPU's float32 arithmetic.
+    rtol = 1e-6 if name == "mlp" else 1e-9
+    assert np.allclose(model.predict_many(items), saved["guesses"][name], rtol=rtol)
