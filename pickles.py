@@ -22,7 +22,7 @@ from __future__ import annotations
 import ctypes
 import importlib
 import pickle
-import re
+import sys
 import warnings
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
@@ -111,11 +111,6 @@ def _empty_array(kind: object, shape: object, dtype: object) -> np.ndarray:
     return np.ndarray((0,), np.int8)
 
 
-def _dtype(spec: object, align: object = False, copy: object = True) -> np.dtype:
-    """A new dtype, never numpy's shared one: a pickle gives it state next."""
-    return np.dtype(spec, bool(align), True)
-
-
 def _from_buffer(buffer: object, dtype: np.dtype, shape: tuple, order: str) -> np.ndarray:
     """numpy's array of a protocol-5 buffer (its own function, which checks the sizes)."""
     from numpy._core.numeric import _frombuffer
@@ -145,8 +140,8 @@ def _tree(n_features: object, n_classes: object, n_outputs: object):
 
     if not (_integer(n_features, 1, 2**31) and _integer(n_outputs, 1, 1024)
             and isinstance(n_classes, np.ndarray) and n_classes.shape == (n_outputs,)
-            and n_classes.dtype.kind in "iu" and n_classes.min() >= 1
-            and n_classes.max() <= 2**20):
+            and n_classes.dtype.kind in "iu"
+            and all(1 <= n <= 2**20 for n in n_classes.tolist())):
         raise pickle.UnpicklingError("a tree's sizes are out of range")
     return Tree(int(n_features), n_classes, int(n_outputs))
 
@@ -155,7 +150,7 @@ CALLS: dict[tuple[str, str], Callable] = {
     ("numpy._core.multiarray", "_reconstruct"): _empty_array,
     ("numpy._core.multiarray", "scalar"): None,  # numpy's own (C) scalar: nothing to check
     ("numpy._core.numeric", "_frombuffer"): _from_buffer,
-    ("numpy", "dtype"): _dtype,
+    ("numpy", "dtype"): None,  # numpy's own: state given to one of its shared dtypes is ignored
     ("copyreg", "_reconstructor"): _reconstructor,
     ("_codecs", "encode"): None,  # protocol 2's bytes: as long as the text it is given
     ("builtins", "bytes"): _of_content(bytes),
@@ -216,23 +211,26 @@ _STAND_INS: dict[type, type] = {}  # stand-in -> the class it stands for
 
 
 def _stand_in(cls: type, check_state: Callable | None) -> type:
-    """A class of its own (no subclass of `cls`, so no code of `cls` runs and `cls` gains no
-    subclass) whose instance is empty until a pickle gives it state: then the state is
-    checked by `check_state`, the instance becomes a `cls`, and takes the state as a `cls`."""
+    """What a pickle gets for a class of Python code: a class of its own, not `cls` (which a
+    pickle could then change) nor a subclass. Called, it makes an empty `cls`, running no code
+    of `cls`; for a class with a `check_state`, an empty instance of its own that checks the
+    state it is given, and only then becomes a `cls` and takes the state as a `cls` would.
+    Its own __setstate__ needs an instance: a pickle that gives state to the stand-in itself
+    fails there, and changes nothing."""
     if cls.__new__ is not object.__new__:
         raise TypeError(f"{cls.__qualname__} makes its own instances: list a checked call")
+    own = getattr(cls, "__setstate__", None)
 
     def __new__(stand_in, *args):
         if args:
             raise pickle.UnpicklingError(f"a pickle may not call {cls.__name__} with arguments")
-        return object.__new__(stand_in)
+        return object.__new__(cls if check_state is None else stand_in)
 
     def __setstate__(self, state: object) -> None:
-        if check_state is not None:
-            state = check_state(state)
+        state = check_state(state)
         self.__class__ = cls
-        if hasattr(cls, "__setstate__"):
-            cls.__setstate__(self, state)
+        if own is not None:
+            own(self, state)
         else:
             _set_state(self, state)
 
@@ -261,6 +259,9 @@ def _set_state(obj: object, state: object) -> None:
 ATOMS = frozenset({type(None), bool, int, float, complex, str, bytes, bytearray, slice, range,
                    np.bool_, np.int32, np.int64, np.uint32, np.float32, np.float64,
                    ctypes.c_void_p})
+# Classes whose __setstate__ checks every field and keeps plain values only: nothing inside
+# their instances to look at again.
+SELF_CHECKED = frozenset({("items", "Item")})
 # Classes a model may hold as values (scikit-learn keeps its dtype as one).
 VALUE_TYPES = frozenset({np.float32, np.float64, np.int32, np.int64, np.bool_})
 MAX_THREADS = 1024  # the most worker threads a model file may ask for
@@ -269,40 +270,41 @@ MAX_THREADS = 1024  # the most worker threads a model file may ask for
 def check(root: object) -> None:
     """Check everything `root` holds, as a pickle built it, each object by its type: CHECKS
     for library classes, `check_state` for the project's; ValueError at the first fault."""
-    checks, classes = _checks(), _classes()
+    done = ATOMS | {_loaded(pair) for pair in SELF_CHECKED} - {None}
     seen, todo = set(), [root]
     while todo:
         obj = todo.pop()
         kind = type(obj)
-        if kind in ATOMS or id(obj) in seen:
+        if kind in done or id(obj) in seen:
             continue
         seen.add(id(obj))
         if kind in (list, tuple, set, frozenset):
-            todo += _not_atoms(obj)
+            todo += _unchecked(obj, done)
         elif kind in (dict, OrderedDict, defaultdict):
             if kind is defaultdict and obj.default_factory not in (None, OrderedDict):
                 raise ValueError("a defaultdict may only make OrderedDicts")
-            todo += _not_atoms(obj.keys()) + _not_atoms(obj.values())
+            todo += _unchecked(obj.keys(), done) + _unchecked(obj.values(), done)
         elif kind is type and obj in VALUE_TYPES:
             continue
-        elif kind in classes:
-            vouched = checks[kind](obj) if kind in checks else set()
+        elif (pair := _allowed(kind)) is not None:
+            seen.update(map(id, CHECKS[pair](obj) if pair in CHECKS else ()))
             _threads(obj)
             if hasattr(kind, "check_state"):
                 kind.check_state(obj)
             if hasattr(obj, "__dict__"):
-                todo += _not_atoms(v for k, v in vars(obj).items() if k not in vouched)
+                todo += _unchecked(vars(obj).values(), done)
         elif kind in _STAND_INS:
             raise ValueError(f"a {_STAND_INS[kind].__name__} that was never given its state")
         else:
             raise ValueError(f"a model file may not hold {_name(obj)}")
 
 
-def _not_atoms(values: Iterable) -> list:
+def _unchecked(values: Iterable, done: frozenset[type]) -> list:
+    """The values whose type says that there is something to check."""
     values = list(values)
-    if set(map(type, values)) <= ATOMS:
+    if set(map(type, values)) <= done:
         return []
-    return [value for value in values if type(value) not in ATOMS]
+    return [value for value in values if type(value) not in done]
 
 
 def _name(obj: object) -> str:
@@ -311,17 +313,20 @@ def _name(obj: object) -> str:
     return f"{noun} {_STAND_INS.get(kind, kind).__qualname__}"
 
 
-@cache
-def _classes() -> frozenset[type]:
-    """The classes, other than plain containers and values, that a built object may be an
-    instance of: those a pickle builds, and those that checked calls make."""
-    return frozenset(getattr(importlib.import_module(m), n) for m, n in CLASSES | set(CHECKS)
-                     if m not in ("builtins", "collections"))
+def _loaded(pair: tuple[str, str]) -> type | None:
+    """The class `pair` names, if its module is loaded (else no object can be one)."""
+    return getattr(sys.modules.get(pair[0]), pair[1], None)
 
 
 @cache
-def _checks() -> dict[type, Callable]:
-    return {getattr(importlib.import_module(m), n): fn for (m, n), fn in CHECKS.items()}
+def _allowed(kind: type) -> tuple[str, str] | None:
+    """The (module, name) of `kind` if a built object may be one: a class a pickle builds,
+    or one that a checked call makes; plain containers and values aside."""
+    pair = (kind.__module__, kind.__qualname__)
+    if pair in CLASSES | CHECKS.keys() and pair[0] not in ("builtins", "collections") \
+            and _loaded(pair) is kind:
+        return pair
+    return None
 
 
 def _integer(value: object, low: int, high: int) -> bool:
@@ -368,7 +373,7 @@ def _describe(obj: object) -> str:
     return _name(obj)
 
 
-def _csr(matrix) -> set:
+def _csr(matrix) -> tuple:
     """A CSR matrix: row pointers from 0, never falling, to its number of entries; column
     indices within its shape."""
     state = vars(matrix)
@@ -384,50 +389,66 @@ def _csr(matrix) -> set:
         raise ValueError("a sparse matrix's row pointers do not run from 0 to its entries")
     if len(indices) and (indices.min() < 0 or indices.max() >= columns):
         raise ValueError(f"a sparse matrix's column indices fall outside its {columns} columns")
-    return set()
+    return ()
 
 
-def _tree_links(tree) -> set:
-    """scikit-learn's tree: node i's children are nodes after i, so every path ends at a
-    leaf; features within the tree's; values finite."""
-    count = tree.node_count
-    if not 1 <= count <= tree.capacity:
-        raise ValueError(f"a tree has {count} nodes in room for {tree.capacity}")
-    left, right = tree.children_left, tree.children_right
+def _outside(child: np.ndarray, node: np.ndarray, size: np.ndarray) -> bool:
+    """Whether a child link of node `node` (of a tree of `size` nodes) points elsewhere than
+    to a later node of the tree: a path that only ever goes to later nodes ends."""
+    return bool(((child <= node) | (child >= size)).any())
+
+
+def _trees(trees: list) -> list:
+    """scikit-learn trees, all at once: a node's children are later nodes of its tree (or
+    none, at a leaf); features within the tree's; thresholds and values finite."""
+    counts = np.array([tree.node_count for tree in trees])
+    if any(not 1 <= tree.node_count <= tree.capacity for tree in trees):
+        raise ValueError("a tree has more nodes than room for them, or none")
+    states = [tree.__getstate__() for tree in trees]
+    fields = states[0]["nodes"].dtype.fields  # scikit-learn's node: 8-byte fields
+    nodes = np.concatenate([state["nodes"].view(np.int64) for state in states])
+    nodes = nodes.reshape(len(nodes) // (states[0]["nodes"].itemsize // 8), -1)
+    left, right, feature, threshold = (nodes[:, fields[name][1] // 8] for name in (
+        "left_child", "right_child", "feature", "threshold"))
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    after = np.arange(1, len(nodes) + 1) - first  # each node's index in its tree, plus one
+    later = (np.repeat(counts, counts) - after).view(np.uint64)  # how many nodes follow it
+
+    def ahead(child: np.ndarray) -> np.ndarray:  # a node that follows, in the same tree
+        return (child - after).view(np.uint64) < later
+
     leaf = left == -1
-    nodes = np.arange(count)
-    inner = ~leaf
-    if ((right == -1) != leaf).any() or (left[inner] <= nodes[inner]).any() \
-            or (right[inner] <= nodes[inner]).any() or (left[inner] >= count).any() \
-            or (right[inner] >= count).any():
+    if not np.where(leaf, right == -1, ahead(left) & ahead(right)).all():
         raise ValueError("a tree's child links do not form a tree")
-    features = tree.feature[inner]
-    if len(features) and (features.min() < 0 or features.max() >= tree.n_features):
-        raise ValueError(f"a tree splits on features outside its {tree.n_features}")
-    if not (_finite(tree.threshold[inner]) and _finite(tree.value)):
+    features = np.repeat([tree.n_features for tree in trees], counts).view(np.uint64)
+    if not ((feature.view(np.uint64) < features) | leaf).all():
+        raise ValueError("a tree splits on features outside its own")
+    values = np.concatenate([state["values"].reshape(-1) for state in states])
+    if not (_finite(threshold.view(np.float64)) and _finite(values)):
         raise ValueError("a tree holds NaN or infinite thresholds or values")
-    return set()
+    return trees
 
 
-def _decision_tree(model) -> set:
+def _decision_tree(model) -> tuple:
     tree = getattr(model, "tree_", None)
     if tree is not None and (tree.n_features != model.n_features_in_ or tree.n_outputs != 1):
         raise ValueError("a decision tree's tree does not fit its features")
-    return set()
+    return ()
 
 
-def _forest(model) -> set:
-    for tree in model.estimators_:
-        if type(tree).__name__ != "DecisionTreeRegressor" \
-                or tree.n_features_in_ != model.n_features_in_:
-            raise ValueError("a random forest holds a tree that does not fit its features")
-    return set()
+def _forest(model) -> list:
+    """A random forest's trees fit its features, and are checked together (see _trees)."""
+    estimators = model.estimators_
+    if not all(type(tree).__name__ == "DecisionTreeRegressor"
+               and tree.n_features_in_ == model.n_features_in_ for tree in estimators):
+        raise ValueError("a random forest holds a tree that does not fit its features")
+    return _trees([tree.tree_ for tree in estimators]) if estimators else []
 
 
 WORD_PATTERNS = {r"(?u)\b\w\w+\b", r"(?s).+"}  # scikit-learn's, and mlp's whole text
 
 
-def _vectorizer(vectorizer) -> set:
+def _vectorizer(vectorizer) -> tuple:
     """A text vectorizer reads text only as its own analyzers and known patterns do, and
     numbers the words of its vocabulary within it."""
     state = vars(vectorizer)
@@ -451,10 +472,10 @@ def _vectorizer(vectorizer) -> set:
         idf = getattr(state.get("_tfidf"), "idf_", None)
         if idf is not None:
             _vector(idf, "f", size)
-    return {"vocabulary_"}
+    return (vocabulary,)
 
 
-def _svr(model) -> set:
+def _svr(model) -> tuple:
     """What libsvm reads to predict, consistent: support vectors, their coefficients, the
     kernel and its settings."""
     vectors = model.support_vectors_
@@ -476,10 +497,10 @@ def _svr(model) -> set:
             or not _integer(model.degree, 0, 100) or not np.isfinite(model._gamma) \
             or not np.isfinite(model.coef0):
         raise ValueError("an SVR's kernel settings are out of range")
-    return set()
+    return ()
 
 
-def _neighbours(model) -> set:
+def _neighbours(model) -> tuple:
     """A nearest-neighbour model searches its rows by brute force, with a known metric."""
     rows = model._fit_X
     if model._fit_method != "brute" or getattr(rows, "ndim", 0) != 2 \
@@ -487,10 +508,10 @@ def _neighbours(model) -> set:
             or model.effective_metric_ not in ("euclidean", "cosine", "manhattan", "minkowski") \
             or not _integer(model.n_neighbors, 1, rows.shape[0]):
         raise ValueError("a nearest-neighbour model's search does not fit its rows")
-    return set()
+    return ()
 
 
-def _keyed_vectors(vectors) -> set:
+def _keyed_vectors(vectors) -> tuple:
     """Word vectors: every word's row within the table."""
     table = vectors.vectors
     if not (isinstance(table, np.ndarray) and table.ndim == 2 and table.dtype.kind == "f"):
@@ -504,13 +525,13 @@ def _keyed_vectors(vectors) -> set:
         raise ValueError("word vectors number words outside their table")
     if not set(map(type, words)) <= {str}:
         raise ValueError("word vectors' words are not text")
-    return {"key_to_index", "index_to_key"}
+    return index, words
 
 
-CHECKS: dict[tuple[str, str], Callable[[object], set]] = {
-    ("numpy", "ndarray"): lambda array: _array(array) or set(),
+CHECKS: dict[tuple[str, str], Callable[[object], Iterable]] = {
+    ("numpy", "ndarray"): lambda array: _array(array) or (),
     ("scipy.sparse._csr", "csr_matrix"): _csr,
-    ("sklearn.tree._tree", "Tree"): _tree_links,
+    ("sklearn.tree._tree", "Tree"): lambda tree: _trees([tree]),
     ("sklearn.tree._classes", "DecisionTreeRegressor"): _decision_tree,
     ("sklearn.ensemble._forest", "RandomForestRegressor"): _forest,
     ("sklearn.feature_extraction.text", "CountVectorizer"): _vectorizer,
@@ -543,10 +564,10 @@ def _lightgbm_state(state: object) -> dict:
 
 
 def _lightgbm_model(text: str) -> str:
-    head, trees, rest = text.partition("\nTree=")
-    body, end, tail = rest.partition("\nend of trees\n")
-    if not trees or not end:
+    start, stop = text.find("\nTree="), text.rfind("\nend of trees\n")
+    if not 0 <= start < stop:
         raise ValueError("a LightGBM model's text has no trees")
+    head = text[:start]
     header = dict(line.split("=", 1) for line in head.split("\n")[1:] if line)
     features = header.get("max_feature_idx", "")
     if head.split("\n", 1)[0] != "tree" or any(header.get(k) != v for k, v in HEADER.items()) \
@@ -554,14 +575,15 @@ def _lightgbm_model(text: str) -> str:
             or not features.isdigit() \
             or len(header.get("feature_names", "").split(" ")) != int(features) + 1:
         raise ValueError("a LightGBM model is not a regression on known features")
-    lines = ("Tree=" + body).split("\n")
+    lines = text[start + 1:stop].split("\n")
     count = len(lines) // LINES_PER_TREE
     columns = {key: lines[i + 1::LINES_PER_TREE] for i, key in enumerate(TREE_KEYS)}
     if len(lines) != count * LINES_PER_TREE or not all(
             all(map(str.startswith, column, repeat(f"{key}="))) for key, column in columns.items()):
         raise ValueError("a LightGBM model's trees are not laid out as LightGBM writes them")
     _lightgbm_trees(columns, int(features))
-    return re.sub(r"\ntree_sizes=[^\n]*", "", head) + "\nTree=" + body + end + tail
+    start = head.find("\ntree_sizes=")
+    return text if start < 0 else text[:start] + text[head.index("\n", start + 1):]
 
 
 def _values(key: str, column: list[str], lengths: np.ndarray) -> str:
@@ -586,15 +608,16 @@ def _integers(key: str, column: list[str], lengths: np.ndarray) -> np.ndarray:
 
 # Numerals made uniform: digits as 0, E as e. A value whose numeral has no other characters
 # and no exponent of three digits is finite.
-_UNIFORM = str.maketrans("123456789E", "000000000e")
-_NUMERAL = str.maketrans("", "", "0e+-. ")
+_UNIFORM = bytes.maketrans(b"123456789E", b"000000000e")
 
 
 def _finite_values(key: str, column: list[str], lengths: np.ndarray) -> bool:
     """Whether every value of `key` is finite: surely so for plain numerals with exponents
     below 100, which this checks as text; other values are read."""
-    text = _values(key, column, lengths).translate(_UNIFORM)
-    if not text.translate(_NUMERAL) and not any(e in text for e in ("e000", "e+000", "e-000")):
+    text = _values(key, column, lengths).encode().translate(_UNIFORM)
+    exponents = text.split(b"e")[1:]  # the text after each exponent mark: few, if any
+    if not text.translate(None, b"0e+-. ") \
+            and all(len(e.lstrip(b"+-").split(b" ", 1)[0]) < 3 for e in exponents):
         return True
     try:
         return bool(np.isfinite(np.array(_values(key, column, lengths).split(),
@@ -617,8 +640,8 @@ def _lightgbm_trees(columns: dict[str, list[str]], max_feature: int) -> None:
     node = np.arange(len(left)) - np.repeat(np.cumsum(inner) - inner, inner)  # i in its tree
     size, room = np.repeat(inner, inner), np.repeat(leaves, inner)
     for child in (left, right):  # a later node of the tree, or ~leaf for one of its leaves
-        if ((child >= 0) & ((child <= node) | (child >= size))).any() \
-                or ((child < 0) & (~child >= room)).any():
+        later, leaf = child >= 0, child < 0
+        if _outside(child[later], node[later], size[later]) or (~child[leaf] >= room[leaf]).any():
             raise ValueError("a LightGBM tree's child links do not form a tree")
     if len(feature) and (feature.min() < 0 or feature.max() > max_feature):
         raise ValueError("a LightGBM tree splits on features outside the model's")
