@@ -269,12 +269,16 @@ MAX_THREADS = 1024  # the most worker threads a model file may ask for
 
 def check(root: object) -> None:
     """Check everything `root` holds, as a pickle built it, each object by its type: CHECKS
-    for library classes, `check_state` for the project's; ValueError at the first fault."""
+    for library classes, and then, once what it holds is checked, `check_state` for the
+    project's; ValueError at the first fault."""
     done = ATOMS | {_loaded(pair) for pair in SELF_CHECKED} - {None}
     seen, todo = set(), [root]
     while todo:
         obj = todo.pop()
         kind = type(obj)
+        if kind is _Then:
+            type(obj.model).check_state(obj.model)
+            continue
         if kind in done or id(obj) in seen:
             continue
         seen.add(id(obj))
@@ -290,13 +294,22 @@ def check(root: object) -> None:
             seen.update(map(id, CHECKS[pair](obj) if pair in CHECKS else ()))
             _threads(obj)
             if hasattr(kind, "check_state"):
-                kind.check_state(obj)
+                todo.append(_Then(obj))  # popped once all it holds is checked
             if hasattr(obj, "__dict__"):
                 todo += _unchecked(vars(obj).values(), done)
         elif kind in _STAND_INS:
             raise ValueError(f"a {_STAND_INS[kind].__name__} that was never given its state")
         else:
             raise ValueError(f"a model file may not hold {_name(obj)}")
+
+
+class _Then:
+    """A model to check as a whole (`check_state`), after the parts it holds."""
+
+    __slots__ = ("model",)
+
+    def __init__(self, model: object):
+        self.model = model
 
 
 def _unchecked(values: Iterable, done: frozenset[type]) -> list:
@@ -350,6 +363,16 @@ def _finite(array: np.ndarray) -> bool:
     return bool(np.isfinite(flat).all())
 
 
+def _below(numbers: np.ndarray, end: int) -> bool:
+    """Whether every one of these integers is in range(end): in one pass, as a negative one
+    read as unsigned is too large.
+
+    >>> _below(np.array([0, 4]), 5), _below(np.array([0, -1]), 5), _below(np.array([5]), 5)
+    (True, False, False)
+    """
+    return not len(numbers) or int(numbers.view(f"u{numbers.itemsize}").max()) < end
+
+
 def _array(array: np.ndarray) -> None:
     """Numbers or text, of a size its bytes hold; floats finite."""
     kind = array.dtype.kind
@@ -387,7 +410,7 @@ def _csr(matrix) -> tuple:
     _vector(state.get("data"), "biuf", len(indices))
     if pointers[0] != 0 or pointers[-1] != len(indices) or (pointers[1:] < pointers[:-1]).any():
         raise ValueError("a sparse matrix's row pointers do not run from 0 to its entries")
-    if len(indices) and (indices.min() < 0 or indices.max() >= columns):
+    if not _below(indices, columns):
         raise ValueError(f"a sparse matrix's column indices fall outside its {columns} columns")
     return ()
 
@@ -467,7 +490,7 @@ def _vectorizer(vectorizer) -> tuple:
             raise ValueError("a text vectorizer's vocabulary is not a dict")
         size = len(vocabulary)
         numbers = np.fromiter(vocabulary.values(), np.int64, count=size)
-        if size and (numbers.min() < 0 or numbers.max() >= size):
+        if not _below(numbers, size):
             raise ValueError(f"a vocabulary numbers its {size} words outside 0 to {size - 1}")
         idf = getattr(state.get("_tfidf"), "idf_", None)
         if idf is not None:
@@ -485,7 +508,8 @@ def _svr(model) -> tuple:
         raise ValueError("an SVR's support vectors do not fit its features")
     count = len(vectors)
     _vector(model.support_, "i", count)
-    _vector(model._n_support, "i", 2)
+    if _vector(model._n_support, "i", 2)[0] != count:
+        raise ValueError("an SVR counts other support vectors than it holds")
     _vector(model._intercept_, "f", 1)
     for name in ("_probA", "_probB"):
         _vector(getattr(model, name), "f", 0)
@@ -521,7 +545,7 @@ def _keyed_vectors(vectors) -> tuple:
             or vectors.vector_size != table.shape[1] or vectors.mapfile_path is not None:
         raise ValueError("word vectors' words do not fit their table")
     numbers = np.fromiter(index.values(), np.int64, count=len(index))
-    if len(numbers) and (numbers.min() < 0 or numbers.max() >= len(table)):
+    if not _below(numbers, len(table)):
         raise ValueError("word vectors number words outside their table")
     if not set(map(type, words)) <= {str}:
         raise ValueError("word vectors' words are not text")
@@ -643,7 +667,7 @@ def _lightgbm_trees(columns: dict[str, list[str]], max_feature: int) -> None:
         later, leaf = child >= 0, child < 0
         if _outside(child[later], node[later], size[later]) or (~child[leaf] >= room[leaf]).any():
             raise ValueError("a LightGBM tree's child links do not form a tree")
-    if len(feature) and (feature.min() < 0 or feature.max() > max_feature):
+    if not _below(feature, max_feature + 1):
         raise ValueError("a LightGBM tree splits on features outside the model's")
     if ((decision & 1) != 0).any() or ((decision >> 2) & 3 > 2).any():
         raise ValueError("a LightGBM tree has unknown decision types")
