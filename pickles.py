@@ -5,11 +5,12 @@
 A pickle is a program that `pickle.load` runs, and it can run any code. `load` runs none:
 - a pickle gets only what ALLOWED names (after RENAMED), each name looked up as one attribute
   of its module, never walked through dots into another module;
-- a class of Python code reaches it as a stand-in that makes an empty instance, takes its
-  state as the class would (after a check, for a class in STATE_CHECKS) and then becomes the
-  class: a pickle that gives state to the class object itself changes nothing;
-- a function a pickle calls is one that checks the arguments first (CALLS), and takes no
-  state; no other function, and nothing that runs code later, can be named at all;
+- a class of Python code reaches it as a stand-in that makes an empty instance of the class
+  without running its code (one that checks its state first, for a class in STATE_CHECKS):
+  a pickle that gives state to the class object itself changes nothing;
+- a function or constructor a pickle calls is one that checks the arguments first (CALLS),
+  and takes no state: no array, bytes or tree of a size the file does not hold; no other
+  function, and nothing that runs code later, can be named at all;
 - once loaded, everything the pickle built is checked by its type (`check`): arrays are of
   numbers or text and finite, sparse matrices' indices and trees' links point inside them, a
   tree is a tree, settings that reach native code are within bounds. LightGBM's model text
@@ -23,6 +24,7 @@ import ctypes
 import importlib
 import pickle
 import sys
+import types
 import warnings
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
@@ -59,11 +61,11 @@ CLASSES = frozenset({
     ("lightgbm.basic", "Booster"), ("lightgbm.sklearn", "LGBMRegressor"),
     ("gensim.models.keyedvectors", "KeyedVectors"),
     ("scipy.sparse._csr", "csr_matrix"),
-    ("numpy", "ndarray"), ("numpy", "float32"), ("numpy", "float64"),
+    ("numpy", "float32"), ("numpy", "float64"),
     ("numpy", "int32"), ("numpy", "int64"), ("numpy", "bool_"),
     ("collections", "OrderedDict"), ("collections", "defaultdict"),
     ("builtins", "object"), ("builtins", "set"), ("builtins", "frozenset"),
-    ("builtins", "slice"), ("builtins", "complex"), ("builtins", "range"),
+    ("builtins", "slice"), ("builtins", "complex"),
 })
 
 # Older names: (module, name) in a file -> (module, name) now.
@@ -104,9 +106,13 @@ class Checked:
         return f"<checked {self.name}>"
 
 
+def _not_called(*args: object) -> None:
+    raise pickle.UnpicklingError("a pickle may name numpy.ndarray only to start an array")
+
+
 def _empty_array(kind: object, shape: object, dtype: object) -> np.ndarray:
     """numpy's first step of an array in a pickle: an empty array, which its state fills."""
-    if kind is not np.ndarray or shape != (0,) or dtype != b"b":
+    if kind is not _resolve("numpy", "ndarray") or shape != (0,) or dtype != b"b":
         raise pickle.UnpicklingError("an array's pickle starts from an empty array")
     return np.ndarray((0,), np.int8)
 
@@ -123,6 +129,13 @@ def _reconstructor(kind: object, base: object, state: object) -> object:
     if base is not object or state is not None or kind not in _STAND_INS:
         raise pickle.UnpicklingError("a pickle may only reconstruct an allowed class")
     return kind()
+
+
+def _latin1(text: object, encoding: object) -> bytes:
+    """_codecs.encode, as protocol 2 writes bytes: their latin-1 text."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("a pickle may encode text as latin-1 only")
+    return text.encode("latin-1")
 
 
 def _of_content(make: type) -> Callable:
@@ -148,11 +161,12 @@ def _tree(n_features: object, n_classes: object, n_outputs: object):
 
 CALLS: dict[tuple[str, str], Callable] = {
     ("numpy._core.multiarray", "_reconstruct"): _empty_array,
+    ("numpy", "ndarray"): _not_called,  # its own call could make an array of any size
     ("numpy._core.multiarray", "scalar"): None,  # numpy's own (C) scalar: nothing to check
     ("numpy._core.numeric", "_frombuffer"): _from_buffer,
     ("numpy", "dtype"): None,  # numpy's own: state given to one of its shared dtypes is ignored
     ("copyreg", "_reconstructor"): _reconstructor,
-    ("_codecs", "encode"): None,  # protocol 2's bytes: as long as the text it is given
+    ("_codecs", "encode"): _latin1,
     ("builtins", "bytes"): _of_content(bytes),
     ("builtins", "bytearray"): _of_content(bytearray),
     ("sklearn.tree._tree", "Tree"): _tree,
@@ -204,7 +218,7 @@ def _immutable(obj: object) -> bool:
     """Whether nothing can set an attribute of `obj`: a type written in C, or a C function."""
     if isinstance(obj, type):
         return bool(obj.__flags__ & (1 << 8))  # Py_TPFLAGS_IMMUTABLETYPE
-    return type(obj).__name__ == "builtin_function_or_method"
+    return isinstance(obj, types.BuiltinFunctionType)
 
 
 _STAND_INS: dict[type, type] = {}  # stand-in -> the class it stands for
@@ -232,7 +246,7 @@ def _stand_in(cls: type, check_state: Callable | None) -> type:
         if own is not None:
             own(self, state)
         else:
-            _set_state(self, state)
+            self.__dict__.update(state)
 
     stand_in = type(cls.__name__, (), {
         "__new__": __new__, "__setstate__": __setstate__, "__module__": __name__,
@@ -241,22 +255,11 @@ def _stand_in(cls: type, check_state: Callable | None) -> type:
     return stand_in
 
 
-def _set_state(obj: object, state: object) -> None:
-    """What pickle does with the state of an object whose class has no __setstate__."""
-    slots = None
-    if isinstance(state, tuple) and len(state) == 2:
-        state, slots = state
-    if state:
-        obj.__dict__.update(state)
-    for key, value in (slots or {}).items():
-        setattr(obj, key, value)
-
-
 # --- checking what was built -----------------------------------------------------------------
 
 # Objects with nothing inside to check. ctypes.c_void_p is LightGBM's handle of a model it read
 # (a pickle cannot make one).
-ATOMS = frozenset({type(None), bool, int, float, complex, str, bytes, bytearray, slice, range,
+ATOMS = frozenset({type(None), bool, int, float, complex, str, bytes, bytearray, slice,
                    np.bool_, np.int32, np.int64, np.uint32, np.float32, np.float64,
                    ctypes.c_void_p})
 # Classes whose __setstate__ checks every field and keeps plain values only: nothing inside
@@ -385,8 +388,9 @@ def _array(array: np.ndarray) -> None:
 def _vector(array: object, kinds: str, length: int | None = None) -> np.ndarray:
     if not (isinstance(array, np.ndarray) and array.ndim == 1 and array.dtype.kind in kinds
             and (length is None or len(array) == length)):
-        raise ValueError(f"expected a vector of {length or 'any'} {kinds!r} values, "
-                         f"found {_describe(array)}")
+        count = "any number of" if length is None else length
+        raise ValueError(f"expected a vector of {count} {kinds!r} values, found "
+                         f"{_describe(array)}")
     return array
 
 

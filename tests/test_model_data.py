@@ -294,6 +294,13 @@ CRAFTED = {
     "an array of 10**9 objects": (  # _reconstruct(ndarray, (10**9,), b"O")
         raw(RECONSTRUCT, name("numpy", "ndarray"), A_BILLION + b"\x85C\x01O\x87R"),
         "empty array"),
+    "numpy.ndarray called for 10**10 objects": (
+        raw(name("numpy", "ndarray"), arguments((10**10,), "O"), b"R"), "only to start"),
+    "a float64 array of a lazy range": (
+        raw(name("numpy", "float64"), name("builtins", "range"), arguments(10**10), b"R\x85R"),
+        "refusing to load builtins.range"),
+    "bytes by another codec": (
+        raw(name("_codecs", "encode"), arguments("x" * 9, "zlib"), b"R"), "latin-1 only"),
     "a Booster never given its state": (
         raw(name("lightgbm.basic", "Booster"), b")\x81"), "never given its state"),
     "a checked call kept as a value": (raw(RECONSTRUCT), "may not hold"),
