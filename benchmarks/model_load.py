@@ -10,8 +10,8 @@ loaded `--rounds` times by each loader in turn, alternating which goes first, an
 time of each is kept. "plain" is what loading was before a model file's data was checked: the
 same allow-list of names, the classes themselves, no stand-ins and no checks, and LightGBM
 reading its text as saved (with its `tree_sizes`, in parallel). "checked" is Pricer.load.
-Last, a split pickle of `--items` Items (the training items repeated): plain against
-items.load_pickle.
+Last, a split pickle of `--items` Items (the training items, each text numbered): plain
+against items.load_pickle.
 The plain load is the bound: a checked load does its work and reads the data once more (an
 array's finite values, an index's range), in the fewest passes numpy allows.
 """
@@ -33,7 +33,7 @@ from baselines_real import load_items
 import baselines
 import curation
 import pickles
-from items import load_pickle, save_pickle
+from items import Item, load_pickle, save_pickle
 from mlp import SparseMLPPricer
 from pricer import Pricer
 from stacking import StackPricer
@@ -61,6 +61,12 @@ def models(embeddings: bool) -> list[Pricer]:
 def plain(path: Path) -> object:
     with open(path, "rb") as f:
         return Plain(f).load()
+
+
+def distinct(item: Item, number: int) -> Item:
+    """A copy of `item` with its own text (a pickle stores a repeated object once)."""
+    return Item.from_text(f"{item.text} {number}", item.price, item.category,
+                          token_count=item.token_count)
 
 
 def best_times(path: Path, rounds: int, checked=Pricer.load) -> dict[str, float]:
@@ -117,7 +123,7 @@ def main() -> None:
         print(f"| all models | | {totals['plain'] * 1e3:,.1f} | {totals['checked'] * 1e3:,.1f} | "
               f"{totals['checked'] / totals['plain']:.2f} |")
         path = Path(folder) / "train.pkl"
-        save_pickle((train * (args.items // len(train) + 1))[:args.items], path)
+        save_pickle([distinct(train[i % len(train)], i) for i in range(args.items)], path)
         best = best_times(path, max(3, args.rounds // 3), load_pickle)
         print(f"| a split of {args.items:,} Items | {path.stat().st_size / 1e6:,.1f} | "
               f"{best['plain'] * 1e3:,.1f} | {best['checked'] * 1e3:,.1f} | "
