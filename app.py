@@ -209,14 +209,16 @@ class BodyLimit:
 
 def model_path(train: list[Item]) -> Path:
     """Where the page's ensemble for `train` is saved: named for the training items and for
-    the code of every project module that a model file may name, so that after an edit of how
-    a model predicts the page trains afresh rather than load a file the new code misreads."""
+    the code of every project module that a model file may name, and of the loader, so that
+    after an edit of how a model predicts the page trains afresh rather than load a file the
+    new code misreads."""
     from files import digest
-    from pricer import MODEL_GLOBALS
-    from vectors import digest as items_digest
+    from pickles import ALLOWED
+    from vectors import items_digest
 
-    sources = {settings.ROOT / f"{module}.py" for module, _ in MODEL_GLOBALS}
-    sources = sorted(path for path in sources | {settings.ROOT / "pricer.py"} if path.exists())
+    sources = {settings.ROOT / f"{module}.py" for module, _ in ALLOWED}
+    loader = {settings.ROOT / "pricer.py", settings.ROOT / "pickles.py"}
+    sources = sorted(path for path in sources | loader if path.exists())
     code = digest(*sources)
     return settings.data_dir() / "models" / f"app-ensemble-{items_digest(train)}-{code}.pkl"
 

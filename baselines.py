@@ -37,21 +37,21 @@ import numpy as np
 
 import settings
 from features import (
-    SEED,
     facts_matrix,
+    fit_tfidf,
+    kfold,
     nearest,
     prices,
     product_facts,
     retrieval_features,
     ridge,
-    texts,
     tfidf,
     trees,
     weighted_log_price,
 )
-from items import Item, parse_price
+from items import Item, parse_price, texts
 from mlp import SparseMLPPricer
-from pricer import Pricer
+from pricer import SEED, Pricer
 from sentences import embed, encoding_seconds
 from stacking import StackPricer
 
@@ -241,9 +241,7 @@ class NeighboursPricer(Pricer):
         self.k = k
 
     def _fit(self, train: list[Item]) -> None:
-        self.vectorizer = tfidf()
-        self.vectors = self.vectorizer.fit_transform(texts(train))
-        self.logs = np.log1p(prices(train))
+        self.vectorizer, self.vectors, self.logs = fit_tfidf(train)
 
     def _predict(self, items: list[Item]) -> np.ndarray:
         sims, rows = nearest(self.vectorizer.transform(texts(items)), self.vectors, self.k)
@@ -252,6 +250,17 @@ class NeighboursPricer(Pricer):
     def __setstate__(self, state: dict) -> None:
         _index_to_vectors(state)
         self.__dict__.update(state)
+
+    def check_state(self) -> None:
+        super().check_state()
+        _one_price_a_row(self)
+
+
+def _one_price_a_row(model: Pricer) -> None:
+    """A model that prices by its training rows has one log price for each."""
+    if model.fitted and model.vectors.shape[0] != len(model.logs):
+        raise ValueError(f"{model.name} has {model.vectors.shape[0]} training rows and "
+                         f"{len(model.logs)} prices")
 
 
 def _index_to_vectors(state: dict) -> None:
@@ -288,15 +297,10 @@ class LightGBMPricer(RegressionPricer):
                                 retrieval_features(queries, vectors, logs, self.K)])
 
     def _fit(self, train: list[Item]) -> None:
-        from sklearn.model_selection import KFold
-
-        if len(train) < 2 * self.folds:
-            raise ValueError(f"{self.name} needs at least {2 * self.folds} training items")
-        self.vectorizer = tfidf()
-        vectors = self.vectorizer.fit_transform(texts(train))
-        logs = np.log1p(prices(train))
+        folds = kfold(len(train), self.folds, self.seed, self.name)
+        self.vectorizer, vectors, logs = fit_tfidf(train)
         text = np.zeros((len(train), 7))
-        for fold, held in KFold(self.folds, shuffle=True, random_state=self.seed).split(logs):
+        for fold, held in folds:
             fold_ridge = ridge(self.alpha).fit(vectors[fold], logs[fold])
             text[held] = self.text_features(fold_ridge, vectors[fold], logs[fold],
                                             vectors[held])
@@ -312,6 +316,10 @@ class LightGBMPricer(RegressionPricer):
     def __setstate__(self, state: dict) -> None:
         _index_to_vectors(state)
         self.__dict__.update(state)
+
+    def check_state(self) -> None:
+        super().check_state()
+        _one_price_a_row(self)
 
 
 EMBEDDING_REGRESSORS = {"svr": "MiniLM + SVR", "ridge": "MiniLM + Ridge",
@@ -355,8 +363,10 @@ class EmbeddingPricer(RegressionPricer):
         return embed(items, self.device)
 
 
-class EnsemblePricer(Pricer):
-    """The weighted average of several models' log-price guesses (a geometric mean).
+class FixedEnsemble(Pricer):
+    """The weighted average, with weights you choose (equal by default), of several models'
+    log-price guesses: a geometric mean, as the course's 2025 edition blended its models with
+    fixed weights. `ensemble.FittedEnsemble` fits its weights on held-out items instead.
 
     Members not yet fitted are fitted by `fit`; its `fit_seconds` is the time to train them all.
     """
@@ -384,6 +394,12 @@ class EnsemblePricer(Pricer):
         logs = np.stack([np.log1p(m.predict_many(items)) for m in self.members])
         return np.expm1(self.weights @ logs)
 
+    def check_state(self) -> None:
+        super().check_state()
+        if np.shape(self.weights) != (len(self.members),):
+            raise ValueError(f"{self.name} has {len(self.members)} members and weights of "
+                             f"shape {np.shape(self.weights)}")
+
 
 def all_pricers(embeddings: bool = True, device: str = "cpu") -> list[Pricer]:
     """A fresh instance of every model, weakest first; the ensemble shares its members."""
@@ -396,7 +412,7 @@ def all_pricers(embeddings: bool = True, device: str = "cpu") -> list[Pricer]:
     if not embeddings:
         return models
     minilm = EmbeddingPricer("svr", device=device)
-    return models + [minilm, EnsemblePricer([lightgbm, minilm], name="Ensemble"),
+    return models + [minilm, FixedEnsemble([lightgbm, minilm], name="Ensemble"),
                      StackPricer(embeddings=True)]
 
 

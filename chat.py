@@ -125,12 +125,12 @@ def priced_item(messages: list[dict]) -> Item:
     why = price_problem(price)
     if why:
         raise ValueError(f"the assistant's answer has a price that is {why}: {content[:60]!r}")
-    return Item.from_text(item_from_messages(question).text, price)
+    return item_from_messages(question, price)
 
 
-def item_from_messages(messages: list[dict]) -> Item:
-    """The Item that `messages_for` (or `rag_messages`) was given, rebuilt from its chat
-    (price unknown: 0); the products given as context are not part of it.
+def item_from_messages(messages: list[dict], price: float = 0.0) -> Item:
+    """The Item that `messages_for` (or `rag_messages`) was given, rebuilt from its chat, at
+    `price` (unknown: 0); the products given as context are not part of it.
 
     >>> item = Item.from_text("Kettle\\nBoils.", 25)
     >>> item_from_messages(messages_for(item)).text == item.text
@@ -154,7 +154,7 @@ def item_from_messages(messages: list[dict]) -> Item:
     text = text.removeprefix(NO_RELATED).removeprefix(f"{CHAT_QUESTION}\n\n").strip()
     if not text:
         raise ValueError("the user message is empty")
-    return Item.from_text(text, 0.0)
+    return Item.from_text(text, price)
 
 
 _NUMBER = r"(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"

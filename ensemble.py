@@ -1,4 +1,5 @@
-"""An ensemble whose weights are fitted on training items its members never saw.
+"""An ensemble whose weights are fitted on training items its members never saw (where
+`baselines.FixedEnsemble` blends with weights you choose).
 
 >>> model = FittedEnsemble([baselines.best(), RagPricer.over(local.pricer())])  # doctest: +SKIP
 >>> offline = FittedEnsemble(cpu_members())      # no chat model: the page's    # doctest: +SKIP
@@ -42,9 +43,9 @@ from pathlib import Path
 import numpy as np
 
 import baselines
-from features import SEED, prices
+from features import prices
 from items import Item
-from pricer import Pricer
+from pricer import SEED, Pricer
 
 
 def held_out(train: Sequence[Item], share: float = 0.2,
@@ -163,6 +164,12 @@ class FittedEnsemble(Pricer):
             raise TypeError(f"{self.name}: {api} answers through an API, nothing to save; "
                             "save the other members and rebuild the ensemble")
         return super().save(path)
+
+    def check_state(self) -> None:
+        super().check_state()
+        if self.fitted and np.shape(self.coefficients) != (len(self.members) + 2,):
+            raise ValueError(f"{self.name} has {len(self.members)} members and "
+                             f"{np.size(self.coefficients)} weights")
 
     def why_no_price(self, item: Item) -> str:
         silent = [m.name for m in self.members if np.isnan(m.predict_many([item])[0])]

@@ -1,5 +1,5 @@
-"""What the classical models read from an Item: texts, prices, TF-IDF, product facts, the
-prices of the nearest products, and the two regressors they share (ridge and LightGBM).
+"""What the classical models read from items: prices, TF-IDF, product facts, the prices of
+the nearest products, the two regressors they share (ridge and LightGBM) and their folds.
 
 >>> rows = np.eye(3)
 >>> nearest(rows[:2], rows, 1)[1].tolist()          # each row is its own nearest
@@ -21,14 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 import settings
-from items import Item
-
-SEED = 42
-
-
-def texts(items: Sequence[Item]) -> list[str]:
-    """What the models read: each item's curated text, title first, no question or price."""
-    return [item.text for item in items]
+from items import Item, texts
 
 
 def prices(items: Sequence[Item]) -> np.ndarray:
@@ -52,7 +45,7 @@ def ridge(alpha: float):
     return Ridge(alpha=alpha, solver="sparse_cg", tol=1e-8)
 
 
-def trees(rounds: int, learning_rate: float, leaves: int, seed: int = SEED):
+def trees(rounds: int, learning_rate: float, leaves: int, seed: int):
     """LightGBM on a few dense columns: row and column subsampling, deterministic for a seed
     and a thread count."""
     from lightgbm import LGBMRegressor
@@ -61,6 +54,27 @@ def trees(rounds: int, learning_rate: float, leaves: int, seed: int = SEED):
                          min_child_samples=20, subsample=0.8, subsample_freq=1,
                          colsample_bytree=0.8, random_state=seed, n_jobs=settings.threads(),
                          deterministic=True, verbose=-1)
+
+
+def fit_tfidf(train: Sequence[Item]):
+    """(vectorizer, rows, logs): `tfidf()` fitted on the training texts, their TF-IDF rows,
+    and their log1p prices."""
+    vectorizer = tfidf()
+    return vectorizer, vectorizer.fit_transform(texts(train)), np.log1p(prices(train))
+
+
+def kfold(n: int, folds: int, seed: int, name: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(fit rows, held-out rows) of each of `folds` seeded folds over `n` training items, for
+    features out of fold; ValueError, naming the model `name`, when `n` is too few.
+
+    >>> [len(held) for _, held in kfold(10, 5, 42, "Model")]
+    [2, 2, 2, 2, 2]
+    """
+    from sklearn.model_selection import KFold
+
+    if n < 2 * folds:
+        raise ValueError(f"{name} needs at least {2 * folds} training items")
+    return list(KFold(folds, shuffle=True, random_state=seed).split(np.zeros((n, 1))))
 
 
 # --- the nearest products ----------------------------------------------------------------

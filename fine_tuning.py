@@ -311,9 +311,10 @@ def tuned_pricer(model: str, base_url: str | None = None, api_key: str | None = 
                  **kwargs) -> frontier.ChatPricer:
     """A fine-tuned model as a predictor, called as the course called it (`PARAMS`), over
     OpenAI or, with `base_url`, any OpenAI-compatible server; `kwargs` go to ChatPricer."""
+    import chat_api
     import frontier
 
-    tuned = frontier.OpenAIChat(model, base_url=base_url, api_key=api_key, params=PARAMS)
+    tuned = chat_api.OpenAIChat(model, base_url=base_url, api_key=api_key, params=PARAMS)
     return frontier.ChatPricer(tuned, **kwargs)
 
 

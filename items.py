@@ -15,18 +15,18 @@ True
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import numbers
 import pickle
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import llama_tokens
+import pickles
 
 MIN_PRICE = 0.5
 MAX_PRICE = 999.49
@@ -478,50 +478,18 @@ def truncate(text: str, tokens: list[int], max_tokens: int, min_tokens: int = 0)
     return head.rstrip()
 
 
-class _BareItem:
-    """What a split pickle may build in place of `items.Item`: an empty Item, then filled by
-    its checked state. Never `Item(...)`, which would curate whatever arguments it was given."""
-
-    def __new__(cls, *args: object) -> Item:
-        if args:
-            raise pickle.UnpicklingError("a split pickle may not call Item with arguments")
-        return Item.__new__(Item)
-
-
-def _reconstructor(cls: object, base: object, state: object) -> Item:
-    """copyreg._reconstructor, as protocols 0 and 1 pickle an Item, for Items alone."""
-    if cls is not _BareItem or base is not object or state is not None:
-        raise pickle.UnpicklingError("a split pickle may only reconstruct Items")
-    return _BareItem()
-
-
-class _ItemsOnly(pickle.Unpickler):
-    """An unpickler that builds Items (their fields checked) and plain containers only."""
-
-    ALLOWED = {("items", "Item"): _BareItem, ("copyreg", "_reconstructor"): _reconstructor,
-               ("builtins", "object"): object,
-               # Protocols 0 to 2 name these as Python 2 did.
-               ("copy_reg", "_reconstructor"): _reconstructor, ("__builtin__", "object"): object}
-
-    def find_class(self, module: str, name: str):
-        if (module, name) in self.ALLOWED:
-            return self.ALLOWED[(module, name)]
-        raise pickle.UnpicklingError(
-            f"refusing to load {module}.{name}: only items.Item is allowed in a split pickle"
-        )
+def texts(items: Sequence[Item]) -> list[str]:
+    """What the models read: each item's curated text, title first, no question or price."""
+    return [item.text for item in items]
 
 
 def load_pickle(path: str | Path) -> list[Item]:
     """Load a list of Items from a pickle, such as the course's train.pkl, safely.
 
-    A pickle can run any code when loaded; this one only ever builds `items.Item`s.
+    A pickle can run any code when loaded; this one (pickles.load) only ever builds Items,
+    each with its fields checked, in plain containers.
     """
-    data = Path(path).read_bytes()
-    try:
-        loaded = _ItemsOnly(io.BytesIO(data)).load()
-    except Exception as error:  # whatever a damaged or hostile file does, one kind of error
-        raise pickle.UnpicklingError(f"{path} is not a readable pickle of Items: "
-                                     f"{type(error).__name__}: {error}") from error
+    loaded = pickles.load(path, "pickle of Items")
     if not isinstance(loaded, list) or not all(isinstance(i, Item) for i in loaded):
         raise pickle.UnpicklingError(f"{path} does not hold a list of Items")
     return loaded

@@ -25,9 +25,9 @@ import numpy as np
 import scipy.sparse as sp
 
 import settings
-from features import SEED, prices, texts
-from items import Item
-from pricer import Pricer
+from features import prices
+from items import Item, texts
+from pricer import SEED, Pricer
 
 
 def titles(items: Sequence[Item]) -> list[str]:
@@ -38,15 +38,15 @@ def categories(items: Sequence[Item]) -> list[str]:
     return [item.category or "unknown" for item in items]
 
 
-def _whole(text: str) -> list[str]:
-    """The text as a single token (a category name)."""
-    return [text]
+COLUMNS = {"title": titles, "text": texts, "category": categories}
+WHOLE = r"(?s).+"  # a token pattern that takes the whole text as one token: a category
 
 
 class SparseText:
     """Items -> one sparse matrix: TF-IDF of title words, of text words and word pairs, of
     text character 2-4-grams within words when `characters`, and a one-hot category; rows
-    have unit length within each TF-IDF part."""
+    have unit length within each TF-IDF part. `parts` pairs a column's name (COLUMNS) with
+    the vectorizer that reads it."""
 
     def __init__(self, max_features: int = 100_000, characters: bool = True):
         self.max_features, self.characters = max_features, characters
@@ -58,17 +58,36 @@ class SparseText:
             return TfidfVectorizer(ngram_range=ngrams, min_df=2, sublinear_tf=True,
                                    max_features=self.max_features, dtype=np.float32)
 
-        self.parts = [(titles, words((1, 1))), (texts, words((1, 2))),
-                      (categories, CountVectorizer(analyzer=_whole, dtype=np.float32))]
+        self.parts = [("title", words((1, 1))), ("text", words((1, 2))),
+                      ("category", CountVectorizer(token_pattern=WHOLE, lowercase=False,
+                                                   dtype=np.float32))]
         if self.characters:
-            self.parts.append((texts, TfidfVectorizer(
+            self.parts.append(("text", TfidfVectorizer(
                 analyzer="char_wb", ngram_range=(2, 4), min_df=3, sublinear_tf=True,
                 max_features=self.max_features, dtype=np.float32)))
-        return sp.hstack([v.fit_transform(column(items)) for column, v in self.parts],
+        return sp.hstack([v.fit_transform(COLUMNS[name](items)) for name, v in self.parts],
                          format="csr")
 
     def transform(self, items: Sequence[Item]) -> sp.csr_matrix:
-        return sp.hstack([v.transform(column(items)) for column, v in self.parts], format="csr")
+        return sp.hstack([v.transform(COLUMNS[name](items)) for name, v in self.parts],
+                         format="csr")
+
+    def width(self) -> int:
+        """The number of columns of the matrix: the words of every part's vocabulary."""
+        return sum(len(vectorizer.vocabulary_) for _, vectorizer in self.parts)
+
+    def __setstate__(self, state: dict) -> None:
+        """Older files held the column functions, which a model file reads as the columns'
+        names (pickles.OLD_COLUMNS), and a category vectorizer calling `_whole`."""
+        for _, vectorizer in state.get("parts", []):
+            if getattr(vectorizer, "analyzer", None) == "_whole":
+                vectorizer.set_params(analyzer="word", token_pattern=WHOLE, lowercase=False)
+        self.__dict__.update(state)
+
+    def check_state(self) -> None:
+        if not all(isinstance(part, tuple) and len(part) == 2 and part[0] in COLUMNS
+                   for part in self.parts):
+            raise ValueError(f"a SparseText reads columns other than {sorted(COLUMNS)}")
 
 
 class SparseMLP:
@@ -122,6 +141,17 @@ class SparseMLP:
                             (first.weight, bias, top[1].weight.T, top[1].bias,
                              top[3].weight.T, top[3].bias)]
         return self
+
+    def check_state(self) -> None:
+        """Six float arrays whose shapes chain: rows -> width -> narrow -> 1."""
+        shapes = [getattr(w, "shape", None) for w in self.weights]
+        if len(shapes) != 6 or not all(getattr(w, "dtype", None) in (np.float32, np.float64)
+                                       for w in self.weights) \
+                or [len(s) for s in shapes] != [2, 1, 2, 1, 2, 1] \
+                or shapes[1][0] != shapes[0][1] or shapes[2][0] != shapes[0][1] \
+                or shapes[3][0] != shapes[2][1] or shapes[4] != (shapes[2][1], 1) \
+                or shapes[5] != (1,):
+            raise ValueError(f"a sparse MLP's weights do not chain: {shapes}")
 
     def predict(self, matrix: sp.csr_matrix) -> np.ndarray:
         first, bias, second, second_bias, last, last_bias = self.weights
@@ -202,3 +232,9 @@ class SparseMLPPricer(Pricer):
 
     def _predict(self, items: list[Item]) -> np.ndarray:
         return np.expm1(self.predict_logs(items))
+
+    def check_state(self) -> None:
+        super().check_state()
+        if self.fitted and (not self.nets or any(
+                net.weights[0].shape[0] != self.features.width() for net in self.nets)):
+            raise ValueError("a sparse MLP ensemble's nets do not read its features")

@@ -26,7 +26,7 @@ import torch
 import open_models
 import settings
 from chat import item_from_messages, until_stop
-from frontier import Reply
+from chat_api import Reply
 
 CHUNK = 512  # prompt tokens read per forward pass: a long prompt's attention stays small
 

@@ -22,7 +22,6 @@ API key: stop the run).
 
 from __future__ import annotations
 
-import importlib
 import math
 import pickle
 import random
@@ -33,9 +32,11 @@ from typing import Self
 
 import numpy as np
 
+import pickles
 from files import written
 from items import Item, checked_prices
 
+SEED = 42  # every model's default seed: the same items and seed make the same model
 Predictor = Callable[[Item], float]  # what the Tester and the local server accept
 Trainer = Callable[[list[Item]], Predictor]  # what a local fine-tuning job runs
 
@@ -110,7 +111,7 @@ class Pricer:
     # as wide as the model's errors on items it did not train on, in log space, so it grows
     # with the price. Valid (on average over items) whenever new items resemble those items.
 
-    def fit_calibrated(self, train: Sequence[Item], share: float = 0.1, seed: int = 42) -> Self:
+    def fit_calibrated(self, train: Sequence[Item], share: float = 0.1, seed: int = SEED) -> Self:
         """Fit on all but a seeded `share` of `train`, and calibrate ranges on that share.
 
         >>> model = TfidfRidgePricer().fit_calibrated(train)           # doctest: +SKIP
@@ -169,78 +170,23 @@ class Pricer:
 
     @classmethod
     def load(cls, path: str | Path) -> Self:
-        """Read a model written by `save`; refuses pickles holding code from elsewhere."""
-        with open(path, "rb") as f:
-            model = _ModelUnpickler(f).load()
+        """Read a model written by `save`, safely (pickles.load): a file naming anything but
+        the models and what they are made of, or whose data does not fit together, is
+        refused with a pickle.UnpicklingError that says why."""
+        model = pickles.load(path, "model file")
         if not isinstance(model, cls):
             raise TypeError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
         return model
+
+    def check_state(self) -> None:
+        """Raise ValueError where this model's fields, as a model file brought them, do not
+        fit together (pickles.check calls it on each model it loads; models add theirs)."""
+        residuals = self.residuals
+        if residuals is not None and not (isinstance(residuals, np.ndarray)
+                                          and residuals.ndim == 1 and residuals.dtype.kind == "f"):
+            raise ValueError(f"{type(self).__name__}'s residuals are not a vector of floats")
 
     def __repr__(self) -> str:
         if self.fit_seconds is not None:
             return f"<{self.name}: fitted in {self.fit_seconds:.1f}s>"
         return f"<{self.name}: {'ready' if self.fitted else 'not fitted'}>"
-
-
-# Everything a model file may name, as exact (module, name) pairs: the project's models and
-# the library classes and functions they are made of. A pair is looked up as one attribute of
-# its module, never walked through dots into other modules.
-MODEL_GLOBALS = frozenset({
-    ("baselines", "BagOfWordsPricer"), ("baselines", "ConstantPricer"),
-    ("baselines", "EmbeddingPricer"), ("baselines", "EnsemblePricer"),
-    ("baselines", "FeaturePricer"), ("baselines", "HumanPricer"),
-    ("baselines", "LightGBMPricer"), ("baselines", "NeighboursPricer"),
-    ("baselines", "RandomPricer"), ("baselines", "TfidfRidgePricer"),
-    ("baselines", "Word2VecPricer"), ("features", "texts"),
-    ("mlp", "SparseMLP"), ("mlp", "SparseMLPPricer"), ("mlp", "SparseText"),
-    ("mlp", "_whole"), ("mlp", "categories"), ("mlp", "titles"),
-    ("stacking", "StackPricer"), ("ensemble", "FittedEnsemble"),
-    ("sklearn.ensemble._forest", "RandomForestRegressor"),
-    ("sklearn.feature_extraction.text", "CountVectorizer"),
-    ("sklearn.feature_extraction.text", "TfidfTransformer"),
-    ("sklearn.feature_extraction.text", "TfidfVectorizer"),
-    ("sklearn.linear_model._base", "LinearRegression"),
-    ("sklearn.linear_model._ridge", "Ridge"),
-    ("sklearn.neighbors._regression", "KNeighborsRegressor"),
-    ("sklearn.neighbors._unsupervised", "NearestNeighbors"),
-    ("sklearn.svm._classes", "LinearSVR"), ("sklearn.svm._classes", "SVR"),
-    ("sklearn.tree._classes", "DecisionTreeRegressor"), ("sklearn.tree._tree", "Tree"),
-    ("lightgbm.basic", "Booster"), ("lightgbm.sklearn", "LGBMRegressor"),
-    ("gensim.models.keyedvectors", "KeyedVectors"),
-    ("scipy.sparse._csr", "csr_matrix"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy", "float32"), ("numpy", "float64"),
-    ("numpy", "int32"), ("numpy", "int64"), ("numpy", "bool_"),
-    ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("collections", "OrderedDict"), ("collections", "defaultdict"),
-    ("copyreg", "_reconstructor"), ("_codecs", "encode"),
-    ("builtins", "object"), ("builtins", "set"), ("builtins", "frozenset"),
-    ("builtins", "bytes"), ("builtins", "bytearray"), ("builtins", "slice"),
-    ("builtins", "complex"), ("builtins", "range"),
-})
-
-# Names that moved since a model file was written: (old module, name) -> (new module, name),
-# so that older files still load. Each new pair must be in MODEL_GLOBALS.
-RENAMED: dict[tuple[str, str], tuple[str, str]] = {
-    ("baselines", "texts"): ("features", "texts"),
-    # NumPy 1.x's module names, and protocol 2's names of Python 2.
-    ("numpy.core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"): ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"): ("numpy._core.numeric", "_frombuffer"),
-    ("__builtin__", "bytes"): ("builtins", "bytes"),
-    ("__builtin__", "object"): ("builtins", "object"),
-    ("copy_reg", "_reconstructor"): ("copyreg", "_reconstructor"),
-}
-
-
-class _ModelUnpickler(pickle.Unpickler):
-    """Builds only what MODEL_GLOBALS lists (after RENAMED), each one a plain attribute of
-    its module; anything else, dotted names included, is refused before it is imported."""
-
-    def find_class(self, module: str, name: str):
-        module, name = RENAMED.get((module, name), (module, name))
-        if (module, name) not in MODEL_GLOBALS:
-            raise pickle.UnpicklingError(
-                f"refusing to load {module}.{name} from a model file: a model file may only "
-                f"name the classes listed in pricer.MODEL_GLOBALS")
-        return getattr(importlib.import_module(module), name)

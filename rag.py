@@ -23,7 +23,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from chat import rag_messages
-from frontier import Chat, ChatPricer
+from chat_api import Chat
+from frontier import ChatPricer
 from items import Item
 from vectors import Neighbour, VectorStore
 

@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 
 import settings
-from features import texts
 from files import written
-from items import Item
+from items import Item, texts
 
 
 @cache

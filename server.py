@@ -68,6 +68,7 @@ from jobs import FineTuningJobs
 from pricer import Predictor, Trainer
 
 if TYPE_CHECKING:
+    import chat_api
     import frontier
     from open_chat import OpenChat
 
@@ -515,19 +516,20 @@ class Running:
     api_key: str | None = None
     at_once: int = 8
     _scratch: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
-    _cache: frontier.Cache | None = field(default=None, repr=False)
+    _cache: chat_api.Cache | None = field(default=None, repr=False)
 
     def pricer(self, model: str | None = None, params: dict | None = None,
                **kwargs) -> frontier.ChatPricer:
         """A ChatPricer asking this server for `model` (the one it was started with), sent
-        `params` (frontier's by default); `kwargs` go to ChatPricer."""
+        `params` (chat_api's by default); `kwargs` go to ChatPricer."""
+        import chat_api
         import frontier
 
         if self._cache is None:
             self._scratch = tempfile.TemporaryDirectory(prefix="pricer-server-")
-            self._cache = frontier.Cache(Path(self._scratch.name) / "replies.sqlite")
+            self._cache = chat_api.Cache(Path(self._scratch.name) / "replies.sqlite")
         # the server's own time limit answers first, with a clear 504
-        chat = frontier.OpenAIChat(model or self.model, base_url=self.base_url,
+        chat = chat_api.OpenAIChat(model or self.model, base_url=self.base_url,
                                    api_key=self.api_key, params=params,
                                    timeout=settings.server_timeout() + 5)
         return frontier.ChatPricer(chat, cache=self._cache,

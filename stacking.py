@@ -24,10 +24,10 @@ from typing import Self
 
 import numpy as np
 
-from features import SEED, facts_matrix, prices, retrieval_features, ridge, texts, tfidf, trees
-from items import Item
+from features import facts_matrix, fit_tfidf, kfold, retrieval_features, ridge, trees
+from items import Item, texts
 from mlp import SparseMLPPricer
-from pricer import Pricer
+from pricer import SEED, Pricer
 from sentences import embed, encoding_seconds
 
 
@@ -68,15 +68,9 @@ class StackPricer(Pricer):
         return np.column_stack([*columns, facts_matrix(items)])
 
     def _fit(self, train: list[Item]) -> None:
-        from sklearn.model_selection import KFold
-
-        if len(train) < 2 * self.folds:
-            raise ValueError(f"{self.name} needs at least {2 * self.folds} training items")
-        self.vectorizer = tfidf()
-        words = self.vectorizer.fit_transform(texts(train))
+        folds = kfold(len(train), self.folds, self.seed, self.name)
+        self.vectorizer, words, logs = fit_tfidf(train)
         vectors = embed(train) if self.embeddings else None
-        logs = np.log1p(prices(train))
-        folds = list(KFold(self.folds, shuffle=True, random_state=self.seed).split(logs))
         stacked = None
         for fold, held in folds:
             parts = self._parts([train[i] for i in fold], words[fold],

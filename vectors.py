@@ -50,10 +50,11 @@ class Neighbour:
     similarity: float
 
 
-def digest(items: Sequence[Item]) -> str:
+def items_digest(items: Sequence[Item]) -> str:
     """A short digest of the items' texts, prices and categories, in order: the store's key.
 
-    >>> digest([Item.from_text("Kettle\\nBoils.", 25)]) != digest([Item.from_text("Kettle", 25)])
+    >>> a, b = Item.from_text("Kettle\\nBoils.", 25), Item.from_text("Kettle", 25)
+    >>> items_digest([a]) != items_digest([b])
     True
     """
     sha = hashlib.sha256()
@@ -93,7 +94,7 @@ class VectorStore:
         if not train:
             raise ValueError("a vector store needs at least one training item")
         chroma = client(Path(path or store_path()).resolve())
-        key = digest(train)
+        key = items_digest(train)
         done = f"products-{key}"
         if done not in _names(chroma):
             partial = chroma.get_or_create_collection(

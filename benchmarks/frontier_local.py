@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import chat_api
 import curation
 import frontier
 import server
@@ -36,10 +37,10 @@ def mean_price(train: list[Item], latency: float = 0.0) -> Callable[[Item], floa
 
 
 def one_run(base_url: str, model: str, cache_path: Path, items: list,
-            concurrency: int) -> tuple[float, frontier.Meter]:
+            concurrency: int) -> tuple[float, chat_api.Meter]:
     """Seconds to fetch and price every item with a fresh pricer on `cache_path`."""
     start = time.perf_counter()
-    pricer = frontier.compatible_pricer(base_url, model, cache=frontier.Cache(cache_path),
+    pricer = frontier.compatible_pricer(base_url, model, cache=chat_api.Cache(cache_path),
                                         concurrency=concurrency)
     pricer.prefetch(items, progress=False)
     guesses = [pricer(item) for item in items]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up, lint, then run the unit tests and replay every notebook against its saved outputs.
+# Set up, lint, check the modules' layers, then run the unit tests and replay every notebook against its saved outputs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q -r requirements.txt -e .
@@ -10,4 +10,5 @@ if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [[ $(id 
     || echo "Chromium could not be installed: the browser test will skip"
 fi
 ruff check .
+tach check  # the modules' layers: pyproject.toml's [tool.tach]
 python -m pytest "$@"

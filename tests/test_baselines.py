@@ -22,7 +22,7 @@ import sentences
 from baselines import (
     ConstantPricer,
     EmbeddingPricer,
-    EnsemblePricer,
+    FixedEnsemble,
     HumanPricer,
     RandomPricer,
     TfidfRidgePricer,
@@ -124,21 +124,21 @@ def test_bad_use_is_a_clear_error(split):
     with pytest.raises(ValueError, match="regressor must be one of"):
         Word2VecPricer("boosting")
     with pytest.raises(ValueError, match="one non-negative weight per member"):
-        EnsemblePricer([ConstantPricer()], weights=[1, 2])
+        FixedEnsemble([ConstantPricer()], weights=[1, 2])
 
 
 def test_ensemble_fits_its_members_and_averages_log_prices(split, tmp_path):
     train, test = split
     constant = ConstantPricer().fit(train)
     ridge = TfidfRidgePricer()
-    ensemble = EnsemblePricer([constant, ridge], weights=[1, 3]).fit(train)
+    ensemble = FixedEnsemble([constant, ridge], weights=[1, 3]).fit(train)
     assert ridge.fitted and ensemble.fit_seconds == constant.fit_seconds + ridge.fit_seconds
     expected = np.expm1(0.25 * np.log1p(constant.predict_many(test[:5]))
                         + 0.75 * np.log1p(ridge.predict_many(test[:5])))
     # the same sum of two weighted log prices, maybe in another order
     assert_close(ensemble.predict_many(test[:5]), expected, rtol("float64", 4, LOG_PRICE),
                  "a weighted mean of two log prices")
-    loaded = EnsemblePricer.load(ensemble.save(tmp_path / "ensemble.pkl"))
+    loaded = FixedEnsemble.load(ensemble.save(tmp_path / "ensemble.pkl"))
     assert np.array_equal(loaded.predict_many(test[:5]), ensemble.predict_many(test[:5]))
 
 

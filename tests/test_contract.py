@@ -73,7 +73,7 @@ PREDICTORS = {
     "neighbours": lambda *_: baselines.NeighboursPricer(),
     "lightgbm": lambda *_: baselines.LightGBMPricer(rounds=50),
     "minilm + ridge": lambda *_: baselines.EmbeddingPricer("ridge"),
-    "ensemble": lambda *_: baselines.EnsemblePricer([baselines.ConstantPricer(),
+    "ensemble": lambda *_: baselines.FixedEnsemble([baselines.ConstantPricer(),
                                                      baselines.TfidfRidgePricer()]),
     "sparse mlp": lambda *_: mlp.SparseMLPPricer(members=2),
     "stack": lambda *_: stacking.StackPricer(embeddings=False),

@@ -1,7 +1,7 @@
-"""The LLM pricers, against the local server over real HTTP, with scripted faults."""
+"""The LLM pricers, against the local server over real HTTP, with scripted faults: answers
+cached, failures retried, tokens metered (through chat_api), and the run stopped by what
+cannot work."""
 
-import http.server
-import json
 import math
 import os
 import subprocess
@@ -9,17 +9,16 @@ import sys
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import faults
 import numpy as np
 import pytest
 
+import chat_api
 import frontier
 import llama_tokens
-import server
 from chat import messages_for
-from frontier import Backoff, Cache, FrontierError
+from chat_api import Backoff, Cache, ChatAPIError
 from pricer import NoPrice
 from testing import Tester
 
@@ -46,7 +45,7 @@ def local(served):
 
 
 def pricer_for(running, cache=None, timeout=30.0, **kwargs) -> frontier.ChatPricer:
-    chat = frontier.OpenAIChat(running.model, base_url=running.base_url, timeout=timeout)
+    chat = chat_api.OpenAIChat(running.model, base_url=running.base_url, timeout=timeout)
     return frontier.ChatPricer(chat, cache=Cache(":memory:") if cache is None else cache,
                            backoff=kwargs.pop("backoff", FAST), **kwargs)
 
@@ -76,9 +75,9 @@ def test_an_interrupted_run_resumes_without_repeating_a_call(local, tmp_path):
     running, recorder, _ = local
     recorder.delay = 0.1
     path, items = tmp_path / "replies.sqlite", faults.make_items(40)
-    code = (f"import faults, frontier\n"
+    code = (f"import chat_api, faults, frontier\n"
             f"pricer = frontier.compatible_pricer({running.base_url!r}, {running.model!r}, "
-            f"cache=frontier.Cache({str(path)!r}), concurrency=4)\n"
+            f"cache=chat_api.Cache({str(path)!r}), concurrency=4)\n"
             f"pricer.prefetch(faults.make_items(40), progress=False)\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
     run = subprocess.Popen([sys.executable, "-c", code], env=env)
@@ -109,18 +108,6 @@ def test_429_honours_retry_after(local):
     assert time.monotonic() - start >= 1.0
     assert (pricer.meter.retries, pricer.meter.calls, recorder.calls) == (1, 1, 1)
     assert pricer.meter.errors == {"RateLimitError": 1}
-
-
-def test_retry_after_forms():
-    def error(**headers):
-        return SimpleNamespace(response=SimpleNamespace(headers=headers))
-
-    later = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
-    assert frontier.retry_after(error(**{"retry-after-ms": "250"})) == 0.25
-    assert frontier.retry_after(error(**{"retry-after": "3"})) == 3.0
-    assert 25 < frontier.retry_after(error(**{"retry-after": later})) <= 30
-    assert frontier.retry_after(error(**{"retry-after": "soon"})) is None
-    assert frontier.retry_after(ValueError()) is None
 
 
 def test_server_errors_are_retried(local):
@@ -172,7 +159,7 @@ def test_failing_items_are_tried_one_cycle_each(local):
 
 
 def test_a_tester_on_a_dead_endpoint_counts_failures(capsys):
-    chat = frontier.OpenAIChat("pricer", base_url="http://127.0.0.1:9/v1", timeout=1.0)
+    chat = chat_api.OpenAIChat("pricer", base_url="http://127.0.0.1:9/v1", timeout=1.0)
     pricer = frontier.ChatPricer(chat, Cache(":memory:"), backoff=FAST)
     tester = Tester(pricer, faults.make_items(5), results=False, chart=False)
     scores = tester.run()
@@ -200,9 +187,9 @@ def test_empty_and_priceless_replies_are_counted_and_kept(local):
 def test_a_bad_key_stops_the_run_with_a_clear_error():
     recorder = faults.Recorder()
     with faults.start(recorder, faults.Faults(), api_key="right") as running:
-        chat = frontier.OpenAIChat(running.model, base_url=running.base_url, api_key="wrong")
+        chat = chat_api.OpenAIChat(running.model, base_url=running.base_url, api_key="wrong")
         pricer = frontier.ChatPricer(chat, Cache(":memory:"), backoff=FAST, concurrency=2)
-        with pytest.raises(FrontierError, match=r"rejected the API key \(HTTP 401\)"):
+        with pytest.raises(ChatAPIError, match=r"rejected the API key \(HTTP 401\)"):
             pricer.prefetch(faults.make_items(20), progress=False)
         assert (pricer.meter.retries, recorder.calls, len(pricer.cache)) == (0, 0, 0)
 
@@ -210,20 +197,20 @@ def test_a_bad_key_stops_the_run_with_a_clear_error():
 def test_missing_keys_and_unknown_models_are_clear(local, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    with pytest.raises(FrontierError, match="set OPENAI_API_KEY"):
+    with pytest.raises(ChatAPIError, match="set OPENAI_API_KEY"):
         frontier.openai_pricer()
-    with pytest.raises(FrontierError, match="set ANTHROPIC_API_KEY"):
+    with pytest.raises(ChatAPIError, match="set ANTHROPIC_API_KEY"):
         frontier.anthropic_pricer()
     running, _, _ = local
-    chat = frontier.OpenAIChat("retired-model", base_url=running.base_url)
-    with pytest.raises(FrontierError, match=r"no such model \(HTTP 404\)"):
+    chat = chat_api.OpenAIChat("retired-model", base_url=running.base_url)
+    with pytest.raises(ChatAPIError, match=r"no such model \(HTTP 404\)"):
         frontier.ChatPricer(chat, Cache(":memory:"))(faults.make_items(1)[0])
 
 
 def test_a_rejected_request_says_why(local):
     running, recorder, script = local
     script.then(faults.status(400, "Prefilling is not supported for this model"))
-    with pytest.raises(FrontierError, match=r"HTTP 400\): Prefilling .* prefill=False"):
+    with pytest.raises(ChatAPIError, match=r"HTTP 400\): Prefilling .* prefill=False"):
         pricer_for(running)(faults.make_items(1)[0])
     assert recorder.calls == 0
 
@@ -246,8 +233,8 @@ def test_the_meter_adds_up(local, monkeypatch):
     meter = pricer.meter
     assert (meter.calls, meter.input_tokens, meter.output_tokens) == (4, sent, answered)
     assert meter.dollars((1.0, 2.0)) == pytest.approx((sent + 2 * answered) / 1e6)
-    assert meter.dollars() is None and "add 'widgets' to frontier.PRICES" in str(meter)
-    monkeypatch.setitem(frontier.PRICES, "widgets", (3.0, 4.0))
+    assert meter.dollars() is None and "add 'widgets' to chat_api.PRICES" in str(meter)
+    monkeypatch.setitem(chat_api.PRICES, "widgets", (3.0, 4.0))
     assert meter.dollars() == pytest.approx((3 * sent + 4 * answered) / 1e6)
     assert f"about ${(3 * sent + 4 * answered) / 1e6:,.4f}" in str(meter)
 
@@ -257,104 +244,14 @@ def test_anthropic_over_the_local_server(local):
     base = running.base_url.removesuffix("/v1")
     item = faults.make_items(1, start=5)[0]
     for prefill in (True, False):
-        chat = frontier.AnthropicChat(running.model, api_key="any", base_url=base,
+        chat = chat_api.AnthropicChat(running.model, api_key="any", base_url=base,
                                       prefill=prefill)
         pricer = frontier.ChatPricer(chat, Cache(":memory:"), backoff=FAST)
         assert pricer(item) == faults.widget_price(item)
     assert chat.complete(messages_for(item)).text == "Price is $22.50"
-    prefilled = frontier.AnthropicChat(running.model, api_key="any", base_url=base)
+    prefilled = chat_api.AnthropicChat(running.model, api_key="any", base_url=base)
     assert prefilled.complete(messages_for(item)).text == "22.50"
     assert prefilled.identity() != chat.identity()
-
-
-class Listener(http.server.ThreadingHTTPServer):
-    """A foreign endpoint that records the headers of every request and answers any chat."""
-
-    def __init__(self):
-        self.headers: list[dict] = []
-        listener = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                listener.headers.append(dict(self.headers))
-                self.rfile.read(int(self.headers.get("content-length", 0)))
-                shape = server.message if self.path.endswith("/messages") else server.completion
-                body = json.dumps(shape("m", "Price is $9.00", 10)).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-
-def test_no_key_from_the_environment_goes_to_a_foreign_endpoint(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-secret")
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret")
-    monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "sk-ant-token-secret")
-    listener = Listener()
-    url = f"http://127.0.0.1:{listener.server_address[1]}"
-    messages = messages_for(faults.make_items(1)[0])
-    try:
-        for chat in (frontier.OpenAIChat("m", base_url=f"{url}/v1"),
-                     frontier.AnthropicChat("m", base_url=url)):
-            assert chat.complete(messages).text.endswith("9.00")
-        frontier.AnthropicChat("m", base_url=url, api_key="mine").complete(messages)
-    finally:
-        listener.shutdown()
-    sent = [" ".join(h.values()) for h in listener.headers]
-    assert len(sent) == 3 and not any("secret" in s for s in sent)
-    assert "mine" in sent[2]  # a key the caller passes goes where the caller says
-
-
-@pytest.mark.parametrize("where", ["environment", ".env"])
-def test_no_key_follows_a_base_url_setting(monkeypatch, tmp_path, where):
-    """OPENAI_BASE_URL / ANTHROPIC_BASE_URL (environment or .env) send the SDKs elsewhere:
-    no key, organization or project from the environment goes there."""
-    import fine_tuning
-
-    monkeypatch.chdir(tmp_path)
-    for name, value in {"OPENAI_API_KEY": "sk-openai-secret", "OPENAI_ORG_ID": "org-secret",
-                        "OPENAI_PROJECT_ID": "proj-secret", "ANTHROPIC_API_KEY": "sk-ant-secret",
-                        "ANTHROPIC_AUTH_TOKEN": "sk-ant-token-secret"}.items():
-        monkeypatch.setenv(name, value)
-    listener = Listener()
-    url = f"http://127.0.0.1:{listener.server_address[1]}"
-    urls = {"OPENAI_BASE_URL": f"{url}/v1", "ANTHROPIC_BASE_URL": url}
-    if where == "environment":
-        for name, value in urls.items():
-            monkeypatch.setenv(name, value)
-    else:
-        for name in urls:
-            monkeypatch.delenv(name, raising=False)
-        (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in urls.items()))
-    messages = messages_for(faults.make_items(1)[0])
-    try:
-        chats = [frontier.OpenAIChat("m"), frontier.openai_pricer("m").chat,
-                 fine_tuning.tuned_pricer("ft:m").chat, frontier.AnthropicChat("m"),
-                 frontier.anthropic_pricer("m").chat]
-        for chat in chats:
-            assert chat.endpoint.startswith(url)
-            assert chat.complete(messages).text.endswith("9.00")
-    finally:
-        listener.shutdown()
-    sent = [" ".join(h.values()) for h in listener.headers]
-    assert len(sent) == 5 and not any("secret" in s for s in sent)
-
-
-def test_the_providers_own_url_in_a_setting_gets_its_key(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai")
-    monkeypatch.setenv("OPENAI_ORG_ID", "org-1")
-    monkeypatch.setenv("OPENAI_BASE_URL", "https://api.openai.com/v1")
-    chat = frontier.OpenAIChat("m")
-    assert (chat.client.api_key, chat.client.organization) == ("sk-openai", "org-1")
-    monkeypatch.setenv("OPENAI_BASE_URL", "http://api.openai.com/v1")  # not over TLS
-    assert frontier.OpenAIChat("m").client.api_key == "none"
 
 
 def test_two_processes_sharing_a_cache_never_pay_twice(local, tmp_path):
@@ -404,17 +301,3 @@ def test_a_failing_model_description_is_not_asked_for_at_every_item(tmp_path):
         pricer = pricer_for(running, concurrency=1)
         pricer.predict_many(faults.make_items(10))
     assert 100 - len(script.script) == 1
-
-
-def test_a_claim_of_a_dead_process_or_too_old_is_taken_over(tmp_path):
-    path = tmp_path / "replies.sqlite"
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
-    dead, live = Cache(path), Cache(path, claim_seconds=0.3)
-    dead.owner = dead.owner.rsplit("/", 2)[0] + f"/{gone}/x"
-    assert dead.claim("a") is None
-    start = time.monotonic()
-    assert live.claim("a") is None and time.monotonic() - start < 0.2  # at once
-    assert Cache(path).claim("b") is None  # a live owner's
-    start = time.monotonic()
-    assert live.claim("b") is None and 0.3 <= time.monotonic() - start < 5  # waited it out

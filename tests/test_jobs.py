@@ -17,8 +17,8 @@ import faults
 import openai
 import pytest
 
+import chat_api
 import fine_tuning
-import frontier
 import server
 from baselines import ConstantPricer
 from chat import get_price
@@ -78,7 +78,7 @@ def test_a_job_trains_a_model_that_the_server_then_serves(serve, tmp_path):
     trained = [json.loads(line) for line in train_file.read_text().splitlines()]
     answers = [round(get_price(t["messages"][-1]["content"])) for t in trained]
     pricer = fine_tuning.tuned_pricer(done.fine_tuned_model, base_url=local.base_url,
-                                cache=frontier.Cache(tmp_path / "cache.sqlite"))
+                                cache=chat_api.Cache(tmp_path / "cache.sqlite"))
     assert pricer.chat.params == {"max_tokens": 7, "seed": 42}  # as the course called it
     # the server answers in whole cents
     assert pricer(TRAIN[-1]) == pytest.approx(statistics.mean(answers), abs=0.005)
@@ -328,7 +328,7 @@ def test_a_finished_jobs_model_waits_on_disk_until_asked_for(serve, data, tmp_pa
     assert len(saved) == 2
     for job, mean in zip(done, means, strict=True):
         pricer = fine_tuning.tuned_pricer(job.fine_tuned_model, base_url=local.base_url,
-                                          cache=frontier.Cache(":memory:"))
+                                          cache=chat_api.Cache(":memory:"))
         assert pricer(TRAIN[0]) == pytest.approx(mean, abs=0.005)
     local.stop()
     assert not any((data / "server-files").iterdir())

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from tolerance import assert_scores_as_saved
 
+import chat_api
 import curation
-import frontier
 import server
 from chat import CONTEXT, NO_RELATED, NOW, RELATED, messages_for, rag_messages
 from ensemble import FittedEnsemble, held_out
@@ -83,7 +83,7 @@ def test_a_served_predictor_prices_the_item_not_its_context(split, tmp_path, ser
 def test_a_failing_item_is_counted_and_has_no_price(split, tmp_path, served):
     train, test = split
     running, _ = served
-    rag = RagPricer.over(running.pricer(backoff=frontier.Backoff(attempts=2, base=0.01)),
+    rag = RagPricer.over(running.pricer(backoff=chat_api.Backoff(attempts=2, base=0.01)),
                          store_path=tmp_path).fit(train)
     broken = type(test[0]).from_text(test[0].text + " Sadly out of stock.", 10.0)
     guesses = rag.predict_many([broken, test[1]])

@@ -14,9 +14,11 @@ import httpx
 import openai
 import pytest
 
+import chat_api
 import frontier
 import llama_tokens
 import server
+from chat import messages_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +51,7 @@ def test_lists_its_model(served):
 def test_answers_a_chat_completion_with_usage(served):
     running, seen = served
     item = faults.make_items(1, start=4)[0]
-    messages = frontier.messages_for(item)
+    messages = messages_for(item)
     reply = post(running, model="widgets", messages=messages, max_tokens=5, seed=42)
     assert reply.status_code == 200
     answer = reply.json()
@@ -63,7 +65,7 @@ def test_answers_a_chat_completion_with_usage(served):
 
 def test_answers_anthropic_messages_continuing_the_prefill(served):
     running, _ = served
-    system, *turns = frontier.messages_for(faults.make_items(1, start=4)[0])
+    system, *turns = messages_for(faults.make_items(1, start=4)[0])
     reply = httpx.post(running.base_url.removesuffix("/v1") + "/v1/messages",
                        headers={"x-api-key": "key"}, timeout=10,
                        json={"model": "widgets", "system": system["content"], "messages": turns,
@@ -74,7 +76,7 @@ def test_answers_anthropic_messages_continuing_the_prefill(served):
 
 def test_refuses_what_it_cannot_answer(served):
     running, _ = served
-    messages = frontier.messages_for(faults.make_items(1)[0])
+    messages = messages_for(faults.make_items(1)[0])
     cases = [
         (post(running, key="wrong", model="widgets", messages=messages), 401, "invalid_api_key"),
         (post(running, model="gpt-4o", messages=messages), 404, "model_not_found"),
@@ -89,9 +91,9 @@ def test_refuses_what_it_cannot_answer(served):
 def test_prices_are_never_negative_nor_nan(served):
     running, _ = served
     low, nan = faults.make_items(2, start=1)
-    reply = post(running, model="widgets", messages=frontier.messages_for(low))
+    reply = post(running, model="widgets", messages=messages_for(low))
     assert reply.json()["choices"][0]["message"]["content"] == "Price is $0.00"
-    reply = post(running, model="widgets", messages=frontier.messages_for(nan))
+    reply = post(running, model="widgets", messages=messages_for(nan))
     assert (reply.status_code, reply.json()["error"]["code"]) == (500, "predictor_error")
     assert "returned nan" in reply.json()["error"]["message"]
 
@@ -99,7 +101,7 @@ def test_prices_are_never_negative_nor_nan(served):
 def test_a_predictors_error_stays_in_the_servers_log(served, caplog):
     running, _ = served
     failing = faults.make_items(1, start=3)[0]
-    reply = post(running, model="widgets", messages=frontier.messages_for(failing))
+    reply = post(running, model="widgets", messages=messages_for(failing))
     assert (reply.status_code, reply.json()["error"]["code"]) == (500, "predictor_error")
     assert "no features" not in reply.text
     assert "no features" in caplog.text
@@ -107,7 +109,7 @@ def test_a_predictors_error_stays_in_the_servers_log(served, caplog):
 
 def test_request_bodies_are_limited(served):
     running, _ = served
-    messages = frontier.messages_for(faults.make_items(1)[0])
+    messages = messages_for(faults.make_items(1)[0])
     messages[1]["content"] += " padding" * 200_000  # 1.6 MB
     reply = post(running, model="widgets", messages=messages)
     assert (reply.status_code, reply.json()["error"]["code"]) == (413, "request_too_large")
@@ -121,7 +123,7 @@ def test_request_bodies_are_limited(served):
                                   {"type": "text", "text": ["a"]}])
 def test_a_content_part_that_is_not_text_is_a_400(served, part):
     running, _ = served
-    messages = frontier.messages_for(faults.make_items(1)[0])
+    messages = messages_for(faults.make_items(1)[0])
     messages[1]["content"] = [part]
     reply = post(running, model="widgets", messages=messages)
     assert (reply.status_code, reply.json()["error"]["code"]) == (400, "invalid_messages")
@@ -170,7 +172,7 @@ def test_starts_from_one_command():
         assert httpx.get(f"http://127.0.0.1:{port}/v1/models").status_code == 401
         pricer = frontier.compatible_pricer(f"http://127.0.0.1:{port}/v1", "widget_price",
                                             api_key="from-the-environment",
-                                            cache=frontier.Cache(":memory:"))
+                                            cache=chat_api.Cache(":memory:"))
         item = faults.make_items(1, start=8)[0]
         assert pricer(item) == faults.widget_price(item)
     finally:
@@ -190,12 +192,12 @@ def test_another_predictor_under_the_same_name_is_never_answered_from_the_cache(
     first = server.start(faults.widget_price, model="widgets")
     port = int(first.base_url.rsplit(":", 1)[1].removesuffix("/v1"))
     assert frontier.compatible_pricer(first.base_url, "widgets",
-                                      cache=frontier.Cache(cache))(item) == 20.0
+                                      cache=chat_api.Cache(cache))(item) == 20.0
     first.stop()
     with server.start(lambda item: 99.0, model="widgets", port=port) as second:
         assert second.base_url == first.base_url
         again = frontier.compatible_pricer(second.base_url, "widgets",
-                                           cache=frontier.Cache(cache))
+                                           cache=chat_api.Cache(cache))
         assert again(item) == 99.0 and again.meter.calls == 1
         reply = httpx.get(f"{second.base_url}/models/widgets")
         assert reply.json()["fingerprint"] == again.chat.identity()["served"]

@@ -49,7 +49,7 @@ def test_an_interrupted_build_is_never_served_and_resumes_with_what_is_missing(
     with pytest.raises(KeyboardInterrupt):
         VectorStore.build(train, tmp_path, batch=8, progress=False)
     names = {c.name for c in vectors.client(tmp_path.resolve()).list_collections()}
-    assert names == {f"partial-{vectors.digest(train)}"}  # nothing servable yet
+    assert names == {f"partial-{vectors.items_digest(train)}"}  # nothing servable yet
 
     monkeypatch.setattr(vectors, "_add", lambda c, items, rows: (added.append(rows),
                                                                   real_add(c, items, rows)))
@@ -57,7 +57,7 @@ def test_an_interrupted_build_is_never_served_and_resumes_with_what_is_missing(
     resumed = [row for rows in added[2:] for row in rows]
     assert resumed == list(range(16, len(train)))  # only what was missing
     assert len(store) == len(train)
-    assert store.collection.name == f"products-{vectors.digest(train)}"
+    assert store.collection.name == f"products-{vectors.items_digest(train)}"
 
 
 def test_no_product_retrieves_itself_or_a_test_item(split, tmp_path):
