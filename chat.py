@@ -169,8 +169,19 @@ def get_price(text: str | None) -> float | None:
     >>> get_price("2 for $30"), get_price("I cannot tell"), get_price(""), get_price("9" * 400)
     (2.0, None, None, None)
     """
+    number = first_number(text)
+    return finite(number) if number else None
+
+
+def first_number(text: str | None) -> str | None:
+    """The number the course reads as the price in a reply, as written (after dropping "$"
+    and ","), or None.
+
+    >>> first_number("Price is $1,299.99"), first_number("$-5.00"), first_number("none")
+    ('1299.99', '-5.00', None)
+    """
     match = re.search(r"[-+]?\d*\.\d+|\d+", (text or "").replace("$", "").replace(",", ""))
-    return finite(match.group()) if match else None
+    return match.group() if match else None
 
 
 def get_dollar_price(text: str | None) -> float | None:

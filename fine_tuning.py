@@ -34,7 +34,7 @@ import tiktoken
 from tqdm.auto import tqdm
 
 import settings
-from chat import get_price, training_messages
+from chat import first_number, training_messages
 from items import Item, checked_prices, price_problem
 
 if TYPE_CHECKING:
@@ -140,8 +140,8 @@ def problem_in(example: object) -> str | None:
     roles = [m["role"] for m in messages]
     if "assistant" not in roles:
         return "example_missing_assistant_message"
-    answers = (get_price(m["content"]) for m in messages if m["role"] == "assistant")
-    if any(price is not None and price_problem(price) for price in answers):
+    answers = (first_number(m["content"]) for m in messages if m["role"] == "assistant")
+    if any(number is not None and price_problem(float(number)) for number in answers):
         return "invalid_price"  # what the course reads as the price is infinite or negative
     turns = roles[1:] if roles[0] == "system" else roles
     if any(role != ("user", "assistant")[i % 2] for i, role in enumerate(turns)) \

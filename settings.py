@@ -1,7 +1,7 @@
 """Every setting of the project, read when it is used, from the environment or a .env file.
 
->>> data_dir().name, threads() >= 1
-('data', True)
+>>> isinstance(data_dir(), Path), threads() >= 1
+(True, True)
 
 Nothing is read at import: a notebook may set `os.environ[...]`, or write `.env`, at any
 point, and the next call sees it. The environment wins over `.env`, which is looked for
