@@ -260,23 +260,25 @@ class BatchSummaries:
         made = self._submitted(batch.file_id) or self.client.batches.create(
             input_file_id=batch.file_id, endpoint="/v1/chat/completions",
             completion_window="24h", metadata={"purpose": "product summaries"})
-        batch.batch_id, batch.status = made.id, made.status
-        self.save()
+        batch.batch_id = made.id
+        self._update(batch, made)
 
     def _submitted(self, file_id: str):
         """The provider's batch of `file_id`, when a run died before it saved that batch."""
         return next((b for b in self.client.batches.list(limit=100)
                      if b.input_file_id == file_id), None)
 
+    def _update(self, batch: Batch, found) -> None:
+        """Take the provider's word on `batch` (its status and files), and save it."""
+        batch.status = found.status
+        batch.output_file_id, batch.error_file_id = found.output_file_id, found.error_file_id
+        self.save()
+
     def poll(self) -> dict[str, int]:
         """Ask for the status of every unfinished batch; returns how many are in each."""
         for batch in self.batches:
             if batch.batch_id and batch.status not in DONE:
-                found = self.client.batches.retrieve(batch.batch_id)
-                batch.status = found.status
-                batch.output_file_id, batch.error_file_id = (found.output_file_id,
-                                                             found.error_file_id)
-                self.save()
+                self._update(batch, self.client.batches.retrieve(batch.batch_id))
         counts: dict[str, int] = {}
         for batch in self.batches:
             counts[batch.status] = counts.get(batch.status, 0) + 1
