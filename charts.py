@@ -119,3 +119,13 @@ def price_shares(samples: dict[str, Sequence[float]]) -> None:
     plt.ylabel("% of the sample")
     plt.legend()
     plt.show()
+
+
+def length_histogram(chars: Sequence[int]) -> None:
+    """Characters of text per item, with the average and the longest in the title."""
+    plt.figure(figsize=(15, 6))
+    plt.title(f"Lengths: Avg {np.mean(chars):,.0f} and highest {max(chars):,}\n")
+    plt.xlabel("Length (chars)")
+    plt.ylabel("Count")
+    plt.hist(chars, rwidth=0.7, color="lightblue", bins=range(0, 4100, 100))
+    plt.show()

@@ -2,7 +2,7 @@
 drawn with weights that rise with the price squared, cut into train / validation / test, and
 summarised by an LLM.
 
->>> train, validation, test = lite()                # items_lite: summaries made on first use
+>>> train, validation, test = lite()   # items_lite, summarised on first use  # doctest: +SKIP
 >>> train, validation, test = raw("full")          # items_raw_full: no summaries yet
 ... # doctest: +SKIP
 >>> dataset = to_dataset(train, validation, test)   # the edition's hub shape  # doctest: +SKIP
@@ -28,14 +28,26 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import settings
 import summaries
-from curation import Curated, curate_all, prices_and_categories, rules_version, scale, source_tag
+from curation import (
+    CAPS,
+    Curated,
+    balanced_indices,
+    curate_all,
+    prices_and_categories,
+    rules_version,
+    scale,
+    source_tag,
+)
 from files import written
 from items2025 import FIELDS, Item2025, columns, from_columns
+from sample_data import CATEGORIES
 
 SIZES = {
     ("full", "hub"): (800_000, 10_000, 10_000),
@@ -59,8 +71,8 @@ def weights(prices: Sequence[float], categories: Sequence[str]) -> np.ndarray:
     """Each item's weight in the draw: p squared, where p is its price scaled to 0..1 between
     the cheapest and the dearest, times CATEGORY_WEIGHTS of its category (else 1).
 
-    >>> weights([1.0, 2.0, 3.0, 3.0], ["Toys", "Toys", "Toys", "Automotive"])
-    array([0.    , 0.25  , 1.    , 0.05  ])
+    >>> weights([1.0, 2.0, 3.0, 3.0], ["Toys", "Toys", "Toys", "Automotive"]).tolist()
+    [0.0, 0.25, 1.0, 0.05]
     """
     prices = np.asarray(prices, dtype=float)
     low, high = prices.min(), prices.max()
@@ -129,13 +141,30 @@ def folder_for(name: str, source: str, *decided_by: object) -> Path:
         f"{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
 
+def raw_path(dataset: str = "lite", source: str | None = None) -> Path:
+    """The folder `raw` saves items_raw_<dataset> in."""
+    source = source or settings.source()
+    return folder_for(f"items_raw_{dataset}", source, SIZES[(dataset, scale(source))])
+
+
+def summarised_path(dataset: str = "lite", source: str | None = None,
+                    summariser=None) -> Path:
+    """The folder `summarised` saves items_<dataset> in, named by the summariser too."""
+    source = source or settings.source()
+    summariser = summariser or summaries.summariser()
+    identity = [summariser.name, rules_version("summaries")]
+    if hasattr(summariser, "chat"):
+        identity = [summariser.name, summariser.chat.endpoint]
+    return folder_for(f"items_{dataset}", source, SIZES[(dataset, scale(source))], identity)
+
+
 def raw(dataset: str = "lite", source: str | None = None, workers: int = 2) -> Splits:
     """The edition's items_raw_<dataset> (no summaries): the eight categories curated
     (resumably, cached per category), drawn by `weights`, cut, numbered; saved on first use,
     then read back."""
     source = source or settings.source()
     sizes = SIZES[(dataset, scale(source))]
-    folder = folder_for(f"items_raw_{dataset}", source, sizes)
+    folder = raw_path(dataset, source)
     if is_saved(folder):
         return load_split(folder)
     curated = curate_all(source, workers, show_cached=False, edition="2025")
@@ -156,10 +185,7 @@ def summarised(dataset: str = "lite", source: str | None = None, workers: int = 
     RuntimeError: run again, and only they are asked for."""
     source = source or settings.source()
     summariser = summariser or summaries.summariser()
-    identity = [summariser.name, rules_version("summaries")]
-    if hasattr(summariser, "chat"):
-        identity = [summariser.name, summariser.chat.endpoint]
-    folder = folder_for(f"items_{dataset}", source, SIZES[(dataset, scale(source))], identity)
+    folder = summarised_path(dataset, source, summariser)
     if is_saved(folder):
         return load_split(folder)
     splits = raw(dataset, source, workers)
@@ -180,6 +206,33 @@ def full(source: str | None = None, workers: int = 2, summariser=None) -> Splits
     """The edition's items_full: train, validation and test, summarised (`raw("full")` is
     items_raw_full)."""
     return summarised("full", source, workers, summariser)
+
+
+def summary(curated: Sequence[Curated]) -> pd.DataFrame:
+    """One small row per curated 2025 item: category, price, weight and text length (chars),
+    read from the cache files without building Items."""
+    frames = [pd.DataFrame({"category": pd.Categorical([part.category] * table.num_rows,
+                                                       categories=CATEGORIES),
+                            "price": table["price"].to_numpy(),
+                            "weight": table["weight"].to_numpy(),
+                            "chars": pc.utf8_length(table["full"]).to_numpy()})
+              for part in curated
+              for table in [pq.read_table(part.path, columns=["price", "weight", "full"])]]
+    return pd.concat(frames, ignore_index=True)
+
+
+def sample_prices(source: str | None = None, workers: int = 2) -> dict[str, np.ndarray]:
+    """The prices of each edition's sample of the same raw data: the 2024 edition's balanced
+    one and the 2025 edition's, weighted by price squared (what notebook 03 charts)."""
+    source = source or settings.source()
+    balanced = curate_all(source, workers, show_cached=False)
+    prices, categories = prices_and_categories(balanced)
+    chosen = balanced_indices(prices, categories, cap=CAPS[scale(source)])
+    weighted = curate_all(source, workers, show_cached=False, edition="2025")
+    pool, kinds = prices_and_categories(weighted)
+    drawn = weighted_indices(pool, kinds, sum(SIZES[("full", scale(source))]))
+    return {"2024 edition: balanced": prices[chosen],
+            "2025 edition: weighted by price squared": pool[drawn]}
 
 
 # --- saved splits and the hub's shape ----------------------------------------------------------

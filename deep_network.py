@@ -91,12 +91,14 @@ class DeepNetworkPricer(Pricer):
     name = "Deep Neural Network"
 
     def __init__(self, width: int = 256, layers: int = 10, epochs: int = 5, batch: int = 64,
-                 learning_rate: float = 1e-3, dropout: float = 0.2, seed: int = SEED):
+                 learning_rate: float = 1e-3, dropout: float = 0.2, seed: int = SEED,
+                 bf16: bool | None = None):
         if layers < 2 or width < 1:
             raise ValueError("the network needs at least 2 layers (the first and the output) "
                              "and a width of at least 1")
         self.width, self.layers, self.epochs, self.batch = width, layers, epochs, batch
         self.learning_rate, self.dropout, self.seed = learning_rate, dropout, seed
+        self.bf16 = bf16  # None: where the CPU multiplies bf16 natively, or on a GPU
 
     def _fit(self, train: list[Item]) -> None:
         import torch
@@ -106,8 +108,8 @@ class DeepNetworkPricer(Pricer):
         self.mean, self.scale = float(logs.mean()), float(logs.std(ddof=1) or 1.0)
         goal = torch.from_numpy(((logs - self.mean) / self.scale).astype(np.float32))
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        bf16 = device == "cpu" and hardware.cpu().bf16
-        self.precision = "bf16" if bf16 or device == "cuda" else "float32"
+        bf16 = hardware.cpu().bf16 or device == "cuda" if self.bf16 is None else self.bf16
+        self.precision = "bf16" if bf16 else "float32"
         with torch.random.fork_rng(), settings.torch_threads():
             torch.manual_seed(self.seed)
             model = network(self.width, self.layers, self.dropout).to(device)
