@@ -16,7 +16,8 @@ QUIET = {"verbose": False, "chart": False, "results": False}
 
 @pytest.fixture(scope="module")
 def split():
-    train, _, test = curation2025.lite()
+    """The 2025 sample's full split: 4,000 training items (it needs data, as the edition's)."""
+    train, _, test = curation2025.full()
     return train, test
 
 
@@ -43,6 +44,7 @@ def test_the_numpy_forward_pass_is_torch_s(split):
     assert_close(model.predict_logs(test[:20]), logs, DEEP_NETWORK, "numpy against torch")
 
 
+@pytest.mark.slow
 def test_it_learns_and_leaves_torch_alone(split):
     train, test = split
     threads, state = torch.get_num_threads(), torch.random.get_rng_state()
@@ -51,9 +53,10 @@ def test_it_learns_and_leaves_torch_alone(split):
     assert model.losses[-1] < model.losses[0] and len(model.losses) == 5
     deep = Tester.test(model, test, **QUIET)
     constant = Tester.test(ConstantPricer().fit(train), test, **QUIET)
-    assert deep.rmsle < 0.8 * constant.rmsle
+    assert deep.rmsle < 0.5 * constant.rmsle  # 0.63 against 2.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bf16", [False, True])
 def test_its_score_on_the_2025_sample_is_as_saved(split, bf16):
     """float32 and bf16 training (bf16 emulated where the CPU lacks it) land within the
@@ -67,5 +70,6 @@ def test_its_score_on_the_2025_sample_is_as_saved(split, bf16):
 def test_it_refuses_too_few_layers():
     with pytest.raises(ValueError, match="at least 2 layers"):
         DeepNetworkPricer(layers=1)
-    assert not np.isnan(DeepNetworkPricer(layers=2, width=8, epochs=1).fit(
-        curation2025.lite()[0][:50]).predict_many(curation2025.lite()[2][:3])).any()
+    train, _, test = curation2025.lite()
+    two = DeepNetworkPricer(layers=2, width=8, epochs=1).fit(train[:50])
+    assert np.isfinite(two.predict_many(test[:3])).all()
