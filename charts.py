@@ -102,3 +102,30 @@ def size_against_price(chars: Sequence[int], prices: Sequence[float]) -> None:
     plt.ylabel("Price")
     plt.title("Is there a simple correlation?")
     plt.show()
+
+
+def price_shares(samples: dict[str, Sequence[float]]) -> None:
+    """Each sample's prices as shares of it in $20 bins, side by side: how two ways of
+    sampling the same items spread them over prices (e.g. the 2024 and 2025 editions')."""
+    plt.figure(figsize=(15, 6))
+    bins = np.arange(0, 1001, 20)
+    for (name, prices), color in zip(samples.items(), ("darkblue", "darkorange", "green"),
+                                     strict=False):
+        plt.hist(prices, bins=bins, weights=np.full(len(prices), 100 / len(prices)),
+                 histtype="step", linewidth=2, color=color,
+                 label=f"{name}: {len(prices):,} items, median ${np.median(prices):,.2f}")
+    plt.title("Share of each sample by price")
+    plt.xlabel("Price ($)")
+    plt.ylabel("% of the sample")
+    plt.legend()
+    plt.show()
+
+
+def length_histogram(chars: Sequence[int]) -> None:
+    """Characters of text per item, with the average and the longest in the title."""
+    plt.figure(figsize=(15, 6))
+    plt.title(f"Lengths: Avg {np.mean(chars):,.0f} and highest {max(chars):,}\n")
+    plt.xlabel("Length (chars)")
+    plt.ylabel("Count")
+    plt.hist(chars, rwidth=0.7, color="lightblue", bins=range(0, 4100, 100))
+    plt.show()

@@ -484,6 +484,34 @@ def cache_key(identity: dict, messages: list[dict]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def ask(chat: Chat, messages: list[dict], cache: Cache, backoff: Backoff, meter: Meter,
+        failed_since: float = math.inf) -> Reply | str:
+    """The answer to `messages`: from the cache (waiting while another caller asks for it),
+    else asked (`call`) and stored the moment it arrives; or why there is none, when every
+    attempt failed here, or in a caller sharing the cache that gave up at or after
+    `failed_since` (a run's start). Counted in `meter`: calls and tokens, or cached answers.
+    """
+    key = cache_key(chat.identity(), messages)
+    answer = cache.claim(key, failed_since=failed_since)
+    if isinstance(answer, Reply):
+        meter.add(cached=1)
+        return answer
+    if isinstance(answer, str):
+        meter.add(failed=1)
+        return answer
+    try:
+        answer = call(chat, messages, backoff, meter)
+        if isinstance(answer, Reply):
+            cache.put(key, {**chat.identity(), "messages": messages}, answer)
+        else:
+            cache.fail(key, answer)
+    finally:
+        cache.release(key)
+    if isinstance(answer, Reply):
+        meter.add(calls=1, input_tokens=answer.input_tokens, output_tokens=answer.output_tokens)
+    return answer
+
+
 def call(chat: Chat, messages: list[dict], backoff: Backoff, meter: Meter) -> Reply | str:
     """One answer to `messages`, retrying transient failures as `backoff` says and counting
     them in `meter`; once every attempt failed, why. A ChatAPIError (a call that can never

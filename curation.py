@@ -42,6 +42,10 @@ COLUMNS = ["title", "category", "price", "text", "details", "token_count"]
 SCHEMA = pa.schema([("title", pa.string()), ("category", pa.string()), ("price", pa.float64()),
                     ("text", pa.string()), ("details", pa.string()),
                     ("token_count", pa.int64())])
+# The 2025 edition's curated columns (items2025.Item2025's fields before a summary).
+SCHEMA_2025 = pa.schema([("title", pa.string()), ("category", pa.string()),
+                         ("price", pa.float64()), ("full", pa.string()),
+                         ("weight", pa.float64())])
 # (train, test) sizes by dataset and source; the offline sample is far smaller than the hub.
 SIZES = {
     ("lite", "hub"): (25_000, 2_000),
@@ -74,6 +78,12 @@ def split(items: list[Item], train_size: int, test_size: int,
 
 def _columns(items: list[Item]) -> dict[str, list]:
     return {c: [getattr(i, c) for i in items] for c in COLUMNS}
+
+
+def _table(items: list[Item], edition: str) -> pa.Table:
+    """Curated Items as a table of their edition's columns."""
+    schema = SCHEMA_2025 if edition == "2025" else SCHEMA
+    return pa.table({c: [getattr(i, c) for i in items] for c in schema.names}, schema=schema)
 
 
 def items_from_columns(columns: dict[str, list]) -> list[Item]:
@@ -170,7 +180,7 @@ def lite(source: str | None = None, workers: int = 2) -> tuple[list[Item], list[
     folder = folder_for("lite", source)
     if is_saved(folder):
         return load_split(folder)
-    items = ItemLoader("Appliances", source).load(workers=workers)
+    items = ItemLoader("Appliances", source, edition="2024").load(workers=workers)
     train, test = split(items, *SIZES[("lite", scale(source))])
     save_split(train, test, folder)
     return train, test
@@ -191,9 +201,11 @@ def _digest(value: object) -> str:
     return hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def cache_path(category: str, source: str, course_compatible: bool = False) -> Path:
+def cache_path(category: str, source: str, course_compatible: bool = False,
+               edition: str = "2024") -> Path:
     """Where the curated Items of `category` from `source` are kept, named by everything
-    that decides them: the curation rules, and the raw file (its size and time if local)."""
+    that decides them: the edition and its rules, and the raw file (its size and time if
+    local)."""
     raw: object = source
     if source != "hub":
         path = ItemLoader(category, source).raw_path()
@@ -201,45 +213,51 @@ def cache_path(category: str, source: str, course_compatible: bool = False) -> P
         if source != "sample":
             raw = [raw, path.stat().st_size, path.stat().st_mtime_ns]
     decided_by = [rules_version(), course_compatible, raw]
+    if edition == "2025":
+        decided_by = [rules_version(*ITEM_RULES, "items2025"), edition, raw]
     name = f"{category}-{_digest(decided_by)}.parquet"
     return settings.data_dir() / "curated" / source_tag(source) / name
 
 
 def curate(category: str, source: str | None = None, workers: int = 2,
-           course_compatible: bool = False, show_cached: bool = True) -> Curated:
+           course_compatible: bool = False, show_cached: bool = True,
+           edition: str = "2024") -> Curated:
     """Curate one category into its cache file, or find it there from an earlier run (and
-    show its progress bar, complete, if `show_cached`).
+    show its progress bar, complete, if `show_cached`), by the rules of the course's
+    `edition` (the 2025 edition's columns are SCHEMA_2025).
 
     Items stream from the loader to disk a row group at a time; the file only takes its
     final name when complete, and the report, written after it, marks the category done: an
     interrupted category is simply done again, and two runs at once both finish.
     """
     source = source or settings.source()
-    path = cache_path(category, source, course_compatible)
+    path = cache_path(category, source, course_compatible, edition)
     report_path = path.with_suffix(".json")
     if path.exists() and report_path.exists():
         report = _read_report(report_path)
         if show_cached:
             progress(category, initial=report.read).close()
         return Curated(category, path, report)
-    loader = ItemLoader(category, source, course_compatible)
-    with written(path) as partial, pq.ParquetWriter(partial, SCHEMA) as writer:
+    loader = ItemLoader(category, source, course_compatible, edition)
+    schema = SCHEMA_2025 if edition == "2025" else SCHEMA
+    with written(path) as partial, pq.ParquetWriter(partial, schema) as writer:
         pending: list[Item] = []
         for kept in loader.stream(workers):
             pending += kept
             if len(pending) >= ROW_GROUP:
-                writer.write_table(pa.table(_columns(pending), schema=SCHEMA))
+                writer.write_table(_table(pending, edition))
                 pending = []
-        writer.write_table(pa.table(_columns(pending), schema=SCHEMA))
+        writer.write_table(_table(pending, edition))
     _write_report(loader.report, report_path)
     return Curated(category, path, loader.report)
 
 
 def curate_all(source: str | None = None, workers: int = 2,
                categories: Sequence[str] = CATEGORIES, course_compatible: bool = False,
-               show_cached: bool = True) -> list[Curated]:
+               show_cached: bool = True, edition: str = "2024") -> list[Curated]:
     """`curate` every category in turn; a rerun picks up where an interrupted one stopped."""
-    return [curate(c, source, workers, course_compatible, show_cached) for c in categories]
+    return [curate(c, source, workers, course_compatible, show_cached, edition)
+            for c in categories]
 
 
 def _write_report(report: LoadReport, path: Path) -> None:

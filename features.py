@@ -160,6 +160,7 @@ def product_facts(item: Item) -> dict:
     Details come from the item's raw JSON when it has them, else from its text.
     """
     details = item_details(item)
+    known = getattr(item, "weight", None)  # the 2025 edition's, in pounds (0: unknown)
     weight = details.get("Item Weight")
     if not isinstance(weight, str):
         found = TEXT_WEIGHT.search(item.text)
@@ -171,7 +172,7 @@ def product_facts(item: Item) -> dict:
     if not isinstance(brand, str):
         found = TEXT_BRAND.search(item.text)
         brand = found.group(1) if found else None
-    return {"weight": pounds(weight), "rank": sum(ranks) / len(ranks) if ranks else None,
+    return {"weight": known or pounds(weight), "rank": sum(ranks) / len(ranks) if ranks else None,
             "length": len(item.text), "brand": brand.strip().lower() if brand else None}
 
 

@@ -27,7 +27,17 @@ from tqdm import tqdm
 
 import settings
 from chat import get_price, messages_for
-from chat_api import AnthropicChat, Backoff, Cache, Chat, Meter, OpenAIChat, Reply, cache_key, call
+from chat_api import (
+    AnthropicChat,
+    Backoff,
+    Cache,
+    Chat,
+    Meter,
+    OpenAIChat,
+    Reply,
+    ask,
+    cache_key,
+)
 from items import Item
 from pricer import Pricer
 
@@ -90,24 +100,8 @@ class ChatPricer(Pricer):
         if key in self._answers:
             return self._answers[key]
         # Waits while another process asks; takes its failure if it gave up during this run.
-        answer = self.cache.claim(key, failed_since=self._started)
-        if isinstance(answer, Reply):
-            self.meter.add(cached=1)
-        elif isinstance(answer, str):
-            self.meter.add(failed=1)
-        else:
-            messages = self.messages(item)
-            try:
-                answer = call(self.chat, messages, self.backoff, self.meter)
-                if isinstance(answer, Reply):
-                    self.cache.put(key, {**self.chat.identity(), "messages": messages}, answer)
-                else:
-                    self.cache.fail(key, answer)
-            finally:
-                self.cache.release(key)
-            if isinstance(answer, Reply):
-                self.meter.add(calls=1, input_tokens=answer.input_tokens,
-                               output_tokens=answer.output_tokens)
+        answer = ask(self.chat, self.messages(item), self.cache, self.backoff, self.meter,
+                     failed_since=self._started)
         if isinstance(answer, Reply) and self.price_from(answer.text) is None:
             self.meter.add(no_price=1)
         self._answers[key] = answer

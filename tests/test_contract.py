@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from project import modules
 from tolerance import (
+    DEEP_NETWORK,
     FLOAT64_MODEL,
     MINILM,
     SPARSE_MLP,
@@ -25,6 +26,7 @@ from tolerance import (
 
 import baselines
 import curation
+import deep_network
 import ensemble
 import lora
 import minilm
@@ -76,6 +78,7 @@ PREDICTORS = {
     "ensemble": lambda *_: baselines.FixedEnsemble([baselines.ConstantPricer(),
                                                      baselines.TfidfRidgePricer()]),
     "sparse mlp": lambda *_: mlp.SparseMLPPricer(members=2),
+    "deep network": lambda *_: deep_network.DeepNetworkPricer(width=32, layers=4, epochs=2),
     "stack": lambda *_: stacking.StackPricer(embeddings=False),
     "human": lambda tmp_path, test, _: human(tmp_path, test),
     "minilm fine-tune": lambda *_: minilm.MiniLMPricer(minilm.Hyperparameters(max_length=32)),
@@ -104,6 +107,7 @@ SLOW = {"minilm + ridge", "minilm fine-tune", "llama"}  # torch models
 # agrees with itself within what its precision and depth allow (tests/tolerance.py); the
 # rest compute in float64, or answer from a server to the cent.
 TOLERANCE = {"word2vec": WORD_VECTORS, "sparse mlp": SPARSE_MLP, "stack": SPARSE_MLP,
+             "deep network": DEEP_NETWORK,
              "minilm fine-tune": MINILM, "llama": TRANSFORMER}
 
 

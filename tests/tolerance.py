@@ -47,6 +47,8 @@ def rtol(dtype: str | type, terms: int, magnitude: float = 1.0) -> float:
 FLOAT64_MODEL = rtol("float64", 20_000, LOG_PRICE)  # TF-IDF, ridge, trees, MiniLM in float64
 WORD_VECTORS = rtol("float32", 300, LOG_PRICE)  # the mean of ~300 float32 word vectors
 SPARSE_MLP = rtol("float32", 300, LOG_PRICE)  # ~200 words' weights, 256 then 64 units
+# the deep network: ~100 hashed words, then 17 float32 layers of up to 4,096 units in a row
+DEEP_NETWORK = rtol("float32", 17 * 4_096, LOG_PRICE)
 MINILM = rtol("float32", 6 * 2_000, LOG_PRICE)  # 6 layers of 384 + 1,536 + 64 tokens, a head
 # SmolLM2: 30 layers of 576 + 1,536 + a 200-token context; logits up to about 20 carry it
 TRANSFORMER = rtol("float32", 30 * 2_300, 20)
