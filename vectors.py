@@ -40,6 +40,7 @@ from items import Item, checked_prices
 from sentences import CHUNK, embed, precision
 
 BATCH = CHUNK  # items embedded and added at a time: what an interrupted build can lose
+HNSW = {"hnsw:space": "cosine"}  # the collection's index: cosine distance, Chroma's defaults
 
 
 @dataclass(frozen=True)
