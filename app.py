@@ -33,7 +33,7 @@ import curation
 import settings
 from ensemble import FittedEnsemble, cpu_members
 from items import Item
-from sentences import sentence_encoder, transient
+from sentences import ready, transient
 from vectors import VectorStore
 
 MAX_CHARS = 20_000  # a long product page is a few thousand characters
@@ -236,7 +236,7 @@ def load_or_train() -> Pricing:
         ensemble = FittedEnsemble(cpu_members()).fit(train)
         ensemble.save(path)
         print(f"Saved to {path}", flush=True)
-    sentence_encoder()  # loaded now, not when the first description is pasted
+    ready()  # the encoder loaded now, not when the first description is pasted
     return Pricing(ensemble, VectorStore.build(train), test[:50])
 
 

@@ -48,6 +48,7 @@ import settings
 from items import Item, texts
 
 CHUNK = 1024  # texts encoded between two appends to the cache: what a kill can lose
+WIDTH = 384  # numbers in a vector
 
 
 def precision(mode: str | None = None, device: str = "cpu") -> str:
@@ -103,26 +104,27 @@ def encode(texts_: Sequence[str], arithmetic: str, device: str = "cpu",
     return vectors.astype(np.float32)
 
 
+def ready(mode: str | None = None, device: str = "cpu") -> None:
+    """Load (and for the fast mode, compile) the encoder of `mode` now, not at the first text."""
+    encode(["ready"], precision(mode, device), device)
+
+
 def _openvino_encode(texts_: Sequence[str], arithmetic: str, batch_size: int) -> np.ndarray:
     """`encode` by OpenVINO: the texts longest first, in batches of like lengths, each text's
     token vectors averaged over its real tokens (the model's own pooling, mean)."""
-    tokenizer = sentence_encoder("cpu", "float32").tokenizer
+    model = sentence_encoder("cpu", "float32")
     compiled = openvino_encoder(arithmetic, settings.cores())
     order = np.argsort([-len(text) for text in texts_], kind="stable")
     vectors = np.empty((len(texts_), WIDTH), np.float32)
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        tokens = tokenizer([texts_[row] for row in rows], padding=True, truncation=True,
-                           max_length=MAX_TOKENS, return_tensors="np")
+        tokens = model.tokenizer([texts_[row] for row in rows], padding=True, truncation=True,
+                                 max_length=model.max_seq_length, return_tensors="np")
         hidden = compiled({"input_ids": tokens["input_ids"],
                            "attention_mask": tokens["attention_mask"]})[0]
         mask = tokens["attention_mask"][..., None].astype(np.float32)
         vectors[rows] = (hidden * mask).sum(1) / mask.sum(1)
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
-MAX_TOKENS = 256  # word pieces all-MiniLM-L6-v2 reads of a text, as sentence-transformers cuts
-WIDTH = 384  # numbers in a vector
 
 
 @cache
@@ -187,8 +189,8 @@ class Shelf:
         for name in sorted(os.listdir(self.folder)):
             if name.endswith(".npy") and name not in self.read:
                 self.read.add(name)
-                self._index(np.load(self.folder / name, mmap_mode="r", allow_pickle=False),
-                            name)
+                shard = np.load(self.folder / name, mmap_mode="r", allow_pickle=False)
+                self._index(shard.view(np.ndarray), name)  # mapped, read when asked
 
     def _index(self, shard: np.ndarray, name: str) -> None:
         if shard.dtype.names != ("key", "seconds", "vector"):

@@ -104,6 +104,14 @@ def test_exact_and_fast_embeddings_never_mix(both_modes):
     assert exact.dtype == fast.dtype == np.float32
 
 
+def test_openvino_reports_no_usage(both_modes):
+    """The fast mode's compiler has its usage reporting (Google Analytics) off."""
+    from openvino.tools.ovc import convert_impl, telemetry_utils
+
+    assert convert_impl.tm.__name__ == telemetry_utils.tm.__name__ == \
+        "openvino.tools.ovc.telemetry_stub"
+
+
 def test_fast_embeddings_point_where_exact_ones_do(both_modes):
     _, _, exact, fast, _ = both_modes
     cosines = np.sum(exact.astype(np.float64) * fast, axis=1)
