@@ -38,6 +38,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from functools import cache
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -196,16 +197,25 @@ class Shelf:
         if shard.dtype.names != ("key", "seconds", "vector"):
             raise ValueError(f"{self.folder / name} is not an embedding cache shard: delete it")
         self.shards.append(shard)
-        number = len(self.shards) - 1
-        for row, key in enumerate(shard["key"].tolist()):
-            self.where.setdefault(key.decode(), (number, row))
+        new = dict(zip(shard["key"].astype(str).tolist(),
+                       zip(repeat(len(self.shards) - 1), range(len(shard))), strict=True))
+        for key in new.keys() & self.where.keys():  # the first shard written keeps a key
+            del new[key]
+        self.where.update(new)
 
-    def get(self, key: str) -> tuple[np.ndarray, float] | None:
-        found = self.where.get(key)
-        if found is None:
-            return None
-        row = self.shards[found[0]][found[1]]
-        return row["vector"], float(row["seconds"])
+    def gather(self, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The vectors and seconds of `keys` (zeros where not held), and which are held: read
+        shard by shard, a block of rows at a time."""
+        located = np.array([self.where.get(key, (-1, -1)) for key in keys],
+                           np.int64).reshape(-1, 2)
+        vectors, seconds = np.zeros((len(keys), WIDTH), np.float32), np.zeros(len(keys))
+        order = np.argsort(located[:, 0], kind="stable")
+        shards, starts = np.unique(located[order, 0], return_index=True)
+        for shard, rows in zip(shards, np.split(order, starts[1:]), strict=True):
+            if shard >= 0:
+                block = self.shards[shard][located[rows, 1]]
+                vectors[rows], seconds[rows] = block["vector"], block["seconds"]
+        return vectors, seconds, located[:, 0] >= 0
 
     def append(self, hits: dict[str, tuple[np.ndarray, float]]) -> None:
         """Write `hits` as one new shard, whole or not at all (renamed into place)."""
@@ -303,22 +313,29 @@ class EmbeddingCache:
             shelf.append(dict(zip(saved["keys"].tolist(), pairs, strict=True)))
         self.legacy().unlink(missing_ok=True)
 
-    def lookup(self, arithmetic: str, keys: Sequence[str]) -> dict[str, tuple[np.ndarray, float]]:
-        """The (vector, seconds) of each of `keys` cached in `arithmetic`, on disk or passing;
-        shards that other processes wrote meanwhile are read before giving up on a key."""
+    def gather(self, arithmetic: str, keys: Sequence[str], keep: bool | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The vectors and seconds of `keys` cached in `arithmetic` (zeros where not), and
+        which were: on disk, or passing (then kept on disk if `keep`, else kept passing a
+        while longer when `keep` is False). Shards that other processes wrote meanwhile are
+        read before giving up on a key."""
         shelf = self.shelf(arithmetic)
         if any(key not in shelf.where for key in keys):
             shelf.refresh()
-        found = {}
-        for key in keys:
-            hit = shelf.get(key) or self.passing.get((arithmetic, key))
-            if hit is not None:
-                found[key] = hit
-        return found
+        vectors, seconds, found = shelf.gather(keys)
+        passing = {}
+        for row in np.flatnonzero(~found):
+            if (hit := self.passing.get((arithmetic, keys[row]))) is not None:
+                vectors[row], seconds[row], found[row] = hit[0], hit[1], True
+                passing[keys[row]] = hit
+        if passing and keep is not None:
+            self.add(arithmetic, passing, keep)
+        return vectors, seconds, found
 
-    def get(self, key: str, arithmetic: str = "float64") -> tuple[np.ndarray, float] | None:
-        """The vector of `key` and the seconds it took to encode; None if not cached."""
-        return self.lookup(arithmetic, [key]).get(key)
+    def lookup(self, arithmetic: str, keys: Sequence[str]) -> dict[str, tuple[np.ndarray, float]]:
+        """The (vector, seconds) of each of `keys` cached in `arithmetic` (see `gather`)."""
+        vectors, seconds, found = self.gather(arithmetic, keys)
+        return {keys[row]: (vectors[row], float(seconds[row])) for row in np.flatnonzero(found)}
 
     def stored(self, arithmetic: str) -> int:
         """How many vectors of `arithmetic` are on disk."""
@@ -385,23 +402,23 @@ def embed(items: Sequence[Item], device: str = "cpu", batch_size: int = 64, *,
     arithmetic = precision(mode, device)
     all_texts = texts(items)
     wanted = [_cache.key(t) for t in all_texts]
-    hits = _cache.lookup(arithmetic, wanted)
-    missing = {key: text for key, text in zip(wanted, all_texts, strict=True) if key not in hits}
+    vectors, _, found = _cache.gather(arithmetic, wanted, keep=_keep.get())
+    todo = np.flatnonzero(~found)
+    missing = list({wanted[row]: all_texts[row] for row in todo}.items())
+    new = {}
     with tqdm(total=len(missing), unit="texts", desc=f"MiniLM embeddings ({arithmetic})",
               disable=len(missing) <= CHUNK) as bar:
-        pending = list(missing.items())
-        for chunk in (pending[i:i + CHUNK] for i in range(0, len(pending), CHUNK)):
+        for chunk in (missing[i:i + CHUNK] for i in range(0, len(missing), CHUNK)):
             start = time.perf_counter()
-            vectors = encode([text for _, text in chunk], arithmetic, device, batch_size)
+            encoded = encode([text for _, text in chunk], arithmetic, device, batch_size)
             share = (time.perf_counter() - start) / len(chunk)
-            new = {key: (vector, share) for (key, _), vector in zip(chunk, vectors, strict=True)}
-            _cache.add(arithmetic, new, keep=_keep.get())
-            hits.update(new)
+            done = {key: (vector, share) for (key, _), vector in zip(chunk, encoded, strict=True)}
+            _cache.add(arithmetic, done, keep=_keep.get())
+            new.update(done)
             bar.update(len(chunk))
-    _cache.add(arithmetic, hits, keep=_keep.get())  # passing ones now kept, if asked
-    if not wanted:
-        return np.zeros((0, WIDTH), np.float32)
-    return np.stack([hits[key][0] for key in wanted])
+    for row in todo:
+        vectors[row] = new[wanted[row]][0]
+    return vectors
 
 
 def encoding_seconds(items: Sequence[Item], device: str = "cpu", *,
@@ -409,8 +426,7 @@ def encoding_seconds(items: Sequence[Item], device: str = "cpu", *,
     """How long encoding the items' distinct texts took, whenever and wherever it was done."""
     embed(items, device, mode=mode)
     distinct = list({_cache.key(t) for t in texts(items)})
-    found = _cache.lookup(precision(mode, device), distinct)
-    return sum(seconds for _, seconds in found.values())
+    return float(_cache.gather(precision(mode, device), distinct)[1].sum())
 
 
 def clear_embedding_cache(items: Sequence[Item] | None = None) -> None:

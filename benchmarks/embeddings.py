@@ -34,6 +34,8 @@ vectors at 50,000 items and more, with its 5-neighbour queries.
    quiet machine would show); 5-neighbour queries for 500 pool products, one at a time, from
    their vectors (p50 / p99 ms) and their recall of the exact 5 nearest; the growth between
    sizes, and the build time and p99 projected to 400,000 items with it.
+6. The embedding cache: `--cache-vectors` made-up vectors appended 1,024 at a time, the bytes
+   written, and the seconds a fresh cache takes to read them all back.
 
 Exact embeddings for the accuracy step are encoded with PRICER_THREADS set to every core (the
 same float64 vectors to ~1e-15 as on one thread), in a fresh data folder a run of about 40
@@ -284,6 +286,34 @@ def store(pool: list[Item], sizes: list[int]) -> None:
               f"{b['p99'] * (FULL / b['n']) ** max(query, 0):.1f} ms")
 
 
+def cache_speed(n: int) -> None:
+    """`n` made-up vectors appended to an empty cache 1,024 at a time (as `embed` does): the
+    bytes written by this process, and the seconds to read them all back afresh."""
+    folder = Path(tempfile.mkdtemp(prefix="cache-"))
+    keys = [sentences.EmbeddingCache.key(f"text {i}") for i in range(n)]
+    vectors = np.random.default_rng(0).random((n, sentences.WIDTH), np.float32)
+    cache, written = sentences.EmbeddingCache(folder), written_bytes()
+    start = time.perf_counter()
+    for first in range(0, n, sentences.CHUNK):
+        rows = range(first, min(first + sentences.CHUNK, n))
+        cache.add("float32", {keys[row]: (vectors[row], 0.0) for row in rows})
+    seconds, written = time.perf_counter() - start, written_bytes() - written
+    start, cpu = time.perf_counter(), time.process_time()
+    read, _, found = sentences.EmbeddingCache(folder).gather("float32", keys)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    assert found.all() and np.array_equal(read, vectors)
+    print(f"Cache: {n:,} vectors appended {sentences.CHUNK:,} at a time in {seconds:.1f} s, "
+          f"{written / 1e6:,.0f} MB written ({written / vectors.nbytes:.2f} x the vectors' "
+          f"bytes); read back by a fresh cache in {wall:.1f} s ({cpu:.1f} s of CPU time)")
+
+
+def written_bytes() -> int:
+    """Bytes this process has written so far (Linux's /proc/self/io; 0 elsewhere)."""
+    path = Path("/proc/self/io")
+    lines = path.read_text().splitlines() if path.exists() else []
+    return next((int(line.split()[1]) for line in lines if line.startswith("wchar:")), 0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="real_priced_items.jsonl.gz")
@@ -292,6 +322,8 @@ def main() -> None:
     parser.add_argument("--test-size", type=int, default=1000)
     parser.add_argument("--seeds", default="42,7,1234")
     parser.add_argument("--store-sizes", default="12500,50000")
+    parser.add_argument("--cache-vectors", type=int, default=FULL,
+                        help="made-up vectors appended to the cache and read back (0: none)")
     args = parser.parse_args()
 
     cpu = hardware.cpu()
@@ -312,6 +344,8 @@ def main() -> None:
         accuracy(pool, args.test_size, [int(s) for s in args.seeds.split(",")])
     if args.store_sizes:
         store(pool, [int(s) for s in args.store_sizes.split(",")])
+    if args.cache_vectors:
+        cache_speed(args.cache_vectors)
     print(f"load average at the end {os.getloadavg()[0]:.1f}; peak memory "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GB")
 
