@@ -10,13 +10,12 @@ category as metadata. Chroma runs in-process from files (`PersistentClient`), of
 its telemetry off.
 
 The collection is named for the training items it holds, a digest of their texts, prices and
-categories, and for the precision of its vectors (`sentences.precision`: exact float64, or the
-fast mode's bf16 or float32): a store is found again only by the very items it was built from,
-in the same embedding mode, so one built from a split's training items can never answer with
-another split's items, a test item can never retrieve a test item, and a query is never
-compared with vectors of another mode. Nor can any product retrieve itself: a stored product
-with the very text asked about is skipped (a listing repeated in the training items stays
-invisible to its twin).
+categories, and for the precision of its vectors (`store_key`): a store is found again only by
+the very items it was built from, in the same embedding mode, so one built from a split's
+training items can never answer with another split's items, a test item can never retrieve a
+test item, and a query is never compared with vectors of another mode. Nor can any product
+retrieve itself: a stored product with the very text asked about is skipped (a listing
+repeated in the training items stays invisible to its twin).
 
 The build adds items in batches to a collection named "partial-<digest>"; an interrupted
 build resumes there and adds only what is missing. Once it holds every item it is renamed
@@ -66,6 +65,18 @@ def items_digest(items: Sequence[Item]) -> str:
     return sha.hexdigest()[:20]
 
 
+def store_key(items: Sequence[Item], mode: str) -> str:
+    """What a store of `items` embedded in `mode` is named for: the items' digest, and for
+    any precision but float64 that precision (an exact store keeps the name it always had).
+
+    >>> item = Item.from_text("Kettle", 25)
+    >>> store_key([item], "exact") == items_digest([item]) != store_key([item], "fast")
+    True
+    """
+    arithmetic = precision(mode)
+    return items_digest(items) + ("" if arithmetic == "float64" else f"-{arithmetic}")
+
+
 def store_path() -> Path:
     """Where the Chroma files go: vectors/ in the data folder."""
     return settings.data_dir() / "vectors"
@@ -101,7 +112,7 @@ class VectorStore:
             raise ValueError("a vector store needs at least one training item")
         mode = mode or settings.embeddings()
         chroma = client(Path(path or store_path()).resolve())
-        key = f"{items_digest(train)}-{precision(mode)}"
+        key = store_key(train, mode)
         done = f"products-{key}"
         if done not in _names(chroma):
             partial = chroma.get_or_create_collection(

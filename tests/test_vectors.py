@@ -50,7 +50,7 @@ def test_an_interrupted_build_is_never_served_and_resumes_with_what_is_missing(
     with pytest.raises(KeyboardInterrupt):
         VectorStore.build(train, tmp_path, batch=8, progress=False)
     names = {c.name for c in vectors.client(tmp_path.resolve()).list_collections()}
-    assert names == {f"partial-{vectors.items_digest(train)}-float64"}  # nothing servable yet
+    assert names == {f"partial-{vectors.items_digest(train)}"}  # nothing servable yet
 
     monkeypatch.setattr(vectors, "_add", lambda c, items, rows, mode: (
         added.append(rows), real_add(c, items, rows, mode)))
@@ -58,7 +58,7 @@ def test_an_interrupted_build_is_never_served_and_resumes_with_what_is_missing(
     resumed = [row for rows in added[2:] for row in rows]
     assert resumed == list(range(16, len(train)))  # only what was missing
     assert len(store) == len(train)
-    assert store.collection.name == f"products-{vectors.items_digest(train)}-float64"
+    assert store.collection.name == f"products-{vectors.items_digest(train)}"
 
 
 def test_no_product_retrieves_itself_or_a_test_item(split, tmp_path):
@@ -101,6 +101,7 @@ def test_a_store_of_fast_embeddings_is_another_store_and_asks_in_its_own_mode(
     assert exact.mode == "exact" and fast.mode == "fast"
     assert fast.collection.name == f"products-{vectors.items_digest(train)}-" \
         f"{sentences.precision('fast')}" != exact.collection.name
+    assert exact.collection.name == f"products-{vectors.items_digest(train)}"  # as before
     asked = []
     monkeypatch.setattr(vectors, "embed", lambda items, mode: asked.append(mode) or
                         sentences.embed(items, mode=mode))
