@@ -33,7 +33,7 @@ import curation
 import settings
 from ensemble import FittedEnsemble, cpu_members
 from items import Item
-from sentences import sentence_encoder, transient
+from sentences import ready, transient
 from vectors import VectorStore
 
 MAX_CHARS = 20_000  # a long product page is a few thousand characters
@@ -208,10 +208,10 @@ class BodyLimit:
 
 
 def model_path(train: list[Item]) -> Path:
-    """Where the page's ensemble for `train` is saved: named for the training items and for
-    the code of every project module that a model file may name, and of the loader, so that
-    after an edit of how a model predicts the page trains afresh rather than load a file the
-    new code misreads."""
+    """Where the page's ensemble for `train` is saved: named for the training items, for the
+    embedding mode, and for the code of every project module that a model file may name, and
+    of the loader, so that after an edit of how a model predicts the page trains afresh rather
+    than load a file the new code misreads."""
     from files import digest
     from pickles import ALLOWED
     from vectors import items_digest
@@ -220,7 +220,8 @@ def model_path(train: list[Item]) -> Path:
     loader = {settings.ROOT / "pricer.py", settings.ROOT / "pickles.py"}
     sources = sorted(path for path in sources | loader if path.exists())
     code = digest(*sources)
-    return settings.data_dir() / "models" / f"app-ensemble-{items_digest(train)}-{code}.pkl"
+    name = f"app-ensemble-{items_digest(train)}-{settings.embeddings()}-{code}.pkl"
+    return settings.data_dir() / "models" / name
 
 
 def load_or_train() -> Pricing:
@@ -235,7 +236,7 @@ def load_or_train() -> Pricing:
         ensemble = FittedEnsemble(cpu_members()).fit(train)
         ensemble.save(path)
         print(f"Saved to {path}", flush=True)
-    sentence_encoder()  # loaded now, not when the first description is pasted
+    ready()  # the encoder loaded now, not when the first description is pasted
     return Pricing(ensemble, VectorStore.build(train), test[:50])
 
 

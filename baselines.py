@@ -331,6 +331,7 @@ class EmbeddingPricer(RegressionPricer):
     regressor, ridge, or the distance-weighted average of the `k` nearest training items."""
 
     log_target = True
+    embedding_mode = "exact"  # set by fit; what a model file saved before the modes had
 
     def __init__(self, regressor: str = "svr", k: int = 10, device: str = "cpu"):
         if regressor not in EMBEDDING_REGRESSORS:
@@ -339,9 +340,11 @@ class EmbeddingPricer(RegressionPricer):
         self.name = EMBEDDING_REGRESSORS[regressor]
 
     def fit(self, train: Sequence[Item]) -> Self:
-        """Fit; the training time counts encoding the training texts even when they were
-        cached by another model."""
-        cached = encoding_seconds(train)
+        """Fit on embeddings in `settings.embeddings()`'s mode, kept for predicting; the
+        training time counts encoding the training texts even when they were cached by
+        another model."""
+        self.embedding_mode = settings.embeddings()
+        cached = encoding_seconds(train, self.device, mode=self.embedding_mode)
         super().fit(train)
         self.fit_seconds += cached
         return self
@@ -360,7 +363,7 @@ class EmbeddingPricer(RegressionPricer):
                                    n_jobs=settings.threads())
 
     def features(self, items: list[Item], fitting: bool = False) -> np.ndarray:
-        return embed(items, self.device)
+        return embed(items, self.device, mode=self.embedding_mode)
 
 
 class FixedEnsemble(Pricer):

@@ -107,6 +107,27 @@ def threads() -> int:
     return count("PRICER_THREADS", 1)
 
 
+EMBEDDING_MODES = ("exact", "fast")
+
+
+def embeddings() -> str:
+    """How sentence embeddings are computed (PRICER_EMBEDDINGS): "exact" (float64 on
+    `threads()` threads: the same digits on every CPU) or "fast" (the fastest precision the
+    machine has, on every core). Unset: exact on the bundled sample, which the notebooks and
+    tests replay, fast on the hub's or a file's data, the course's real sizes.
+
+    >>> embeddings() in EMBEDDING_MODES
+    True
+    """
+    mode = get("PRICER_EMBEDDINGS")
+    if mode is None:
+        return "exact" if source() == "sample" else "fast"
+    if mode.lower() not in EMBEDDING_MODES:
+        raise ValueError(f"PRICER_EMBEDDINGS must be one of {', '.join(EMBEDDING_MODES)} (or "
+                         f"unset: exact on the sample, fast elsewhere), not {mode!r}")
+    return mode.lower()
+
+
 def cores() -> int:
     """The CPU cores this process may run on (all of the machine's where that is not known)."""
     if hasattr(os, "sched_getaffinity"):  # Linux; macOS and Windows have no affinity query

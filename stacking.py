@@ -24,6 +24,7 @@ from typing import Self
 
 import numpy as np
 
+import settings
 from features import facts_matrix, fit_tfidf, kfold, retrieval_features, ridge, trees
 from items import Item, texts
 from mlp import SparseMLPPricer
@@ -35,6 +36,7 @@ class StackPricer(Pricer):
     """LightGBM on log price over out-of-fold model guesses and retrieval features."""
 
     calibrated_by_fit = True
+    embedding_mode = "exact"  # set by fit; what a model file saved before the modes had
 
     def __init__(self, folds: int = 5, members: int = 2, embeddings: bool = True,
                  rounds: int = 500, learning_rate: float = 0.03, leaves: int = 15,
@@ -45,8 +47,10 @@ class StackPricer(Pricer):
         self.name = "Stack" + (" + MiniLM retrieval" if embeddings else "")
 
     def fit(self, train: Sequence[Item]) -> Self:
-        """Fit; the training time counts encoding the training texts even when cached."""
-        cached = encoding_seconds(train) if self.embeddings else 0.0
+        """Fit (on embeddings in `settings.embeddings()`'s mode, kept for predicting); the
+        training time counts encoding the training texts even when cached."""
+        self.embedding_mode = settings.embeddings()
+        cached = encoding_seconds(train, mode=self.embedding_mode) if self.embeddings else 0.0
         super().fit(train)
         self.fit_seconds += cached
         return self
@@ -70,7 +74,7 @@ class StackPricer(Pricer):
     def _fit(self, train: list[Item]) -> None:
         folds = kfold(len(train), self.folds, self.seed, self.name)
         self.vectorizer, words, logs = fit_tfidf(train)
-        vectors = embed(train) if self.embeddings else None
+        vectors = embed(train, mode=self.embedding_mode) if self.embeddings else None
         stacked = None
         for fold, held in folds:
             parts = self._parts([train[i] for i in fold], words[fold],
@@ -91,6 +95,6 @@ class StackPricer(Pricer):
 
     def _predict(self, items: list[Item]) -> np.ndarray:
         words = self.vectorizer.transform(texts(items))
-        vectors = embed(items) if self.embeddings else None
+        vectors = embed(items, mode=self.embedding_mode) if self.embeddings else None
         return np.expm1(self.regressor.predict(self._features(self.parts, items, words,
                                                               vectors)))

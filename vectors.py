@@ -10,11 +10,12 @@ category as metadata. Chroma runs in-process from files (`PersistentClient`), of
 its telemetry off.
 
 The collection is named for the training items it holds, a digest of their texts, prices and
-categories: a store is found again only by the very items it was built from, so one built
-from a split's training items can never answer with another split's items, and a test item
-can never retrieve a test item. Nor can any product retrieve itself: a stored product with the
-very text asked about is skipped (a listing repeated in the training items stays invisible to
-its twin).
+categories, and for the precision of its vectors (`store_key`): a store is found again only by
+the very items it was built from, in the same embedding mode, so one built from a split's
+training items can never answer with another split's items, a test item can never retrieve a
+test item, and a query is never compared with vectors of another mode. Nor can any product
+retrieve itself: a stored product with the very text asked about is skipped (a listing
+repeated in the training items stays invisible to its twin).
 
 The build adds items in batches to a collection named "partial-<digest>"; an interrupted
 build resumes there and adds only what is missing. Once it holds every item it is renamed
@@ -35,9 +36,10 @@ from tqdm.auto import tqdm
 
 import settings
 from items import Item, checked_prices
-from sentences import embed
+from sentences import CHUNK, embed, precision
 
-BATCH = 256  # items embedded and added at a time: what an interrupted build can lose
+BATCH = CHUNK  # items embedded and added at a time: what an interrupted build can lose
+HNSW = {"hnsw:space": "cosine"}  # the collection's index: cosine distance, Chroma's defaults
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,18 @@ def items_digest(items: Sequence[Item]) -> str:
     return sha.hexdigest()[:20]
 
 
+def store_key(items: Sequence[Item], mode: str) -> str:
+    """What a store of `items` embedded in `mode` is named for: the items' digest, and for
+    any precision but float64 that precision (an exact store keeps the name it always had).
+
+    >>> item = Item.from_text("Kettle", 25)
+    >>> store_key([item], "exact") == items_digest([item]) != store_key([item], "fast")
+    True
+    """
+    arithmetic = precision(mode)
+    return items_digest(items) + ("" if arithmetic == "float64" else f"-{arithmetic}")
+
+
 def store_path() -> Path:
     """Where the Chroma files go: vectors/ in the data folder."""
     return settings.data_dir() / "vectors"
@@ -82,38 +96,41 @@ def client(path: Path):
 class VectorStore:
     """The training products of one split in Chroma; `build` makes or opens one."""
 
-    def __init__(self, collection):
+    def __init__(self, collection, mode: str | None = None):
         self.collection = collection
+        self.mode = mode or settings.embeddings()  # how its vectors, and queries, are embedded
 
     @classmethod
     def build(cls, train: Sequence[Item], path: str | Path | None = None,
-              batch: int = BATCH, progress: bool = True) -> VectorStore:
-        """The store of `train` (under `path`, by default the data folder's vectors/): opened
-        when built before, else built, resuming an interrupted build, with a progress bar."""
+              batch: int = BATCH, progress: bool = True, *,
+              mode: str | None = None) -> VectorStore:
+        """The store of `train` (under `path`, by default the data folder's vectors/) with
+        vectors embedded in `mode` (default `settings.embeddings()`): opened when built before,
+        else built, resuming an interrupted build, with a progress bar."""
         train = checked_prices(train, "a vector store's training items")
         if not train:
             raise ValueError("a vector store needs at least one training item")
+        mode = mode or settings.embeddings()
         chroma = client(Path(path or store_path()).resolve())
-        key = items_digest(train)
+        key = store_key(train, mode)
         done = f"products-{key}"
         if done not in _names(chroma):
             partial = chroma.get_or_create_collection(
-                f"partial-{key}", embedding_function=None,
-                metadata={"hnsw:space": "cosine"})
+                f"partial-{key}", embedding_function=None, metadata=HNSW)
             have = set(partial.get(include=[])["ids"])
             missing = [row for row in range(len(train)) if str(row) not in have]
             bar = tqdm(total=len(train), initial=len(train) - len(missing), unit="items",
                        desc="vector store", disable=not progress)
             with bar:
                 for start in range(0, len(missing), batch):
-                    _add(partial, train, missing[start:start + batch])
+                    _add(partial, train, missing[start:start + batch], mode)
                     bar.update(len(missing[start:start + batch]))
             if partial.count() != len(train):
                 raise RuntimeError(f"the store holds {partial.count()} of {len(train)} items: "
                                    "build it again to add the rest")
             if done not in _names(chroma):  # another build may have finished it meanwhile
                 partial.modify(name=done)
-        return cls(chroma.get_collection(done, embedding_function=None))
+        return cls(chroma.get_collection(done, embedding_function=None), mode)
 
     def __len__(self) -> int:
         return self.collection.count()
@@ -124,7 +141,7 @@ class VectorStore:
         items = list(items)
         if not items:
             return []
-        return self.nearest(embed(items), [item.text for item in items], k)
+        return self.nearest(embed(items, mode=self.mode), [item.text for item in items], k)
 
     def nearest(self, vectors: np.ndarray, texts: Sequence[str],
                 k: int = 5) -> list[list[Neighbour]]:
@@ -155,10 +172,10 @@ def _names(chroma) -> set[str]:
     return {collection.name for collection in chroma.list_collections()}
 
 
-def _add(collection, train: list[Item], rows: list[int]) -> None:
+def _add(collection, train: list[Item], rows: list[int], mode: str) -> None:
     """Embed the training items at `rows` and add them (again, harmlessly, if present)."""
     chosen = [train[row] for row in rows]
-    collection.upsert(ids=[str(row) for row in rows], embeddings=embed(chosen),
+    collection.upsert(ids=[str(row) for row in rows], embeddings=embed(chosen, mode=mode),
                       documents=[item.text for item in chosen],
                       metadatas=[{"price": float(item.price), "category": item.category or ""}
                                  for item in chosen])

@@ -159,12 +159,12 @@ def test_the_page_prices_a_pasted_description_in_a_real_browser(pricing):
 
 def test_pasted_descriptions_are_not_kept_in_the_embedding_cache(pricing, monkeypatch,
                                                                  tmp_path):
-    cache = sentences.EmbeddingCache(tmp_path / "e.npz")
+    cache = sentences.EmbeddingCache(tmp_path / "e")
     monkeypatch.setattr(sentences, "_cache", cache)
     for litres in range(3):
         head, _, neighbours = app.answer(f"Kettle, {litres} litres, stainless steel", pricing)
         assert head.startswith("## $") and neighbours.count("\n| ") == 5
-    assert not cache.file().exists() and not cache.vectors and len(cache.passing) == 3
+    assert not cache.folder().exists() and len(cache.passing) == 3
 
 
 def test_the_saved_ensemble_is_named_for_the_code_that_reads_it(tmp_path, monkeypatch):

@@ -149,7 +149,7 @@ def test_sentence_embeddings_load_offline_and_help(split, monkeypatch, tmp_path)
     train, test = train[:200], test[:60]
     constant = Tester.test(ConstantPricer().fit(train), test, **QUIET).average_error
     with monkeypatch.context() as fresh:  # encoded now, not read from the shared cache
-        fresh.setattr(sentences, "_cache", sentences.EmbeddingCache(tmp_path / "e.npz"))
+        fresh.setattr(sentences, "_cache", sentences.EmbeddingCache(tmp_path / "e"))
         vectors = sentences.embed(test[:3])
     # unit length to the rounding of 384 squares summed, in float32 at worst
     assert vectors.shape == (3, 384)

@@ -121,19 +121,26 @@ def test_a_saved_model_names_only_listed_pairs(tmp_path):
 
 
 def test_the_embedding_cache_reads_no_pickles(tmp_path):
-    """The embedding cache is an .npz of plain arrays; an object array in it is refused."""
-    path = tmp_path / "cache.npz"
-    np.savez(path, keys=np.array(["k"], dtype=object), vectors=np.zeros((1, 2)),
+    """The embedding cache is plain arrays: an object array in the single file of earlier
+    versions is refused, and so is a shard that is not one."""
+    cache = sentences.EmbeddingCache(tmp_path / "embeddings")
+    np.savez(cache.legacy(), keys=np.array(["k"], dtype=object), vectors=np.zeros((1, 2)),
              seconds=np.zeros(1))
     with pytest.raises(ValueError, match="allow_pickle"):
-        sentences.EmbeddingCache(path).load()
+        cache.stored("float64")
+    (tmp_path / "embeddings" / "bf16").mkdir(parents=True)
+    np.save(tmp_path / "embeddings" / "bf16" / "1-2-3.npy", np.array([{"k": 1}]))
+    with pytest.raises(ValueError, match="Python objects"):
+        cache.stored("bf16")
+    np.save(tmp_path / "embeddings" / "bf16" / "1-2-3.npy", np.zeros(3))
+    with pytest.raises(ValueError, match="not an embedding cache shard"):
+        sentences.EmbeddingCache(tmp_path / "embeddings").stored("bf16")
 
 
 def test_an_empty_embedding_cache_saves_and_loads(tmp_path):
     """A fresh data folder: forgetting everything in an empty cache is no error."""
-    cache = sentences.EmbeddingCache(tmp_path / "cache.npz")
+    cache = sentences.EmbeddingCache(tmp_path / "embeddings")
     cache.forget(None)
-    again = sentences.EmbeddingCache(tmp_path / "cache.npz")
-    again.load()
-    assert again.vectors == {}
+    cache.forget(["a text never embedded"])
+    assert sentences.EmbeddingCache(tmp_path / "embeddings").stored("float64") == 0
 

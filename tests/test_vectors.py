@@ -5,6 +5,7 @@ import math
 import pytest
 
 import curation
+import sentences
 import vectors
 from items import Item
 from vectors import VectorStore
@@ -39,8 +40,8 @@ def test_an_interrupted_build_is_never_served_and_resumes_with_what_is_missing(
     added = []
     real_add = vectors._add
 
-    def add_then_fail(collection, items, rows):
-        real_add(collection, items, rows)
+    def add_then_fail(collection, items, rows, mode):
+        real_add(collection, items, rows, mode)
         added.append(rows)
         if len(added) == 2:
             raise KeyboardInterrupt  # the learner stops the cell after two batches
@@ -51,8 +52,8 @@ def test_an_interrupted_build_is_never_served_and_resumes_with_what_is_missing(
     names = {c.name for c in vectors.client(tmp_path.resolve()).list_collections()}
     assert names == {f"partial-{vectors.items_digest(train)}"}  # nothing servable yet
 
-    monkeypatch.setattr(vectors, "_add", lambda c, items, rows: (added.append(rows),
-                                                                  real_add(c, items, rows)))
+    monkeypatch.setattr(vectors, "_add", lambda c, items, rows, mode: (
+        added.append(rows), real_add(c, items, rows, mode)))
     store = VectorStore.build(train, tmp_path, batch=8, progress=False)
     resumed = [row for rows in added[2:] for row in rows]
     assert resumed == list(range(16, len(train)))  # only what was missing
@@ -90,3 +91,22 @@ def test_a_price_that_is_not_one_never_enters_the_store(split, tmp_path, price):
     with pytest.raises(ValueError, match=r"vector store's training items: the price of item 2"):
         VectorStore.build([*train[:2], bad, *train[3:]], tmp_path, progress=False)
     assert vectors.client(tmp_path.resolve()).list_collections() == []  # nothing stored
+
+
+def test_a_store_of_fast_embeddings_is_another_store_and_asks_in_its_own_mode(
+        split, tmp_path, monkeypatch):
+    train, test = split
+    exact = VectorStore.build(train, tmp_path, progress=False)
+    fast = VectorStore.build(train, tmp_path, progress=False, mode="fast")
+    assert exact.mode == "exact" and fast.mode == "fast"
+    assert fast.collection.name == f"products-{vectors.items_digest(train)}-" \
+        f"{sentences.precision('fast')}" != exact.collection.name
+    assert exact.collection.name == f"products-{vectors.items_digest(train)}"  # as before
+    asked = []
+    monkeypatch.setattr(vectors, "embed", lambda items, mode: asked.append(mode) or
+                        sentences.embed(items, mode=mode))
+    # Much the same neighbours in either mode: the vectors differ in their last digits, which
+    # may swap two neighbours of all but equal similarity at the edge of the five.
+    for a, b in zip(fast.similar(test[:3]), exact.similar(test[:3]), strict=True):
+        assert len({n.text for n in a} & {n.text for n in b}) >= 4
+    assert asked == ["fast", "exact"]
