@@ -18,21 +18,19 @@ residuals (see Pricer.predict_interval); no training item is set aside.
 
 The folds are independent, and so are the trees: with `settings.threads(n)` above one (by
 default on more than 20,000 items) they run side by side in forked processes, each on one
-thread, so the model is the same for any thread count (on one CPU: the MLP trains in
+thread (parallel.py), so the model is the same for any thread count (on one CPU: the MLP trains in
 float32). Past `features.EXACT_BASE` training items the nearest products are found by an
 inverted file (neighbours.py), linear where comparing every pair is quadratic.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from typing import Self
 
 import numpy as np
 
+import parallel
 import settings
 from features import facts_matrix, fit_tfidf, kfold, retrieval_features, ridge, trees
 from items import Item, texts
@@ -84,14 +82,15 @@ class StackPricer(Pricer):
         everything = (np.arange(len(train)), None)
         # The folds' features and the final parts, then the trees: each a task that runs on
         # one thread, so the model is the same whether they run here or side by side.
-        done = forked_map(_fold_task, [*folds, everything], settings.threads(len(train)),
-                          shared=(self, train, words, vectors, logs))
+        workers = settings.threads(len(train))
+        done = parallel.forked_map(_fold_task, [*folds, everything], workers,
+                                   shared=(self, train, words, vectors, logs))
         stacked = np.zeros((len(train), done[0].shape[1]))
         for (_, held), features in zip(folds, done, strict=False):
             stacked[held] = features
         self.parts = {**done[-1], "words": words, "vectors": vectors, "logs": logs}
-        fitted = forked_map(_trees_task, [everything, *folds], settings.threads(len(train)),
-                            shared=(self, stacked, logs))
+        fitted = parallel.forked_map(_trees_task, [everything, *folds], workers,
+                                     shared=(self, stacked, logs))
         self.regressor = fitted[0]
         # The trees' own out-of-fold errors calibrate the price ranges.
         errors = np.zeros(len(train))
@@ -109,7 +108,7 @@ class StackPricer(Pricer):
 def _fold_task(task: tuple[np.ndarray, np.ndarray | None]):
     """Fit the parts on a fold's rows: the held-out rows' features, or for no held-out rows
     the parts themselves."""
-    model, train, words, vectors, logs = SHARED
+    model, train, words, vectors, logs = parallel.SHARED
     fold, held = task
     parts = model._parts([train[i] for i in fold], words[fold], logs[fold])
     if held is None:
@@ -121,32 +120,6 @@ def _fold_task(task: tuple[np.ndarray, np.ndarray | None]):
 
 
 def _trees_task(task: tuple[np.ndarray, np.ndarray | None]):
-    model, stacked, logs = SHARED
+    model, stacked, logs = parallel.SHARED
     fold, _ = task
     return model._trees().fit(stacked[fold], logs[fold])
-
-
-SHARED: tuple = ()  # what the tasks read: set before the workers fork, so never pickled
-
-
-def forked_map(function, tasks: list, workers: int, shared: tuple) -> list:
-    """[function(task) for task in tasks], with `shared` in SHARED: in `workers` forked
-    processes where the platform forks, each on one thread, else here one after another."""
-    global SHARED
-    SHARED = shared
-    try:
-        if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-            return [function(task) for task in tasks]
-        with ProcessPoolExecutor(min(workers, len(tasks)), initializer=_one_thread,
-                                 mp_context=multiprocessing.get_context("fork")) as pool:
-            return list(pool.map(function, tasks))
-    finally:
-        SHARED = ()
-
-
-def _one_thread() -> None:
-    """A worker's models, and its BLAS, use one thread: the workers share the cores."""
-    from threadpoolctl import threadpool_limits
-
-    os.environ["PRICER_THREADS"] = "1"
-    threadpool_limits(1)
