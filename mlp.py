@@ -12,9 +12,11 @@ price for a few epochs, the batch doubling each epoch. Members differ in seed an
 The first layer reads only the columns a batch uses (an embedding bag summing weight rows
 scaled by the values) and lazy Adam updates only those rows (torch's SparseAdam took seconds
 a step here), so a step costs what the batch holds, not what the vocabulary holds: a member
-trains in about 8 seconds on 12,000 items. Training uses settings.threads(rows) torch threads,
-leaves torch's thread count and random state as they were, and is deterministic for a given
-seed and thread count. Predicting needs numpy only.
+trains in about 8 seconds on 12,000 items. A member trains on one torch thread, and with
+`settings.threads(n)` above one the members train side by side in processes of their own
+(parallel.py), so the model is the same for any thread count. Training leaves torch's thread
+count and random state as they were, and is deterministic for a given seed (and CPU).
+Predicting needs numpy only.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+import parallel
 import settings
 from features import prices
 from items import Item, texts
@@ -118,8 +121,7 @@ class SparseMLP:
         import torch
         from torch import nn
 
-        with torch.random.fork_rng(), \
-                settings.torch_threads(settings.threads(matrix.shape[0])):
+        with torch.random.fork_rng(), settings.torch_threads(1):
             torch.manual_seed(self.seed)
             wide, narrow = self.hidden
             first = LazyAdamRows(matrix.shape[1], wide, self.learning_rate)
@@ -228,10 +230,15 @@ class SparseMLPPricer(Pricer):
         matrix = self.features.fit_transform(train)
         logs = np.log1p(prices(train))
         self.mean, self.scale = float(logs.mean()), float(logs.std() or 1.0)
-        self.nets = [SparseMLP((self.width, 64), epochs=self.epochs, batch=self.batch,
-                               learning_rate=self.learning_rate, binary=bool(m % 2),
-                               seed=self.seed + m).fit(matrix, (logs - self.mean) / self.scale)
-                     for m in range(self.members)]
+        target = (logs - self.mean) / self.scale
+        self.nets = parallel.forked_map(_member, list(range(self.members)),
+                                        settings.threads(len(train)), (self, matrix, target))
+
+    def net(self, member: int) -> SparseMLP:
+        """Member `member`, unfitted: odd members see 0/1 inputs."""
+        return SparseMLP((self.width, 64), epochs=self.epochs, batch=self.batch,
+                         learning_rate=self.learning_rate, binary=bool(member % 2),
+                         seed=self.seed + member)
 
     def predict_logs(self, items: Sequence[Item]) -> np.ndarray:
         """The ensemble's log1p-price guesses."""
@@ -247,3 +254,8 @@ class SparseMLPPricer(Pricer):
         if self.fitted and (not self.nets or any(
                 net.weights[0].shape[0] != self.features.width() for net in self.nets)):
             raise ValueError("a sparse MLP ensemble's nets do not read its features")
+
+
+def _member(member: int) -> SparseMLP:
+    model, matrix, target = parallel.SHARED
+    return model.net(member).fit(matrix, target)
