@@ -164,13 +164,15 @@ def scale(source: str) -> str:
     return "sample" if source == "sample" else "hub"
 
 
-def lite(source: str | None = None, workers: int = 2) -> tuple[list[Item], list[Item]]:
-    """The lite dataset: Appliances only, split and saved on first use, then read back."""
+def lite(source: str | None = None,
+         workers: int | None = None) -> tuple[list[Item], list[Item]]:
+    """The lite dataset: Appliances only, split and saved on first use, then read back;
+    `workers` processes curate (default settings.workers(): every core)."""
     source = source or settings.source()
     folder = folder_for("lite", source)
     if is_saved(folder):
         return load_split(folder)
-    items = ItemLoader("Appliances", source).load(workers=workers)
+    items = ItemLoader("Appliances", source).load(workers=workers or settings.workers())
     train, test = split(items, *SIZES[("lite", scale(source))])
     save_split(train, test, folder)
     return train, test
@@ -205,7 +207,7 @@ def cache_path(category: str, source: str, course_compatible: bool = False) -> P
     return settings.data_dir() / "curated" / source_tag(source) / name
 
 
-def curate(category: str, source: str | None = None, workers: int = 2,
+def curate(category: str, source: str | None = None, workers: int | None = None,
            course_compatible: bool = False, show_cached: bool = True) -> Curated:
     """Curate one category into its cache file, or find it there from an earlier run (and
     show its progress bar, complete, if `show_cached`).
@@ -225,7 +227,7 @@ def curate(category: str, source: str | None = None, workers: int = 2,
     loader = ItemLoader(category, source, course_compatible)
     with written(path) as partial, pq.ParquetWriter(partial, SCHEMA) as writer:
         pending: list[Item] = []
-        for kept in loader.stream(workers):
+        for kept in loader.stream(workers or settings.workers()):
             pending += kept
             if len(pending) >= ROW_GROUP:
                 writer.write_table(pa.table(_columns(pending), schema=SCHEMA))
@@ -235,7 +237,7 @@ def curate(category: str, source: str | None = None, workers: int = 2,
     return Curated(category, path, loader.report)
 
 
-def curate_all(source: str | None = None, workers: int = 2,
+def curate_all(source: str | None = None, workers: int | None = None,
                categories: Sequence[str] = CATEGORIES, course_compatible: bool = False,
                show_cached: bool = True) -> list[Curated]:
     """`curate` every category in turn; a rerun picks up where an interrupted one stopped."""
@@ -340,8 +342,9 @@ def _read_rows(curated: Sequence[Curated], wanted: set[int]) -> dict[int, Item]:
     return made
 
 
-def full(source: str | None = None, workers: int = 2, sizes: tuple[int | None, int] | None = None,
-         cap: int | None = None, course_compatible: bool = False) -> tuple[list[Item], list[Item]]:
+def full(source: str | None = None, workers: int | None = None,
+         sizes: tuple[int | None, int] | None = None, cap: int | None = None,
+         course_compatible: bool = False) -> tuple[list[Item], list[Item]]:
     """The full dataset: 8 categories curated (resumably), balanced, split and saved on
     first use, then read back. Sizes and cap default to the course's, or the sample's."""
     source = source or settings.source()

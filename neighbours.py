@@ -116,7 +116,8 @@ class Index:
         for start in range(0, queries.shape[0], CHUNK):
             chunk = queries[start:start + CHUNK]
             rows = np.hstack([
-                _candidates(self.near(chunk), self.points, self.centroids, self.order, self.starts, keep),
+                _candidates(self.near(chunk), self.points, self.centroids, self.order,
+                            self.starts, keep),
                 _sharing(chunk @ self.rare, self.rare_base, keep)])
             sims, rows = _reranked(chunk, self.base, rows, k)
             found_sims.append(sims)
