@@ -10,12 +10,12 @@ For each training size it builds a corpus the way a learner does: raw records (t
 sample's generator, `sample_data`, in the hub's schema, spread evenly over the 8 categories;
 or, with `--source hub`, the hub's raw files), curated into Items by `ItemLoader`, balanced
 as the course balances (`curation.balanced_indices`, its cap of 1,200 a price bucket scaled
-to the size asked for), split into the size's training items and 2,000 test items, saved
-and read back. On that split it times each classical pricer's fit and its guesses for the
-2,000 test items (the constant up to `baselines.best()`), MiniLM sentence embeddings, the
-Chroma vector store's build from cached embeddings and its 5-neighbour queries, the fitted
-ensemble of `ensemble.cpu_members()`, and the Tester over the 2,000 test items with a
-pricer whose guesses are cached.
+to the size asked for, and raised where that leaves too few), split into the size's training
+items and 2,000 test items, saved and read back. On that split it times each classical
+pricer's fit and its guesses for the 2,000 test items (the constant up to
+`baselines.best()`), MiniLM sentence embeddings, the Chroma vector store's build from cached
+embeddings and its 5-neighbour queries, the fitted ensemble of `ensemble.cpu_members()`, and
+the Tester over the 2,000 test items with a pricer whose guesses are cached.
 
 Each stage runs in a child process of its own, so its peak resident memory (ru_maxrss) is
 its own; processes it starts (the loader's workers) are reported beside it. A stage that
@@ -54,7 +54,7 @@ import settings  # noqa: E402
 
 TEST_SIZE = 2_000
 COURSE_CAP, COURSE_ITEMS = 1_200, 402_000  # the course's bucket cap for its 400k + 2k split
-RAW_PER_ITEM = 7.5  # raw records per item wanted (at 5.5, 25,000 + 2,000 balanced to 21,227)
+RAW_PER_ITEM = 5.5  # synthetic raw records per item wanted: 39% are kept, about half balanced
 PILOT = 2_000  # training items a stage is first tried on when nothing predicts its time
 QUERIES = 200  # vector store queries timed one by one
 
@@ -95,8 +95,15 @@ def curate(size: int, source: str) -> int:
     return sum(part.report.read for part in curated)
 
 
-def cap(size: int) -> int:
-    return math.ceil(COURSE_CAP * (size + TEST_SIZE) / COURSE_ITEMS)
+def cap(size: int, prices: np.ndarray) -> int:
+    """The course's cap a price bucket, scaled to `size`; raised where the synthetic prices
+    crowd fewer buckets than the real ones, until the balanced sample holds the split."""
+    counts = np.bincount(np.rint(prices).astype(np.int64), minlength=1001)
+    whole, capped = counts[240:].sum(), counts[1:240]
+    found = math.ceil(COURSE_CAP * (size + TEST_SIZE) / COURSE_ITEMS)
+    while whole + np.minimum(capped, found).sum() < size + TEST_SIZE and found < capped.max():
+        found = math.ceil(found * 1.1)
+    return found
 
 
 def curated(size: int, source: str):
@@ -112,7 +119,8 @@ def balance(size: int, source: str) -> int:
     import curation
 
     parts = curated(size, source)
-    train, test = curation.balanced_split(parts, size, TEST_SIZE, cap=cap(size))
+    prices, _ = curation.prices_and_categories(parts)
+    train, test = curation.balanced_split(parts, size, TEST_SIZE, cap=cap(size, prices))
     with open(folder(size) / "balanced.pkl", "wb") as f:
         pickle.dump((train, test), f, protocol=pickle.HIGHEST_PROTOCOL)
     return sum(part.report.kept for part in parts)
