@@ -357,7 +357,7 @@ def run_child(stage: str, size: int, limit: int | None, source: str, timeout: fl
 def predicted(results: Results, key: str, size: int) -> float | None:
     """Seconds the stage should take at `size`, from the largest smaller size measured, grown
     with the exponent measured below it (at least 1)."""
-    sizes = sorted(r["size"] for r in results.rows if r["key"] == key and r["size"] < size)
+    sizes = sorted({r["size"] for r in results.rows if r["key"] == key and r["size"] < size})
     if not sizes:
         return None
     last = sizes[-1]
