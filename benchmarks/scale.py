@@ -39,6 +39,7 @@ import math
 import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -342,13 +343,17 @@ def run_child(stage: str, size: int, limit: int | None, source: str, timeout: fl
     with open(log, "a") as out:
         out.write(f"\n== {stage} at {size:,} (limit {limit})\n")
         out.flush()
-        try:
-            done = subprocess.run(command, stdout=subprocess.PIPE, stderr=out, text=True,
-                                  timeout=timeout, check=False)
-        except subprocess.TimeoutExpired:
-            out.write(f"-- ran past {timeout:.0f}s\n")
-            return None
-    lines = [line for line in done.stdout.splitlines() if line.startswith("ROWS ")]
+        # A session of its own, so that a stage past its time goes with its workers.
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=out, text=True,
+                              start_new_session=True) as done:
+            try:
+                stdout, _ = done.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(done.pid, signal.SIGKILL)
+                done.communicate()
+                out.write(f"-- ran past {timeout:.0f}s\n")
+                return None
+    lines = [line for line in stdout.splitlines() if line.startswith("ROWS ")]
     if done.returncode or not lines:
         raise RuntimeError(f"{stage} at {size:,} failed (exit {done.returncode}); see {log}")
     return json.loads(lines[-1][5:])
