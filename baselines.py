@@ -88,7 +88,8 @@ class RegressionPricer(Pricer):
 
     log_target = False
 
-    def make_regressor(self):
+    def make_regressor(self, items: int):
+        """A fresh regressor for `items` training items (its thread count may follow them)."""
         raise NotImplementedError
 
     def features(self, items: list[Item], fitting: bool = False):
@@ -97,7 +98,7 @@ class RegressionPricer(Pricer):
 
     def _fit(self, train: list[Item]) -> None:
         target = prices(train)
-        self.regressor = self.make_regressor().fit(
+        self.regressor = self.make_regressor(len(train)).fit(
             self.features(train, fitting=True), np.log1p(target) if self.log_target else target)
 
     def _predict(self, items: list[Item]) -> np.ndarray:
@@ -117,7 +118,7 @@ class FeaturePricer(RegressionPricer):
     def __init__(self, top_brands: int = 10):
         self.top_brands = top_brands
 
-    def make_regressor(self):
+    def make_regressor(self, items: int):
         from sklearn.linear_model import LinearRegression
 
         return LinearRegression()
@@ -148,7 +149,7 @@ class BagOfWordsPricer(RegressionPricer):
     def __init__(self, max_features: int = 1000):
         self.max_features = max_features
 
-    def make_regressor(self):
+    def make_regressor(self, items: int):
         from sklearn.linear_model import LinearRegression
 
         return LinearRegression(tol=1e-10)  # lsqr to 10 digits: the same guess on any CPU
@@ -179,7 +180,7 @@ class Word2VecPricer(RegressionPricer):
         self.trees, self.seed = trees, seed
         self.name = f"Word2Vec + {WORD2VEC_REGRESSORS[regressor]}"
 
-    def make_regressor(self):
+    def make_regressor(self, items: int):
         from sklearn.ensemble import RandomForestRegressor
         from sklearn.linear_model import LinearRegression
         from sklearn.svm import LinearSVR
@@ -192,7 +193,7 @@ class Word2VecPricer(RegressionPricer):
         # minute on 12,000 items, as accurate as trees that try a third of the features.
         return RandomForestRegressor(n_estimators=self.trees, max_features=0.1,
                                      min_samples_leaf=2, random_state=self.seed,
-                                     n_jobs=settings.threads())
+                                     n_jobs=settings.threads(items))
 
     def features(self, items: list[Item], fitting: bool = False) -> np.ndarray:
         from gensim.models import Word2Vec
@@ -221,7 +222,7 @@ class TfidfRidgePricer(RegressionPricer):
     def __init__(self, alpha: float = 0.3):
         self.alpha = alpha
 
-    def make_regressor(self):
+    def make_regressor(self, items: int):
         return ridge(self.alpha)
 
     def features(self, items: list[Item], fitting: bool = False):
@@ -288,8 +289,8 @@ class LightGBMPricer(RegressionPricer):
         self.rounds, self.learning_rate, self.leaves = rounds, learning_rate, leaves
         self.folds, self.alpha, self.seed = folds, alpha, seed
 
-    def make_regressor(self):
-        return trees(self.rounds, self.learning_rate, self.leaves, self.seed)
+    def make_regressor(self, items: int):
+        return trees(self.rounds, self.learning_rate, self.leaves, self.seed, items)
 
     def text_features(self, ridge, vectors, logs: np.ndarray, queries) -> np.ndarray:
         """Ridge's guess, then what the `K` nearest of `vectors` say (retrieval_features)."""
@@ -306,7 +307,8 @@ class LightGBMPricer(RegressionPricer):
                                             vectors[held])
         self.ridge = ridge(self.alpha).fit(vectors, logs)
         self.vectors, self.logs = vectors, logs
-        self.regressor = self.make_regressor().fit(np.hstack([text, facts_matrix(train)]), logs)
+        self.regressor = self.make_regressor(len(train)).fit(
+            np.hstack([text, facts_matrix(train)]), logs)
 
     def features(self, items: list[Item], fitting: bool = False) -> np.ndarray:
         queries = self.vectorizer.transform(texts(items))
@@ -349,7 +351,7 @@ class EmbeddingPricer(RegressionPricer):
         self.fit_seconds += cached
         return self
 
-    def make_regressor(self):
+    def make_regressor(self, items: int):
         from sklearn.linear_model import Ridge
         from sklearn.neighbors import KNeighborsRegressor
         from sklearn.svm import SVR
@@ -360,7 +362,7 @@ class EmbeddingPricer(RegressionPricer):
         if self.kind == "ridge":
             return Ridge(alpha=1.0)
         return KNeighborsRegressor(n_neighbors=self.k, weights="distance",
-                                   n_jobs=settings.threads())
+                                   n_jobs=settings.threads(items))
 
     def features(self, items: list[Item], fitting: bool = False) -> np.ndarray:
         return embed(items, self.device, mode=self.embedding_mode)

@@ -174,13 +174,16 @@ def scale(source: str) -> str:
     return "sample" if source == "sample" else "hub"
 
 
-def lite(source: str | None = None, workers: int = 2) -> tuple[list[Item], list[Item]]:
-    """The lite dataset: Appliances only, split and saved on first use, then read back."""
+def lite(source: str | None = None,
+         workers: int | None = None) -> tuple[list[Item], list[Item]]:
+    """The lite dataset: Appliances only, split and saved on first use, then read back;
+    `workers` processes curate (default settings.workers(): every core)."""
     source = source or settings.source()
     folder = folder_for("lite", source)
     if is_saved(folder):
         return load_split(folder)
-    items = ItemLoader("Appliances", source, edition="2024").load(workers=workers)
+    items = ItemLoader("Appliances", source, edition="2024").load(
+        workers=workers or settings.workers())
     train, test = split(items, *SIZES[("lite", scale(source))])
     save_split(train, test, folder)
     return train, test
@@ -219,7 +222,7 @@ def cache_path(category: str, source: str, course_compatible: bool = False,
     return settings.data_dir() / "curated" / source_tag(source) / name
 
 
-def curate(category: str, source: str | None = None, workers: int = 2,
+def curate(category: str, source: str | None = None, workers: int | None = None,
            course_compatible: bool = False, show_cached: bool = True,
            edition: str = "2024") -> Curated:
     """Curate one category into its cache file, or find it there from an earlier run (and
@@ -242,7 +245,7 @@ def curate(category: str, source: str | None = None, workers: int = 2,
     schema = SCHEMA_2025 if edition == "2025" else SCHEMA
     with written(path) as partial, pq.ParquetWriter(partial, schema) as writer:
         pending: list[Item] = []
-        for kept in loader.stream(workers):
+        for kept in loader.stream(workers or settings.workers()):
             pending += kept
             if len(pending) >= ROW_GROUP:
                 writer.write_table(_table(pending, edition))
@@ -252,7 +255,7 @@ def curate(category: str, source: str | None = None, workers: int = 2,
     return Curated(category, path, loader.report)
 
 
-def curate_all(source: str | None = None, workers: int = 2,
+def curate_all(source: str | None = None, workers: int | None = None,
                categories: Sequence[str] = CATEGORIES, course_compatible: bool = False,
                show_cached: bool = True, edition: str = "2024") -> list[Curated]:
     """`curate` every category in turn; a rerun picks up where an interrupted one stopped."""
@@ -358,8 +361,9 @@ def _read_rows(curated: Sequence[Curated], wanted: set[int]) -> dict[int, Item]:
     return made
 
 
-def full(source: str | None = None, workers: int = 2, sizes: tuple[int | None, int] | None = None,
-         cap: int | None = None, course_compatible: bool = False) -> tuple[list[Item], list[Item]]:
+def full(source: str | None = None, workers: int | None = None,
+         sizes: tuple[int | None, int] | None = None, cap: int | None = None,
+         course_compatible: bool = False) -> tuple[list[Item], list[Item]]:
     """The full dataset: 8 categories curated (resumably), balanced, split and saved on
     first use, then read back. Sizes and cap default to the course's, or the sample's."""
     source = source or settings.source()

@@ -158,7 +158,8 @@ def summarised_path(dataset: str = "lite", source: str | None = None,
     return folder_for(f"items_{dataset}", source, SIZES[(dataset, scale(source))], identity)
 
 
-def raw(dataset: str = "lite", source: str | None = None, workers: int = 2) -> Splits:
+def raw(dataset: str = "lite", source: str | None = None,
+        workers: int | None = None) -> Splits:
     """The edition's items_raw_<dataset> (no summaries): the eight categories curated
     (resumably, cached per category), drawn by `weights`, cut, numbered; saved on first use,
     then read back."""
@@ -177,8 +178,8 @@ def raw(dataset: str = "lite", source: str | None = None, workers: int = 2) -> S
     return splits
 
 
-def summarised(dataset: str = "lite", source: str | None = None, workers: int = 2,
-               summariser=None) -> Splits:
+def summarised(dataset: str = "lite", source: str | None = None,
+               workers: int | None = None, summariser=None) -> Splits:
     """The edition's items_<dataset>: items_raw_<dataset> with every item summarised by
     `summariser` (by default the PRICER_SUMMARISER setting's, `summaries.summariser`);
     saved on first use, then read back. Items an LLM left without a summary are a
@@ -197,12 +198,12 @@ def summarised(dataset: str = "lite", source: str | None = None, workers: int = 
     return splits
 
 
-def lite(source: str | None = None, workers: int = 2, summariser=None) -> Splits:
+def lite(source: str | None = None, workers: int | None = None, summariser=None) -> Splits:
     """The edition's items_lite: train, validation and test, summarised."""
     return summarised("lite", source, workers, summariser)
 
 
-def full(source: str | None = None, workers: int = 2, summariser=None) -> Splits:
+def full(source: str | None = None, workers: int | None = None, summariser=None) -> Splits:
     """The edition's items_full: train, validation and test, summarised (`raw("full")` is
     items_raw_full)."""
     return summarised("full", source, workers, summariser)
@@ -221,7 +222,7 @@ def summary(curated: Sequence[Curated]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def sample_prices(source: str | None = None, workers: int = 2) -> dict[str, np.ndarray]:
+def sample_prices(source: str | None = None, workers: int | None = None) -> dict[str, np.ndarray]:
     """The prices of each edition's sample of the same raw data: the 2024 edition's balanced
     one and the 2025 edition's, weighted by price squared (what notebook 03 charts)."""
     source = source or settings.source()

@@ -45,14 +45,14 @@ def ridge(alpha: float):
     return Ridge(alpha=alpha, solver="sparse_cg", tol=1e-8)
 
 
-def trees(rounds: int, learning_rate: float, leaves: int, seed: int):
-    """LightGBM on a few dense columns: row and column subsampling, deterministic for a seed
-    and a thread count."""
+def trees(rounds: int, learning_rate: float, leaves: int, seed: int, items: int | None = None):
+    """LightGBM on a few dense columns of `items` rows: row and column subsampling,
+    deterministic for a seed and a thread count (settings.threads(items))."""
     from lightgbm import LGBMRegressor
 
     return LGBMRegressor(n_estimators=rounds, learning_rate=learning_rate, num_leaves=leaves,
                          min_child_samples=20, subsample=0.8, subsample_freq=1,
-                         colsample_bytree=0.8, random_state=seed, n_jobs=settings.threads(),
+                         colsample_bytree=0.8, random_state=seed, n_jobs=settings.threads(items),
                          deterministic=True, verbose=-1)
 
 
@@ -79,10 +79,21 @@ def kfold(n: int, folds: int, seed: int, name: str) -> list[tuple[np.ndarray, np
 
 # --- the nearest products ----------------------------------------------------------------
 
+# Base rows up to which `nearest` compares every query with every row; past it, the cost of
+# that (queries x rows: quadratic for out-of-fold features) calls for an inverted file.
+EXACT_BASE = 20_000
+
+
 def nearest(queries, base, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(similarities, rows) of each query row's `k` most similar base rows, most similar
     first, by dot product: cosine similarity for unit-length rows (TF-IDF, MiniLM), dense or
-    sparse. Queries go 1,000 at a time, so memory stays small against a large base."""
+    sparse. Exact for a base of up to EXACT_BASE rows, queries 1,000 at a time so that memory
+    stays small; for a larger one, approximate (neighbours.approximate: the similarities are
+    exact, a neighbour may be missed)."""
+    if base.shape[0] > EXACT_BASE:
+        from neighbours import approximate
+
+        return approximate(queries, base, k)
     k = min(k, base.shape[0])
     found_sims, found_rows = [], []
     for start in range(0, queries.shape[0], 1000):

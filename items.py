@@ -405,17 +405,16 @@ def text_of_prompt(prompt: str) -> str:
 
 
 def _drop_part_numbers(text: str) -> str:
-    """The words of `text` (split at single spaces) but those of 7+ characters with a digit.
+    """The words of `text` (split at single spaces) but those of 7+ characters with a digit
+    (any character that `str.isdigit` calls one).
 
-    >>> _drop_part_numbers("Fits WR57X10051 and 2 more, model AB1234567")
+    >>> _drop_part_numbers("Fits WR57X10051 and 2 more, model AB1234567 ®ZX¹23456")
     'Fits and 2 more, model'
     """
-    if not text.isascii():
-        return " ".join([w for w in text.split(" ")
-                         if len(w) < 7 or not any(c.isdigit() for c in w)])
-    # ASCII text: jump from digit to digit instead of looking at every word.
+    digit = _ASCII_DIGIT if text.isascii() else _any_digit()
+    # Jump from digit to digit instead of looking at every word.
     pieces, start = [], 0
-    match = _ASCII_DIGIT.search(text)
+    match = digit.search(text)
     while match:
         left = text.rfind(" ", 0, match.start()) + 1
         right = text.find(" ", match.start())
@@ -423,10 +422,21 @@ def _drop_part_numbers(text: str) -> str:
         if right - left >= 7:
             pieces.append(text[start:left])  # up to the word, with the space before it
             start = right + 1
-        match = _ASCII_DIGIT.search(text, right)
+        match = digit.search(text, right)
     pieces.append(text[start:])
     kept = "".join(pieces)
-    return kept[:-1] if kept.endswith(" ") else kept  # the last word went, and not its space
+    if start > len(text):  # the last word went, and not the space before it
+        return kept[:-1] if kept.endswith(" ") else kept
+    return kept
+
+
+@cache
+def _any_digit() -> re.Pattern:
+    """A character that `str.isdigit` calls a digit: regex's \\d (decimal digits) and the
+    others (superscripts, circled digits...), found once."""
+    others = "".join(c for c in map(chr, range(0x80, 0x110000))
+                     if c.isdigit() and not c.isdecimal())
+    return re.compile(f"[\\d{re.escape(others)}]")
 
 
 @cache

@@ -370,21 +370,22 @@ class ItemLoader:
         return NoRecords(f"{path}: no record could be read from it ({why_no_records(path)}); "
                          f"a raw file holds one JSON object per line, in UTF-8, plain or gzip")
 
-    def load(self, workers: int = 8) -> list[Item]:
-        """Every qualifying Item of this category, stamped with it; see `self.report`."""
+    def load(self, workers: int | None = None) -> list[Item]:
+        """Every qualifying Item of this category, stamped with it; see `self.report`.
+        `workers` processes (default settings.workers(): every core) make the same Items."""
         results: list[Item] = []
         for kept in self.stream(workers):
             results.extend(kept)
         return results
 
-    def stream(self, workers: int = 8) -> Iterator[list[Item]]:
+    def stream(self, workers: int | None = None) -> Iterator[list[Item]]:
         """The qualifying Items a chunk at a time, in file order, so that a caller can write
         them away instead of holding them all; `self.report` is complete at the end. A
         source from which not one record could be read raises NoRecords, naming it."""
         start = time.perf_counter()
         self.report = LoadReport(self.name)
         bar = progress(self.name)
-        for kept, rejected in self._map(self._work(), workers):
+        for kept, rejected in self._map(self._work(), workers or settings.workers()):
             self.report.add(len(kept), rejected)
             bar.update(len(kept) + sum(rejected.values()))
             yield kept

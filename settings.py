@@ -98,13 +98,33 @@ def count(name: str, default: int) -> int:
     return int(value)
 
 
-def threads() -> int:
-    """Threads a model may use (PRICER_THREADS, default 1).
+# Up to this many items, models run on one thread unless PRICER_THREADS says otherwise: the
+# bundled sample, the notebooks and the tests, whose printed digits must not depend on the
+# machine. LightGBM sums its histograms, and torch its float32 gradients, in an order that
+# depends on the thread count, so their guesses move in the last digits with it.
+SAMPLE_ITEMS = 20_000
 
-    Fixed rather than "all cores" because some results (LightGBM, sentence embeddings) depend
-    on the count; on a busy two-core machine one thread also trained faster than two.
+
+def threads(items: int | None = None) -> int:
+    """Threads a model may use on `items` training items (PRICER_THREADS when set).
+
+    By default every core for more than SAMPLE_ITEMS items (the course's real sizes, where
+    time matters and float32 training differs by CPU anyway), else 1: the count changes the
+    last digits of LightGBM's and the sparse MLP's guesses, and the notebooks compare them
+    across machines. Work that does not say its size (`items` None) gets 1.
+
+    >>> threads(800), threads(400_000) == cores() or bool(get("PRICER_THREADS"))
+    (1, True)
     """
-    return count("PRICER_THREADS", 1)
+    if get("PRICER_THREADS"):
+        return count("PRICER_THREADS", 1)
+    return cores() if items is not None and items > SAMPLE_ITEMS else 1
+
+
+def workers() -> int:
+    """Processes that curate raw records (PRICER_WORKERS, default every core): the Items, and
+    their order, are the same for any count."""
+    return count("PRICER_WORKERS", cores())
 
 
 EMBEDDING_MODES = ("exact", "fast")

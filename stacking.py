@@ -15,6 +15,12 @@ on a new item.
 Its price ranges are calibrated for free: the trees are also fitted out of fold over the
 same features, and their errors on the items each fold held out become the conformal
 residuals (see Pricer.predict_interval); no training item is set aside.
+
+The folds are independent, and so are the trees: with `settings.threads(n)` above one (by
+default on more than 20,000 items) they run side by side in forked processes, each on one
+thread (parallel.py), so the model is the same for any thread count (on one CPU: the MLP trains in
+float32). Past `features.EXACT_BASE` training items the nearest products are found by an
+inverted file (neighbours.py), linear where comparing every pair is quadratic.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Self
 
 import numpy as np
 
+import parallel
 import settings
 from features import facts_matrix, fit_tfidf, kfold, retrieval_features, ridge, trees
 from items import Item, texts
@@ -56,13 +63,13 @@ class StackPricer(Pricer):
         return self
 
     def _trees(self):
-        return trees(self.rounds, self.learning_rate, self.leaves, self.seed)
+        # One thread: LightGBM's sums would otherwise follow the thread count.
+        return trees(self.rounds, self.learning_rate, self.leaves, self.seed).set_params(n_jobs=1)
 
-    def _parts(self, items: list[Item], words, vectors, logs) -> dict:
+    def _parts(self, items: list[Item], words, logs) -> dict:
         """The models the features come from, fitted on `items`."""
         return {"ridge": ridge(self.alpha).fit(words, logs),
-                "mlp": SparseMLPPricer(members=self.members, seed=self.seed).fit(items),
-                "words": words, "vectors": vectors, "logs": logs}
+                "mlp": SparseMLPPricer(members=self.members, seed=self.seed).fit(items)}
 
     def _features(self, parts: dict, items: list[Item], words, vectors) -> np.ndarray:
         columns = [parts["ridge"].predict(words), parts["mlp"].predict_logs(items),
@@ -75,22 +82,23 @@ class StackPricer(Pricer):
         folds = kfold(len(train), self.folds, self.seed, self.name)
         self.vectorizer, words, logs = fit_tfidf(train)
         vectors = embed(train, mode=self.embedding_mode) if self.embeddings else None
-        stacked = None
-        for fold, held in folds:
-            parts = self._parts([train[i] for i in fold], words[fold],
-                                vectors[fold] if vectors is not None else None, logs[fold])
-            features = self._features(parts, [train[i] for i in held], words[held],
-                                      vectors[held] if vectors is not None else None)
-            if stacked is None:
-                stacked = np.zeros((len(train), features.shape[1]))
+        everything = (np.arange(len(train)), None)
+        # The folds' features and the final parts, then the trees: each a task that runs on
+        # one thread, so the model is the same whether they run here or side by side.
+        workers = settings.threads(len(train))
+        done = parallel.forked_map(_fold_task, [*folds, everything], workers,
+                                   shared=(self, train, words, vectors, logs))
+        stacked = np.zeros((len(train), done[0].shape[1]))
+        for (_, held), features in zip(folds, done, strict=False):
             stacked[held] = features
-        self.parts = self._parts(train, words, vectors, logs)
-        self.regressor = self._trees().fit(stacked, logs)
+        self.parts = {**done[-1], "words": words, "vectors": vectors, "logs": logs}
+        fitted = parallel.forked_map(_trees_task, [everything, *folds], workers,
+                                     shared=(self, stacked, logs))
+        self.regressor = fitted[0]
         # The trees' own out-of-fold errors calibrate the price ranges.
         errors = np.zeros(len(train))
-        for fold, held in folds:
-            trees = self._trees().fit(stacked[fold], logs[fold])
-            errors[held] = np.abs(logs[held] - trees.predict(stacked[held]))
+        for (_, held), trees_ in zip(folds, fitted[1:], strict=True):
+            errors[held] = np.abs(logs[held] - trees_.predict(stacked[held]))
         self.residuals = np.sort(errors)
 
     def _predict(self, items: list[Item]) -> np.ndarray:
@@ -98,3 +106,23 @@ class StackPricer(Pricer):
         vectors = embed(items, mode=self.embedding_mode) if self.embeddings else None
         return np.expm1(self.regressor.predict(self._features(self.parts, items, words,
                                                               vectors)))
+
+
+def _fold_task(task: tuple[np.ndarray, np.ndarray | None]):
+    """Fit the parts on a fold's rows: the held-out rows' features, or for no held-out rows
+    the parts themselves."""
+    model, train, words, vectors, logs = parallel.SHARED
+    fold, held = task
+    parts = model._parts([train[i] for i in fold], words[fold], logs[fold])
+    if held is None:
+        return parts
+    parts.update(words=words[fold], logs=logs[fold],
+                 vectors=vectors[fold] if vectors is not None else None)
+    return model._features(parts, [train[i] for i in held], words[held],
+                           vectors[held] if vectors is not None else None)
+
+
+def _trees_task(task: tuple[np.ndarray, np.ndarray | None]):
+    model, stacked, logs = parallel.SHARED
+    fold, _ = task
+    return model._trees().fit(stacked[fold], logs[fold])

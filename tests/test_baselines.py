@@ -245,6 +245,14 @@ def test_sparse_mlp_is_seeded_and_leaves_torch_threads_alone(split):
         SparseMLPPricer(members=0)
 
 
+def test_sparse_mlp_members_side_by_side_make_the_same_model(split, monkeypatch):
+    """Each member trains on one thread, here or in a forked process of its own."""
+    train, test = split
+    here = SparseMLPPricer(members=3).fit(train).predict_many(test)
+    monkeypatch.setenv("PRICER_THREADS", "2")
+    assert np.array_equal(SparseMLPPricer(members=3).fit(train).predict_many(test), here)
+
+
 # Notebook 04's word2vec, MLP and stack cells are not compared (float32 training rounds
 # differently by CPU and thread count): their scores on the sample are checked here, within
 # the spread that reseeding them shows (tests/fixtures/expected.json).

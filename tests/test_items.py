@@ -62,6 +62,21 @@ def test_scrub_drops_part_numbers_and_json_punctuation():
     assert Item.scrub("a  [b]\n\n c ,d,,e") == "a b c,d,e"
 
 
+def test_part_numbers_are_dropped_word_by_word_in_any_script():
+    """The digit-to-digit scan keeps what the plain rule keeps: words split at single spaces,
+    those of 7+ characters with any character that str.isdigit calls a digit dropped."""
+    def plain(text):
+        return " ".join(w for w in text.split(" ")
+                        if len(w) < 7 or not any(c.isdigit() for c in w))
+
+    rng = random.Random(0)
+    letters = list("ab  Z1é®٣²①") + ["\u00b9", "\U0001d7ce"]  # Arabic-Indic, superscripts...
+    for _ in range(20_000):
+        text = "".join(rng.choice(letters) for _ in range(rng.randint(0, 30)))
+        assert items._drop_part_numbers(text) == plain(text), repr(text)
+    assert items._drop_part_numbers("fits AB12345 ") == "fits "
+
+
 def test_scrub_details_removes_boilerplate_keys():
     details = json.dumps({"Batteries Required?": "No", "Item Weight": "2 pounds",
                           "Date First Available": "May 1, 2020", "Best Sellers Rank": 5})
