@@ -60,6 +60,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Tr
 from trl import SFTConfig, SFTTrainer
 
 import decoding
+import hardware
 import open_models
 import settings
 from files import owner
@@ -278,9 +279,11 @@ def sft_config(output_dir: str | Path, hyperparameters: Hyperparameters | None =
     """TRL's SFTConfig with the course's hyperparameters, fitted to this machine.
 
     On a GPU: bf16, the paged 32-bit AdamW of bitsandbytes and gradient checkpointing, as the
-    course; on a CPU: fp32, torch's AdamW, no checkpointing (it saves memory a small model does
-    not need by computing the forward pass twice: a third slower), and the loss logged every
-    10 steps rather than 50, as steps are slow. Under a time budget alone (`max_minutes`, no
+    course; on a CPU: torch's AdamW, no checkpointing (it saves memory a small model does not
+    need by computing the forward pass twice: a third slower), the loss logged every 10 steps
+    rather than 50, as steps are slow, and bf16 autocast over float32 weights where the CPU
+    multiplies bf16 natively (`hardware.precision`: about twice float32's speed there), float32
+    elsewhere. Under a time budget alone (`max_minutes`, no
     `max_steps`) the learning rate warms up over `BUDGET_WARMUP` steps and then stays: the
     number of steps is unknown, and a schedule over the whole epoch would still be warming up
     when the budget ends. W&B gets the run when `wandb_ready()`. `overrides` win.
@@ -296,7 +299,8 @@ def sft_config(output_dir: str | Path, hyperparameters: Hyperparameters | None =
         weight_decay=0.001, max_grad_norm=0.3, max_length=h.max_length,
         completion_only_loss=True, train_sampling_strategy="group_by_length",
         optim="paged_adamw_32bit" if cuda and is_bitsandbytes_available() else "adamw_torch",
-        bf16=cuda, use_cpu=not cuda, gradient_checkpointing=cuda,
+        bf16=hardware.precision() == torch.bfloat16, use_cpu=not cuda,
+        gradient_checkpointing=cuda,
         logging_steps=50 if cuda else 10, save_steps=2000,
         save_total_limit=10,
         report_to="wandb" if wandb_ready() else "none", seed=h.seed,
