@@ -9,6 +9,8 @@ places only when transformers puts them less than 2 x DELTA apart: wherever its 
 token leads by more, the greedy answers must be the same.
 """
 
+import copy
+import json
 import math
 import os
 import stat
@@ -17,10 +19,14 @@ import threading
 import httpx
 import pytest
 import torch
+from peft import get_peft_model
+from transformers import AutoModelForCausalLM
 
 import curation
 import decoding
 import llamacpp_chat
+import lora
+import open_models
 import server
 from chat import messages_for
 from open_chat import OpenChat
@@ -131,3 +137,31 @@ def test_the_server_picks_llama_cpp_unless_told_otherwise(monkeypatch):
     chat.close()
     monkeypatch.setenv("PRICER_LLM_RUNTIME", "transformers")
     assert type(server.open_llm("smollm2-135m")) is OpenChat
+
+
+def assert_same_weights(model, path) -> None:
+    back = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name).state_dict()
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, back[name]), name
+
+
+def test_the_served_gguf_holds_the_checkpoints_weights_exactly():
+    path = open_models.served_gguf("smollm2-135m", progress=False)
+    manifest = json.loads((path.parent / open_models.DONE).read_text())
+    assert manifest["files"][open_models.SERVED][0] == path.stat().st_size  # checked as the rest
+    assert_same_weights(AutoModelForCausalLM.from_pretrained(path.parent), path)
+
+
+def test_a_fine_tuned_models_adapters_are_merged_into_its_gguf(tmp_path):
+    tok = open_models.load("smollm2-135m", progress=False)[1]
+    base = lora.tiny_llama(vocab_size=len(tok), rope_parameters={"rope_type": "default",
+                                                                "rope_theta": 10000.0})
+    tuned = get_peft_model(base, lora.lora_config())
+    for name, weight in tuned.named_parameters():
+        if "lora_B" in name:  # adapters that change the model (they start at zero)
+            weight.data.normal_(std=0.02)
+    path = open_models.export_gguf(tuned, tmp_path / "tuned.gguf", "smollm2-135m")
+    assert_same_weights(copy.deepcopy(tuned).merge_and_unload(), path)
+    assert hasattr(tuned, "peft_config")  # the tuned model itself keeps its adapters
+    with pytest.raises(ValueError, match="only Llama-architecture models"):
+        open_models.export_gguf(lora.tiny_llama(), tmp_path / "x.gguf", "smollm2-135m")
