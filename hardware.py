@@ -9,10 +9,12 @@ Intel's AMX tiles; Arm's NEON on Apple silicon), and libraries pick their kernel
 float32 result can differ in its last bits from one machine to the next. Benchmarks print
 `cpu()`; test fixtures record it, so that a mismatch names both machines.
 
-An open LLM trains and answers in the precision the machine computes fastest (`precision()`):
-bf16 on a CUDA GPU and on a CPU that multiplies bf16 natively, float32 elsewhere. What that
-precision can reach is measured, not assumed: `matmul_peak()` times torch's own matrix
-product on this machine, the bound that benchmarks quote.
+An open LLM trains in the precision the machine computes fastest (`precision()`): bf16 on a
+CUDA GPU (float16 on one without bf16), where it answers in it too; bf16 autocast over float32
+weights on a CPU that multiplies bf16 natively, float32 on other CPUs. On a CPU it answers in
+float32, so that a trained model answers as its saved weights do. What that precision can
+reach is measured, not assumed: `matmul_peak()` times torch's own matrix product on this
+machine, the bound that benchmarks quote.
 
 >>> str(precision("cpu")) in ("torch.float32", "torch.bfloat16")
 True
@@ -96,18 +98,19 @@ def torch_bf16() -> bool:
 
 
 def precision(device: str | None = None) -> torch.dtype:
-    """The dtype an open LLM trains (as autocast over float32 weights) and answers in on
-    `device` ("cuda" or "cpu"; default: CUDA when a GPU is visible): bf16 on a GPU that
-    supports it, and on a CPU whose flags and torch's own check (`torch_bf16`) both say it
-    multiplies bf16 natively; float32 elsewhere, where bf16 would be emulated and slower.
-    PRICER_LLM_PRECISION (float32 or bf16) overrides the choice."""
+    """The dtype an open LLM trains in on `device` ("cuda" or "cpu"; default: CUDA when a GPU
+    is visible; on a CPU as autocast over float32 weights): bf16 on a GPU that supports it
+    (float16 on older ones), and on a CPU whose flags and torch's own check (`torch_bf16`)
+    both say it multiplies bf16 natively; float32 on other CPUs, where bf16 would be emulated
+    and slower. PRICER_LLM_PRECISION (float32 or bf16) overrides it."""
     import torch
 
     cuda = torch.cuda.is_available() if device is None else device == "cuda"
     chosen = settings.llm_precision()
+    if chosen == "auto" and cuda:
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if chosen == "auto":
-        native = torch.cuda.is_bf16_supported() if cuda else cpu().bf16 and torch_bf16()
-        chosen = "bf16" if native else "float32"
+        chosen = "bf16" if cpu().bf16 and torch_bf16() else "float32"
     return torch.bfloat16 if chosen == "bf16" else torch.float32
 
 

@@ -267,7 +267,8 @@ def export_gguf(model, path: Path, name: str | None = None, kind: str = "F32") -
     """Write `model` (a Llama-architecture causal LM, or one with LoRA adapters, merged into a
     copy) as a GGUF file at `path`, with the tokenizer, chat template and description of the
     packaged model `name` it was trained from, and its own shape. `kind` is the weights'
-    type: "F32" (exactly the model's float32 weights), "F16" or "Q8_0" (smaller, rounded).
+    type: "F32" (exactly the model's float32 weights); "F16", "Q8_0" or "Q4_0" (smaller and
+    rounded: llama.cpp then rounds each activation to 8 bits too, for its integer kernels).
 
     Transformers reorders a Llama's query and key rows for its rotary embedding when it reads a
     GGUF; they are put back in llama.cpp's order here, as llama.cpp's own converter does.
@@ -300,7 +301,7 @@ def export_gguf(model, path: Path, name: str | None = None, kind: str = "F32") -
     writer.add_rope_freq_base(rope["rope_theta"])
     writer.add_layer_norm_rms_eps(config.rms_norm_eps)
     writer.add_vocab_size(config.vocab_size)
-    writer.add_file_type({"F32": 0, "F16": 1, "Q8_0": 7}[kind])
+    writer.add_file_type({"F32": 0, "F16": 1, "Q4_0": 2, "Q8_0": 7}[kind])
     for key, tensor in model.state_dict().items():
         if key == "lm_head.weight" and config.tie_word_embeddings:
             continue

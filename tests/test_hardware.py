@@ -39,6 +39,15 @@ def test_a_cpu_trains_in_bf16_only_where_it_multiplies_it_natively(on, cpu, torc
     assert hardware.precision("cpu") == expected
 
 
+@pytest.mark.parametrize("bf16, expected", [(True, torch.bfloat16), (False, torch.float16)])
+def test_a_gpu_computes_in_bf16_or_in_float16_where_it_has_no_bf16(monkeypatch, bf16,
+                                                                   expected):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
+    assert hardware.precision("cuda") == expected
+    monkeypatch.setenv("PRICER_LLM_PRECISION", "float32")
+    assert hardware.precision("cuda") == torch.float32
+
+
 def test_the_setting_overrides_the_choice(on, monkeypatch, tmp_path):
     on(ZEN4, True)
     monkeypatch.setenv("PRICER_LLM_PRECISION", "float32")
