@@ -203,14 +203,16 @@ def quantization_unavailable() -> str | None:
 
 
 def quantization_config():
-    """The course's QLoRA quantization: 4-bit nf4, double quantization, bf16 compute."""
+    """The course's QLoRA quantization: 4-bit nf4, double quantization, bf16 compute (float16
+    on a GPU without bf16)."""
     reason = quantization_unavailable()
     if reason:
         raise RuntimeError(f"{reason}. Load the base unquantized with quantize=False instead.")
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_type="nf4")
+                              bnb_4bit_compute_dtype=hardware.precision("cuda"),
+                              bnb_4bit_quant_type="nf4")
 
 
 def load_base(path: str | Path = BASE_MODEL, quantize: bool | None = None):
@@ -224,7 +226,7 @@ def load_base(path: str | Path = BASE_MODEL, quantize: bool | None = None):
     if quantize is None:
         quantize = quantization_unavailable() is None
     cuda = torch.cuda.is_available()
-    kwargs = {"dtype": torch.bfloat16 if cuda else torch.float32}
+    kwargs = {"dtype": hardware.precision("cuda") if cuda else torch.float32}  # CPU: autocast
     if quantize:
         kwargs["quantization_config"] = quantization_config()
     if cuda:
@@ -281,16 +283,16 @@ def wandb_ready() -> bool:
 def sft_config(output_dir: str | Path, hyperparameters: Hyperparameters | None = None, **overrides):
     """TRL's SFTConfig with the course's hyperparameters, fitted to this machine.
 
-    On a GPU: bf16, the paged 32-bit AdamW of bitsandbytes and gradient checkpointing, as the
-    course; on a CPU: torch's AdamW, no checkpointing (it saves memory a small model does not
-    need by computing the forward pass twice: a third slower), the loss logged every 10 steps
-    rather than 50, as steps are slow, and bf16 autocast over float32 weights where the CPU
-    multiplies bf16 natively (`hardware.precision`: about twice float32's speed there), float32
-    elsewhere. Under a time budget alone (`max_minutes`, no `max_steps`) the learning rate
-    warms up over `BUDGET_WARMUP` steps and then follows the schedule over the budget's time
-    (`TimeBudget.schedule`): the number of steps is unknown, and a schedule over the whole
-    epoch would still be near its start when the budget ends. W&B gets the run when
-    `wandb_ready()`. `overrides` win.
+    On a GPU: bf16 (float16 where it has none), the paged 32-bit AdamW of bitsandbytes and
+    gradient checkpointing, as the course; on a CPU: torch's AdamW, no checkpointing (it saves
+    memory a small model does not need by computing the forward pass twice: a third slower),
+    the loss logged every 10 steps rather than 50, as steps are slow, and bf16 autocast over
+    float32 weights where the CPU multiplies bf16 natively (`hardware.precision`: about twice
+    float32's speed there), float32 elsewhere. Under a time budget alone (`max_minutes`, no
+    `max_steps`) the learning rate warms up over `BUDGET_WARMUP` steps and then follows the
+    schedule over the budget's time (`TimeBudget.schedule`): the number of steps is unknown,
+    and a schedule over the whole epoch would still be near its start when the budget ends.
+    W&B gets the run when `wandb_ready()`. `overrides` win.
     """
     from transformers.utils import is_bitsandbytes_available
 
@@ -303,8 +305,8 @@ def sft_config(output_dir: str | Path, hyperparameters: Hyperparameters | None =
         weight_decay=0.001, max_grad_norm=0.3, max_length=h.max_length,
         completion_only_loss=True, train_sampling_strategy="group_by_length",
         optim="paged_adamw_32bit" if cuda and is_bitsandbytes_available() else "adamw_torch",
-        bf16=hardware.precision() == torch.bfloat16, use_cpu=not cuda,
-        gradient_checkpointing=cuda,
+        bf16=hardware.precision() == torch.bfloat16, fp16=hardware.precision() == torch.float16,
+        use_cpu=not cuda, gradient_checkpointing=cuda,
         logging_steps=50 if cuda else 10, save_steps=2000,
         save_total_limit=10,
         report_to="wandb" if wandb_ready() else "none", seed=h.seed,
@@ -437,6 +439,9 @@ def fine_tune(model, train: Sequence[Item], output_dir: str | Path,
     run = trainer(model, train, output_dir, hyperparameters, tok, **overrides)
     with _quiet_renames(), settings.torch_threads(settings.llm_threads()):
         run.train()
+    # The trained model answers as its saved weights do once loaded again: in float32, not
+    # under the bf16 autocast that training wrapped its forward pass in
+    run.model = run.accelerator.unwrap_model(run.model, keep_fp32_wrapper=False)
     run.save_model(str(output_dir))
     return run
 
