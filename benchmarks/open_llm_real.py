@@ -26,7 +26,11 @@ transformers (one at a time, the path before), and through llama.cpp from 1, 4 a
 concurrent clients, each level on held-out items of its own: chats/s, p50/p99 latency, and
 llama.cpp's own prefill and decode tokens/s. Its bound: the float32 peak (the served GGUF is
 float32) over the FLOPs a chat needs, 2 x the parameters for each token read (the prompt's
-uncached tokens: the system prompt and template come from the cache) or written.
+uncached tokens: the system prompt and template come from the cache) or written. With
+--speed, --served is the number of held-out items a level (transformers, then each number of
+clients), and --speed-minutes 0 measures the serving alone:
+    PYTHONPATH=. python benchmarks/open_llm_real.py --data ... --speed --speed-minutes 0 \
+        --served 16
 
 Otherwise, the accuracy run: the real items (`baselines_real.load_items`) are split with a
 seed; the first --test-size held-out items are scored. The training mean and median are the
@@ -144,7 +148,8 @@ class Clock(TrainerCallback):
 def train(name: str, items: list[Item], h: lora.Hyperparameters, precision: str,
           folder: Path, marks: list[float] = ()) -> dict:
     """Train a fresh copy of the model in `precision`, saving at `marks`; its figures. The
-    rate counts the steps after the first three (the kernels' first calls set them up)."""
+    rate counts the steps after the first three (the kernels' first calls set them up), or
+    after the first when there are six or fewer."""
     os.environ["PRICER_LLM_PRECISION"] = precision
     model, tok = open_models.load(name, progress=False)
     params = layer_parameters(model)
@@ -159,8 +164,9 @@ def train(name: str, items: list[Item], h: lora.Hyperparameters, precision: str,
         tok.save_pretrained(folder / "end")
         clock.saved["end"] = run.state.global_step
     lengths = [len(row["input_ids"]) for row in run.train_dataset]
-    steps = len(clock.ends) - 3
-    seconds = clock.ends[-1] - clock.ends[2] if steps > 0 else float("nan")
+    skip = 3 if len(clock.ends) > 6 else 1  # too few steps: all but the first
+    steps = len(clock.ends) - skip
+    seconds = clock.ends[-1] - clock.ends[skip - 1] if steps > 0 else float("nan")
     tokens_s = steps * h.batch_size * statistics.mean(lengths) / seconds
     return {"examples": run.state.global_step * h.batch_size, "tokens_s": tokens_s,
             "minutes": (clock.ends[-1] - clock.start) / 60,
@@ -170,21 +176,29 @@ def train(name: str, items: list[Item], h: lora.Hyperparameters, precision: str,
 
 def speed(name: str, items: list[Item], test: list[Item], peaks: dict, minutes: float,
           folder: Path) -> None:
-    """Training throughput by method and precision, then serving, against the bounds."""
-    print(f"\nTraining, {minutes:g} minutes each (tokens/s; GFLOP/s of useful work; share of "
-          "that precision's peak):", flush=True)
-    for full in (False, True):
-        rate = lora.Hyperparameters.learning_rate / (10 if full else 1)
-        h = lora.Hyperparameters(learning_rate=rate, full=full, max_minutes=minutes,
-                                 scheduler="constant")
-        for precision in ("float32", "bf16"):
-            run = train(name, items, h, precision, folder / f"speed-{full}-{precision}")
-            print(f"  {'full' if full else 'LoRA'} in {precision}: {run['tokens_s']:.0f} "
-                  f"tokens/s, {run['flops_s'] / 1e9:.0f} GFLOP/s = "
-                  f"{run['flops_s'] / 1e9 / peaks[precision]:.0%} of {peaks[precision]:.0f}; "
-                  f"load average {os.getloadavg()[0]:.2f}", flush=True)
-    os.environ.pop("PRICER_LLM_PRECISION")
+    """Training throughput by method and precision (unless `minutes` is 0), then serving,
+    against the bounds."""
+    if minutes > 0:
+        print(f"\nTraining, {minutes:g} minutes each (tokens/s; GFLOP/s of useful work; share "
+              "of that precision's peak):", flush=True)
+    for full in (False, True) if minutes > 0 else ():
+        train_speed(name, items, peaks, minutes, folder, full)
+    os.environ.pop("PRICER_LLM_PRECISION", None)
     serving(name, test, peaks["float32"])
+
+
+def train_speed(name: str, items: list[Item], peaks: dict, minutes: float, folder: Path,
+                full: bool) -> None:
+    """LoRA's (or, `full`, full fine-tuning's) tokens/s in float32 and in bf16 autocast."""
+    rate = lora.Hyperparameters.learning_rate / (10 if full else 1)
+    h = lora.Hyperparameters(learning_rate=rate, full=full, max_minutes=minutes,
+                             scheduler="constant")
+    for precision in ("float32", "bf16"):
+        run = train(name, items, h, precision, folder / f"speed-{full}-{precision}")
+        print(f"  {'full' if full else 'LoRA'} in {precision}: {run['tokens_s']:.0f} "
+              f"tokens/s, {run['flops_s'] / 1e9:.0f} GFLOP/s = "
+              f"{run['flops_s'] / 1e9 / peaks[precision]:.0%} of {peaks[precision]:.0f}; "
+              f"load average {os.getloadavg()[0]:.2f}", flush=True)
 
 
 def ask(base_url: str, model: str, item: Item) -> float:
@@ -307,7 +321,8 @@ def main() -> None:
                         help="auto (the machine's: hardware.precision), float32, bf16, or a "
                              "comma-separated list to train in each")
     parser.add_argument("--served", type=int, default=50,
-                        help="held-out items asked through the local server")
+                        help="held-out items asked through the local server (--speed: a "
+                             "level)")
     parser.add_argument("--out", type=Path, default=settings.data_dir() / "open-llm-bench")
     args = parser.parse_args()
 
@@ -316,7 +331,8 @@ def main() -> None:
     train_items, test = curation.split(items, len(items) - args.test_size, args.test_size,
                                        args.seed)
     if args.speed:
-        speed(args.model, train_items, test, peaks, args.speed_minutes, args.out)
+        speed(args.model, train_items, test[:4 * args.served], peaks, args.speed_minutes,
+              args.out)
         return
     prices = sorted(item.price for item in train_items)
     mean, median = statistics.mean(prices), statistics.median(prices)
