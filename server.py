@@ -448,7 +448,7 @@ def spoken(chat: OpenChat, request: ChatRequest, messages: list[dict], asked: As
            cancel: threading.Event) -> tuple[str, int, int, str, str | None]:
     """An open LLM's answer to the chat (Anthropic's system prompt first), within the tokens
     the request allows, with its own token counts; a 400 when it cannot fit the context."""
-    from open_chat import TooLong
+    from open_chat import Cancelled, TooLong
 
     system = [{"role": "system", "content": request.system}] if request.system else []
     try:
@@ -456,6 +456,8 @@ def spoken(chat: OpenChat, request: ChatRequest, messages: list[dict], asked: As
     except TooLong as e:
         code = "context_length_exceeded" if e.param == "messages" else "invalid_value"
         raise refusal(400, str(e), code) from None
+    except Cancelled:  # called off, not failed: its client already has its 499 or 504
+        raise refusal(499, "the answer was called off", "cancelled") from None
     return (reply.text, reply.input_tokens, reply.output_tokens, reply.finish_reason,
             reply.stop_sequence)
 

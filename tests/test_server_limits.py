@@ -156,7 +156,7 @@ def test_an_answer_stops_when_its_client_goes_away(llm):
     assert ask(running, max_tokens=2).status_code == 200  # the model is free again
 
 
-def test_an_answer_over_its_time_is_a_504_and_frees_the_model(llm, monkeypatch):
+def test_an_answer_over_its_time_is_a_504_and_frees_the_model(llm, monkeypatch, caplog):
     running, counted = llm
     monkeypatch.setenv("PRICER_SERVER_TIMEOUT", "1")
     start = time.monotonic()
@@ -165,6 +165,7 @@ def test_an_answer_over_its_time_is_a_504_and_frees_the_model(llm, monkeypatch):
     assert "PRICER_SERVER_TIMEOUT=1" in reply.json()["error"]["message"]
     assert time.monotonic() - start < 4000 * 0.001  # it did not wait for the 4,000 tokens
     counted.settled()
+    assert "failed" not in caplog.text  # called off on time, not a predictor's failure
     monkeypatch.setenv("PRICER_SERVER_TIMEOUT", "60")
     assert ask(running, max_tokens=2).status_code == 200
 
