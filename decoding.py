@@ -11,6 +11,10 @@ Two ways, both over whole dollars (the course's completions are "{dollars}.00"):
   averages them by probability ("mean") or takes their weighted median ("median": the guess
   that minimises the expected absolute error under the model's own belief).
 
+Both read the model through `Steps`: a torch model's cache, or a runtime's own next-token
+log-probabilities (llama.cpp's, `llamacpp_chat.LlamaCppChat.digit_steps`), so the same
+decodings price with whichever runtime holds the model.
+
 >>> paths = [(19.0, 0.5), (25.0, 0.3), (120.0, 0.2)]
 >>> expected_price(paths, "mean"), expected_price(paths, "median")
 (41.0, 19.0)
@@ -19,6 +23,7 @@ Two ways, both over whole dollars (the course's completions are "{dollars}.00"):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
 
 import torch
@@ -40,40 +45,75 @@ def digit_ids(tok) -> torch.Tensor:
     return torch.tensor(_digit_ids(tok))
 
 
-@torch.inference_mode()
-def greedy_digits(model, ids: torch.Tensor, tok, max_digits: int = MAX_DIGITS) -> float:
+# `Steps`: the model's next token after each kept prefix of digits, as log-probabilities
+# (one row a prefix): of "0".."9", then of the likeliest token that is no digit. Called first
+# as steps(None, None) for the prompt alone; then steps(rows, digits) for the prefixes made of
+# last call's prefix `rows[i]` followed by digit `digits[i]`.
+Steps = Callable[[torch.Tensor | None, torch.Tensor | None], torch.Tensor]
+
+
+def steps_for(model, ids, tok) -> Steps:
+    """`model`'s `Steps` after the prompt `ids` (1 x n): a runtime's own (`model.digit_steps`,
+    e.g. llama.cpp's), or a torch model's, whose prefixes share the prompt's cache."""
+    digits = digit_ids(tok)
+    if hasattr(model, "digit_steps"):
+        return model.digit_steps(torch.as_tensor(ids).flatten().tolist(), digits.tolist())
+    return torch_steps(model, torch.as_tensor(ids), digits)
+
+
+def torch_steps(model, ids: torch.Tensor, digits: torch.Tensor) -> Steps:
+    """`Steps` of a torch causal LM: the prompt read once, each prefix one token more on its
+    cache (repeated for the first digits, then reordered to follow the kept prefixes)."""
+    state = {}
+
+    @torch.inference_mode()
+    def steps(rows: torch.Tensor | None, chosen: torch.Tensor | None) -> torch.Tensor:
+        if rows is None:
+            out = model(ids, use_cache=True, logits_to_keep=1)
+        else:
+            cache = state["out"].cache
+            if len(state["out"].logits) == 1:  # every prefix continues the one before
+                cache.batch_repeat_interleave(len(rows))
+            else:
+                cache.reorder_cache(rows)
+            out = model(digits[chosen][:, None], cache=cache, use_cache=True)
+        state["out"] = out
+        logprobs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+        other = logprobs.index_fill(1, digits, -math.inf).max(dim=1, keepdim=True).values
+        return torch.cat([logprobs[:, digits], other], dim=1)
+
+    return steps
+
+
+def greedy_digits(model, ids, tok, max_digits: int = MAX_DIGITS) -> float:
     """Whole dollars written greedily after `ids` (1 x n); NaN when the likeliest first token
     is no digit."""
-    digits = digit_ids(tok)
-    out = model(ids, use_cache=True, logits_to_keep=1)
-    number = ""
+    steps = steps_for(model, ids, tok)
+    step, number = steps(None, None), ""
     for _ in range(max_digits):
-        best = int(out.logits[0, -1].argmax())
-        if best not in digits:
+        best = int(step[0].argmax())
+        if best == 10:  # the likeliest token is no digit
             break
-        number += str(digits.tolist().index(best))
-        out = model(torch.tensor([[best]]), cache=out.cache, use_cache=True)
+        number += str(best)
+        if len(number) < max_digits:
+            step = steps(torch.tensor([0]), torch.tensor([best]))
     return float(number) if number else math.nan
 
 
-@torch.inference_mode()
-def digit_paths(model, ids: torch.Tensor, tok, beams: int = 8,
+def digit_paths(model, ids, tok, beams: int = 8,
                 max_digits: int = MAX_DIGITS) -> list[tuple[float, float]]:
     """The `beams` likeliest whole-dollar numbers after `ids` (1 x n), as (value, probability)
     pairs, most likely first; probabilities are the model's, not renormalised.
 
     Each step extends every kept prefix by each digit and keeps the `beams` likeliest; a
     prefix that ends (its next token is no digit) is a finished number. The prompt is read
-    once: the beams share its cache.
+    once (`steps_for`).
     """
-    digits = digit_ids(tok)
-    out = model(ids, use_cache=True, logits_to_keep=1)
-    cache = out.cache
+    steps = steps_for(model, ids, tok)
+    step = steps(None, None)[:, :10]
     prefixes, logps = [""], torch.zeros(1)
     finished: list[tuple[float, float]] = []
     for depth in range(max_digits + 1):
-        logprobs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-        step = logprobs[:, digits]  # beams x 10
         if depth:  # the number may end here: the mass of every non-digit token
             ends = torch.log1p(-step.exp().sum(-1).clamp(max=1 - 1e-7))
             finished += [(float(prefix), math.exp(logp))
@@ -82,14 +122,13 @@ def digit_paths(model, ids: torch.Tensor, tok, beams: int = 8,
             break
         scores = (logps[:, None] + step).flatten()
         keep = scores.topk(min(beams, len(scores))).indices
+        keep = keep[scores[keep] > -math.inf]  # a runtime that names only its likeliest tokens
+        if not len(keep):
+            break
         rows, digit = keep // 10, keep % 10
         prefixes = [prefixes[r] + str(int(d)) for r, d in zip(rows, digit, strict=True)]
         logps = scores[keep]
-        if depth:
-            cache.reorder_cache(rows)
-        else:  # every first digit continues the one prompt
-            cache.batch_repeat_interleave(len(rows))
-        out = model(digits[digit][:, None], cache=cache, use_cache=True)
+        step = steps(rows, digit)[:, :10]
     finished = [(v, p) for v, p in finished if p > 0]
     return sorted(finished, key=lambda path: -path[1])[:beams]
 

@@ -8,14 +8,31 @@ CPUs differ in what they offer (AVX2 only; AVX-512, with bf16 and int8 dot produ
 Intel's AMX tiles; Arm's NEON on Apple silicon), and libraries pick their kernels by it, so a
 float32 result can differ in its last bits from one machine to the next. Benchmarks print
 `cpu()`; test fixtures record it, so that a mismatch names both machines.
+
+An open LLM trains in the precision the machine computes fastest (`precision()`): bf16 on a
+CUDA GPU (float16 on one without bf16), where it answers in it too; bf16 autocast over float32
+weights on a CPU that multiplies bf16 natively, float32 on other CPUs. On a CPU it answers in
+float32, so that a trained model answers as its saved weights do. What that precision can
+reach is measured, not assumed: `matmul_peak()` times torch's own matrix product on this
+machine, the bound that benchmarks quote.
+
+>>> str(precision("cpu")) in ("torch.float32", "torch.bfloat16")
+True
 """
 
 from __future__ import annotations
 
 import functools
 import platform
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import settings
+
+if TYPE_CHECKING:
+    import torch
 
 # The fastest path for matrix work, best first, and the flag that marks it in /proc/cpuinfo.
 FASTEST = {"amx": "amx_bf16", "avx512_bf16": "avx512_bf16", "avx512": "avx512f",
@@ -65,3 +82,56 @@ def cpu() -> Cpu:
     if platform.machine() in ("arm64", "aarch64"):
         flags.add("asimd")  # every 64-bit Arm CPU has NEON (macOS has no /proc/cpuinfo)
     return Cpu(name, frozenset(flags))
+
+
+def torch_bf16() -> bool:
+    """Whether torch's own check finds native bf16 matrix instructions (AVX-512 BF16 or AMX
+    tiles that the operating system lets it use): a flag in /proc/cpuinfo is not enough where
+    a hypervisor or the kernel keeps them off."""
+    import torch
+
+    checks = [getattr(torch.cpu, name, None)
+              for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(check is None for check in checks):  # a torch without them: oneDNN's own answer
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return any(check() for check in checks if check is not None)
+
+
+def precision(device: str | None = None) -> torch.dtype:
+    """The dtype an open LLM trains in on `device` ("cuda" or "cpu"; default: CUDA when a GPU
+    is visible; on a CPU as autocast over float32 weights): bf16 on a GPU that supports it
+    (float16 on older ones), and on a CPU whose flags and torch's own check (`torch_bf16`)
+    both say it multiplies bf16 natively; float32 on other CPUs, where bf16 would be emulated
+    and slower. PRICER_LLM_PRECISION (float32 or bf16) overrides it."""
+    import torch
+
+    cuda = torch.cuda.is_available() if device is None else device == "cuda"
+    chosen = settings.llm_precision()
+    if chosen == "auto" and cuda:
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if chosen == "auto":
+        chosen = "bf16" if cpu().bf16 and torch_bf16() else "float32"
+    return torch.bfloat16 if chosen == "bf16" else torch.float32
+
+
+def matmul_peak(dtype: str = "float32", threads: int | None = None, size: int = 1024,
+                seconds: float = 1.0) -> float:
+    """GFLOP/s of torch's matrix product of two `size` x `size` matrices in `dtype` on
+    `threads` threads (default `settings.llm_threads()`), the best of repeated products over
+    about `seconds`: what this machine's cores reach in that precision, measured.
+
+    >>> matmul_peak("float32", threads=1, size=64, seconds=0.01) > 0
+    True
+    """
+    import torch
+
+    a, b = (torch.randn(size, size).to(getattr(torch, dtype)) for _ in range(2))
+    best = float("inf")
+    with settings.torch_threads(threads or settings.llm_threads()):
+        a @ b  # warm up: kernels chosen, memory touched
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best / 1e9

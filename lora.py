@@ -60,6 +60,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Tr
 from trl import SFTConfig, SFTTrainer
 
 import decoding
+import hardware
 import open_models
 import settings
 from files import owner
@@ -71,6 +72,9 @@ BASE_MODEL = "meta-llama/Llama-3.1-8B"
 BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"
 TOP_K = 3
 BUDGET_WARMUP = 10  # steps of warmup when training to a time budget
+# The learning rate's schedules over a time budget, by the share of it spent.
+DECAYS = {"constant": lambda spent: 1.0, "linear": lambda spent: 1.0 - spent,
+          "cosine": lambda spent: 0.5 * (1.0 + math.cos(math.pi * spent))}
 
 # meta-llama/Llama-3.1-8B's config.json, as transformers reads it.
 LLAMA_31_8B = dict(
@@ -199,14 +203,16 @@ def quantization_unavailable() -> str | None:
 
 
 def quantization_config():
-    """The course's QLoRA quantization: 4-bit nf4, double quantization, bf16 compute."""
+    """The course's QLoRA quantization: 4-bit nf4, double quantization, bf16 compute (float16
+    on a GPU without bf16)."""
     reason = quantization_unavailable()
     if reason:
         raise RuntimeError(f"{reason}. Load the base unquantized with quantize=False instead.")
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_type="nf4")
+                              bnb_4bit_compute_dtype=hardware.precision("cuda"),
+                              bnb_4bit_quant_type="nf4")
 
 
 def load_base(path: str | Path = BASE_MODEL, quantize: bool | None = None):
@@ -220,7 +226,7 @@ def load_base(path: str | Path = BASE_MODEL, quantize: bool | None = None):
     if quantize is None:
         quantize = quantization_unavailable() is None
     cuda = torch.cuda.is_available()
-    kwargs = {"dtype": torch.bfloat16 if cuda else torch.float32}
+    kwargs = {"dtype": hardware.precision("cuda") if cuda else torch.float32}  # CPU: autocast
     if quantize:
         kwargs["quantization_config"] = quantization_config()
     if cuda:
@@ -277,13 +283,16 @@ def wandb_ready() -> bool:
 def sft_config(output_dir: str | Path, hyperparameters: Hyperparameters | None = None, **overrides):
     """TRL's SFTConfig with the course's hyperparameters, fitted to this machine.
 
-    On a GPU: bf16, the paged 32-bit AdamW of bitsandbytes and gradient checkpointing, as the
-    course; on a CPU: fp32, torch's AdamW, no checkpointing (it saves memory a small model does
-    not need by computing the forward pass twice: a third slower), and the loss logged every
-    10 steps rather than 50, as steps are slow. Under a time budget alone (`max_minutes`, no
-    `max_steps`) the learning rate warms up over `BUDGET_WARMUP` steps and then stays: the
-    number of steps is unknown, and a schedule over the whole epoch would still be warming up
-    when the budget ends. W&B gets the run when `wandb_ready()`. `overrides` win.
+    On a GPU: bf16 (float16 where it has none), the paged 32-bit AdamW of bitsandbytes and
+    gradient checkpointing, as the course; on a CPU: torch's AdamW, no checkpointing (it saves
+    memory a small model does not need by computing the forward pass twice: a third slower),
+    the loss logged every 10 steps rather than 50, as steps are slow, and bf16 autocast over
+    float32 weights where the CPU multiplies bf16 natively (`hardware.precision`: about twice
+    float32's speed there), float32 elsewhere. Under a time budget alone (`max_minutes`, no
+    `max_steps`) the learning rate warms up over `BUDGET_WARMUP` steps and then follows the
+    schedule over the budget's time (`TimeBudget.schedule`): the number of steps is unknown,
+    and a schedule over the whole epoch would still be near its start when the budget ends.
+    W&B gets the run when `wandb_ready()`. `overrides` win.
     """
     from transformers.utils import is_bitsandbytes_available
 
@@ -296,13 +305,17 @@ def sft_config(output_dir: str | Path, hyperparameters: Hyperparameters | None =
         weight_decay=0.001, max_grad_norm=0.3, max_length=h.max_length,
         completion_only_loss=True, train_sampling_strategy="group_by_length",
         optim="paged_adamw_32bit" if cuda and is_bitsandbytes_available() else "adamw_torch",
-        bf16=cuda, use_cpu=not cuda, gradient_checkpointing=cuda,
+        bf16=hardware.precision() == torch.bfloat16, fp16=hardware.precision() == torch.float16,
+        use_cpu=not cuda, gradient_checkpointing=cuda,
         logging_steps=50 if cuda else 10, save_steps=2000,
         save_total_limit=10,
         report_to="wandb" if wandb_ready() else "none", seed=h.seed,
     )
     if h.max_minutes is not None and h.max_steps <= 0:
-        values.update(lr_scheduler_type="constant_with_warmup", warmup_steps=BUDGET_WARMUP)
+        if h.scheduler not in DECAYS:
+            raise ValueError(f"under a time budget the schedule is one of {', '.join(DECAYS)}, "
+                             f"not {h.scheduler!r}")
+        values.update(warmup_steps=BUDGET_WARMUP)
     with _quiet_renames():
         return SFTConfig(**{**values, **overrides})
 
@@ -320,7 +333,10 @@ def trainer(model, train: Sequence[Item], output_dir: str | Path,
                            train_dataset=dataset(train, h, tok), processing_class=tok,
                            peft_config=None if h.full else lora_config(h))
     if h.max_minutes is not None:
-        run.add_callback(TimeBudget(h.max_minutes))
+        budget = TimeBudget(h.max_minutes)
+        run.add_callback(budget)
+        if h.max_steps <= 0:  # the schedule follows the budget's time
+            run.budget = budget
     run.add_callback(LossLog())
     return run
 
@@ -334,7 +350,21 @@ class PriceTrainer(SFTTrainer):
     step. The loss is the same, the mean negative log-likelihood of the label tokens, through
     the model's own head (so a model's logit scaling or soft-capping still applies); TRL's
     entropy and token-accuracy metrics are not logged.
+
+    With a `budget` (a `TimeBudget`), the learning rate follows its schedule over the budget's
+    time rather than over a number of steps.
     """
+
+    budget: TimeBudget | None = None
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.budget is None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        if self.lr_scheduler is None:
+            kind = getattr(self.args.lr_scheduler_type, "value", self.args.lr_scheduler_type)
+            self.lr_scheduler = self.budget.schedule(optimizer or self.optimizer, kind,
+                                                     int(self.args.warmup_steps))
+        return self.lr_scheduler
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs["labels"]
@@ -365,8 +395,9 @@ class LossLog(TrainerCallback):
 
 
 class TimeBudget(TrainerCallback):
-    """Stops training after the step that passes `minutes` of training (with `max_steps` or
-    epochs alone setting the learning rate's schedule, see `sft_config`)."""
+    """Stops training after the step that passes `minutes` of training; `schedule` gives the
+    learning rate that follows the budget's time (with `max_steps` or epochs, those set it,
+    see `sft_config`)."""
 
     def __init__(self, minutes: float):
         self.seconds, self.start = minutes * 60, None
@@ -375,8 +406,27 @@ class TimeBudget(TrainerCallback):
         self.start = time.monotonic()
 
     def on_step_end(self, args, state, control, **kwargs):
-        if time.monotonic() - self.start >= self.seconds:
+        if self.spent() >= 1:
             control.should_training_stop = True
+
+    def spent(self) -> float:
+        """The share of the budget spent so far (0 before training begins)."""
+        return 0.0 if self.start is None else (time.monotonic() - self.start) / self.seconds
+
+    def schedule(self, optimizer, kind: str, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
+        """The learning rate: a linear warmup over `warmup` steps, then `DECAYS[kind]` of the
+        share of the budget spent (cosine: from the full rate to zero when time runs out).
+
+        >>> budget = TimeBudget(1)
+        >>> weight = torch.nn.Parameter(torch.zeros(1))
+        >>> rates = budget.schedule(torch.optim.SGD([weight], lr=1.0), "cosine", warmup=2)
+        >>> rates.get_last_lr(), budget.spent()
+        ([0.0], 0.0)
+        """
+        decay = DECAYS[kind]
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: min(1.0, step / max(1, warmup)) * decay(min(1.0,
+                                                                                self.spent())))
 
 
 def fine_tune(model, train: Sequence[Item], output_dir: str | Path,
@@ -389,6 +439,9 @@ def fine_tune(model, train: Sequence[Item], output_dir: str | Path,
     run = trainer(model, train, output_dir, hyperparameters, tok, **overrides)
     with _quiet_renames(), settings.torch_threads(settings.llm_threads()):
         run.train()
+    # The trained model answers as its saved weights do once loaded again: in float32, not
+    # under the bf16 autocast that training wrapped its forward pass in
+    run.model = run.accelerator.unwrap_model(run.model, keep_fp32_wrapper=False)
     run.save_model(str(output_dir))
     return run
 

@@ -108,22 +108,31 @@ class OpenChat:
         max_tokens, stop = max(1, max_tokens), [s for s in stop if s]
         ids = self.tokenizer(self.prompt(messages), add_special_tokens=False)["input_ids"]
         self.fits(len(ids), max_tokens)
-        window = max((len(s) for s in stop), default=0) + 1  # tokens that can hold a stop
+        new, ended = self.generate(ids, max_tokens, stop, cancel)
+        text, sequence = until_stop(self.tokenizer.decode(new, skip_special_tokens=True), stop)
+        prefill = messages[-1]["content"] if messages[-1]["role"] == "assistant" else ""
+        return Answer(f"{prefill}{text}", len(ids), len(new),
+                      "stop" if ended or sequence else "length", sequence)
+
+    def generate(self, ids: list[int], max_tokens: int, stop: Sequence[str],
+                 cancel: threading.Event | None) -> tuple[list[int], bool]:
+        """The greedy tokens after `ids`, and whether they ended the turn (the end-of-turn
+        token, which is not among them); else they stop once one of the `stop` strings is
+        written, or at `max_tokens`."""
         new: list[int] = []
-        finish = "length"
         with self.turn(cancel), settings.torch_threads(settings.llm_threads()):
             for token in greedy(self.model, ids, cancel):
                 if token == self.tokenizer.eos_token_id:
-                    finish = "stop"
-                    break
+                    return new, True
                 new.append(token)
-                tail = self.tokenizer.decode(new[-window:]) if stop else ""
-                if any(s in tail for s in stop) or len(new) == max_tokens:
+                if self.wrote(new, stop) or len(new) == max_tokens:
                     break
-        text, sequence = until_stop(self.tokenizer.decode(new, skip_special_tokens=True), stop)
-        prefill = messages[-1]["content"] if messages[-1]["role"] == "assistant" else ""
-        return Answer(f"{prefill}{text}", len(ids), len(new), "stop" if sequence else finish,
-                      sequence)
+        return new, False
+
+    def wrote(self, tokens: list[int], stop: Sequence[str]) -> bool:
+        """Whether the last of `tokens` complete one of the `stop` strings."""
+        window = max((len(s) for s in stop), default=0) + 1  # tokens that can hold a stop
+        return bool(stop) and any(s in self.tokenizer.decode(tokens[-window:]) for s in stop)
 
     @contextmanager
     def turn(self, cancel: threading.Event | None) -> Iterator[None]:

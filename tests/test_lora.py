@@ -224,8 +224,24 @@ def test_a_cpu_trains_without_recomputing_the_forward_pass(tmp_path):
     assert lora.sft_config(tmp_path, gradient_checkpointing=True).gradient_checkpointing
 
 
-def test_a_time_budget_keeps_the_learning_rate_after_a_short_warmup(tmp_path):
+def test_a_time_budget_schedules_the_learning_rate_over_its_time(tmp_path, monkeypatch):
     budget = lora.sft_config(tmp_path, lora.Hyperparameters(max_minutes=15))
-    assert (budget.lr_scheduler_type, budget.warmup_steps) == ("constant_with_warmup", 10)
+    assert (budget.lr_scheduler_type, budget.warmup_steps) == ("cosine", 10)
     steps = lora.sft_config(tmp_path, lora.Hyperparameters(max_minutes=15, max_steps=100))
     assert (steps.lr_scheduler_type, steps.warmup_steps) == ("cosine", 0.03)  # the course's
+    with pytest.raises(ValueError, match="one of constant, linear, cosine"):
+        lora.sft_config(tmp_path, lora.Hyperparameters(max_minutes=1, scheduler="polynomial"))
+    clock = [100.0]
+    monkeypatch.setattr(lora.time, "monotonic", lambda: clock[0])
+    timer = lora.TimeBudget(minutes=10)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    rates = timer.schedule(optimizer, "cosine", warmup=10)
+    timer.on_train_begin(None, None, None)
+    seen = []
+    for spent in (0.0, 0.25, 0.5, 1.0):  # 12 steps in, past the warmup
+        clock[0] = 100.0 + spent * 600
+        rates.last_epoch = 11
+        optimizer.step()
+        rates.step()
+        seen.append(rates.get_last_lr()[0])
+    assert seen == pytest.approx([1.0, 0.5 + 0.5 ** 0.5 / 2, 0.5, 0.0])

@@ -36,10 +36,13 @@ def test_serves_the_open_model_through_the_course_client(smollm):
     assert list(again.predict_many(ITEMS)) == list(guesses) and again.meter.cached == 2
 
 
-def test_its_pricers_ask_one_item_at_a_time_within_the_servers_limit(smollm, monkeypatch):
-    """The model answers in turn: eight requests at once would wait for each other, and on a
-    slow machine time out; the client waits a little longer than the server's own limit."""
-    assert smollm.at_once == 1 and smollm.pricer().concurrency == 1
+def test_its_pricers_ask_what_it_answers_at_once_within_the_servers_limit(smollm, monkeypatch):
+    """The model answers `at_once` chats together (llama.cpp's slots; one at a time through
+    transformers): eight requests at once would wait for each other, and on a slow machine
+    time out; the client waits a little longer than the server's own limit."""
+    assert smollm.at_once == 4 and smollm.pricer().concurrency == 4
+    with server.start(open_chat.OpenChat("tiny", lora.tiny_llama(), lora.tokenizer())) as one:
+        assert one.at_once == 1 and one.pricer().concurrency == 1
     assert smollm.pricer(concurrency=3).concurrency == 3
     monkeypatch.setenv("PRICER_SERVER_TIMEOUT", "120")
     assert smollm.pricer().chat.client.timeout == 125

@@ -1,5 +1,6 @@
 """The server's limits on every answer: tokens, the context, its time, a client that leaves, and
-what it cannot honour (n > 1); over real HTTP, with a tiny random model as the open LLM."""
+what it cannot honour (n > 1); over real HTTP, with a tiny random model as the open LLM, on
+each runtime: transformers, and llama.cpp reading the same kind of model as GGUF."""
 
 import copy
 import threading
@@ -9,29 +10,48 @@ import httpx
 import pytest
 
 import lora
+import open_models
 import server
 from chat import messages_for
 from items import Item
+from llamacpp_chat import LlamaCppChat, metrics
 from open_chat import OpenChat
 
 ITEM = Item.from_text("Kettle\nBoils water fast and switches itself off, with a filter.", 20)
 TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
             "{% if add_generation_prompt %}assistant: {% endif %}")
+CONTEXT = 4096
 
 
 class Counted:
-    """An open LLM whose forward passes are counted."""
+    """An open LLM whose forward passes are counted: transformers' by a hook, llama.cpp's by
+    its own count of decoding passes."""
 
-    def __init__(self, context: int):
-        tok = copy.deepcopy(lora.tokenizer())  # the cached one stays without a template
-        tok.chat_template = TEMPLATE  # so that a long chat reaches the model whole
-        self.model = lora.tiny_llama(max_position_embeddings=context)
-        self.passes = 0
-        self.model.register_forward_hook(lambda *_: self.count())
-        self.chat = OpenChat("tiny", self.model, tok)
+    def __init__(self, runtime: str, folder):
+        if runtime == "transformers":
+            tok = copy.deepcopy(lora.tokenizer())  # the cached one stays without a template
+            tok.chat_template = TEMPLATE  # so that a long chat reaches the model whole
+            model = lora.tiny_llama(max_position_embeddings=CONTEXT)
+            self.hooked = 0
+            model.register_forward_hook(lambda *_: self.count())
+            self.chat = OpenChat("tiny", model, tok)
+        else:  # SmolLM2's vocabulary, for its tokenizer, which the GGUF file carries
+            tok = copy.deepcopy(open_models.load("smollm2-135m", progress=False)[1])
+            tok.chat_template = TEMPLATE
+            model = lora.tiny_llama(max_position_embeddings=CONTEXT, vocab_size=len(tok),
+                                    rope_parameters={"rope_type": "default",
+                                                     "rope_theta": 10000.0})
+            gguf = open_models.export_gguf(model, folder / "tiny.gguf", "smollm2-135m")
+            self.chat = LlamaCppChat("tiny", gguf, tok, context=CONTEXT, slots=2)
 
     def count(self) -> None:
-        self.passes += 1
+        self.hooked += 1
+
+    @property
+    def passes(self) -> int:
+        if isinstance(self.chat, LlamaCppChat):
+            return int(metrics(self.chat.server).get("n_decode_total", 0))
+        return self.hooked
 
     def settled(self, seconds: float = 0.5, within: float = 20) -> int:
         """The passes once they have stopped growing for `seconds`."""
@@ -44,11 +64,13 @@ class Counted:
         raise AssertionError("the model is still running")
 
 
-@pytest.fixture(scope="module")
-def llm():
-    counted = Counted(context=4096)
+@pytest.fixture(scope="module", params=["transformers", "llama.cpp"])
+def llm(request, tmp_path_factory):
+    counted = Counted(request.param, tmp_path_factory.mktemp("tiny"))
     with server.start(counted.chat, model="tiny") as running:
         yield running, counted
+    if isinstance(counted.chat, LlamaCppChat):
+        counted.chat.close()
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +88,16 @@ def refused(reply) -> tuple[int, str]:
     return reply.status_code, reply.json()["error"]["code"]
 
 
-@pytest.mark.parametrize("name", ["llm", "flat"])
+@pytest.fixture(params=["llm", "flat"])
+def either(request, llm, flat):
+    """The open LLM's server, or the flat predictor's."""
+    return llm[0] if request.param == "llm" else flat
+
+
 @pytest.mark.parametrize("limit", [1e9, 0, -1, "5", True, 2.5, [5]])
-def test_a_token_limit_that_is_no_count_is_a_400(request, name, limit):
-    running = request.getfixturevalue(name)
-    running = running[0] if name == "llm" else running
+def test_a_token_limit_that_is_no_count_is_a_400(either, limit):
     for field in ("max_tokens", "max_completion_tokens"):
-        reply = ask(running, **{field: limit})
+        reply = ask(either, **{field: limit})
         assert refused(reply) == (400, "invalid_value")
         assert f"Invalid '{field}'" in reply.json()["error"]["message"]
 
@@ -113,6 +138,8 @@ def test_a_chat_that_fits_but_not_with_its_answer_is_refused(llm):
 
 def test_a_long_prompt_is_read_in_chunks(llm, monkeypatch):
     running, counted = llm
+    if isinstance(counted.chat, LlamaCppChat):
+        pytest.skip("llama.cpp reads a prompt in batches of its own (n_batch)")
     monkeypatch.setattr("open_chat.CHUNK", 100)
     before = counted.passes
     answer = ask(running, max_tokens=3).json()
@@ -129,7 +156,7 @@ def test_an_answer_stops_when_its_client_goes_away(llm):
     assert ask(running, max_tokens=2).status_code == 200  # the model is free again
 
 
-def test_an_answer_over_its_time_is_a_504_and_frees_the_model(llm, monkeypatch):
+def test_an_answer_over_its_time_is_a_504_and_frees_the_model(llm, monkeypatch, caplog):
     running, counted = llm
     monkeypatch.setenv("PRICER_SERVER_TIMEOUT", "1")
     start = time.monotonic()
@@ -138,6 +165,7 @@ def test_an_answer_over_its_time_is_a_504_and_frees_the_model(llm, monkeypatch):
     assert "PRICER_SERVER_TIMEOUT=1" in reply.json()["error"]["message"]
     assert time.monotonic() - start < 4000 * 0.001  # it did not wait for the 4,000 tokens
     counted.settled()
+    assert "failed" not in caplog.text  # called off on time, not a predictor's failure
     monkeypatch.setenv("PRICER_SERVER_TIMEOUT", "60")
     assert ask(running, max_tokens=2).status_code == 200
 
@@ -189,17 +217,14 @@ def test_a_predictors_answer_is_cut_at_a_stop_sequence(flat):
     assert whole["choices"][0]["message"]["content"] == "Price is $20.00"
 
 
-@pytest.mark.parametrize("name", ["llm", "flat"])
 @pytest.mark.parametrize("body, code", [
     ({"n": 2}, "unsupported_value"), ({"stop": ["a", "b", "c", "d", "e"]}, "invalid_value"),
     ({"stop": [""]}, "invalid_value"), ({"stop": 5}, "invalid_value"),
     ({"stop": [["x"]]}, "invalid_value"),
 ])
-def test_what_the_server_cannot_honour_is_a_clear_400(request, name, body, code):
-    running = request.getfixturevalue(name)
-    running = running[0] if name == "llm" else running
-    reply = ask(running, **body)
+def test_what_the_server_cannot_honour_is_a_clear_400(either, body, code):
+    reply = ask(either, **body)
     assert refused(reply) == (400, code)
     if "n" in body:
         assert "n=2 is not supported" in reply.json()["error"]["message"]
-    assert ask(running, n=1, max_tokens=2).status_code == 200
+    assert ask(either, n=1, max_tokens=2).status_code == 200
