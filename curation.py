@@ -21,7 +21,7 @@ import importlib.util
 import json
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -428,6 +428,12 @@ def load_prebuilt(where) -> tuple[list[Item], list[Item]]:
     """Ready-made train and test Items, skipping curation: from a folder of parquet files or
     of the course's train.pkl / test.pkl (loaded safely), a DatasetDict saved to disk or in
     memory, or the name of a hub dataset of the course's shape."""
+    return prebuilt(where, from_dataset, load_split)
+
+
+def prebuilt(where, from_dataset: Callable, load_split: Callable):
+    """Splits from `where` (a DatasetDict, a folder `save_to_disk` wrote, a folder of saved
+    splits, or a hub dataset's name), read by an edition's `from_dataset` and `load_split`."""
     if hasattr(where, "keys"):
         return from_dataset(where)
     path = Path(where)

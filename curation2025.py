@@ -40,6 +40,7 @@ from curation import (
     Curated,
     balanced_indices,
     curate_all,
+    prebuilt,
     prices_and_categories,
     rules_version,
     scale,
@@ -285,18 +286,7 @@ def load_prebuilt(where) -> Splits:
     """Ready-made splits: a DatasetDict, a folder `save_split` or `save_to_disk` wrote, or
     the name of a hub dataset of the edition's shape (its own are ed-donner/items_lite,
     items_full, items_raw_lite and items_raw_full)."""
-    if hasattr(where, "keys"):
-        return from_dataset(where)
-    path = Path(where)
-    if path.is_dir() and (path / "dataset_dict.json").exists():
-        from datasets import load_from_disk
-
-        return from_dataset(load_from_disk(str(path)))
-    if path.is_dir():
-        return load_split(path)
-    from datasets import load_dataset
-
-    return from_dataset(load_dataset(str(where)))
+    return prebuilt(where, from_dataset, load_split)
 
 
 def push_to_hub(splits: Splits, name: str, token: str | None = None,
