@@ -70,8 +70,18 @@ def summariser(name: str | None = None) -> Outline | BatchSummaries:
 
 # --- by rule ---------------------------------------------------------------------------------
 
-_SENTENCE = re.compile(r"(.+?[.!?])(?:\s|$)")
+_SENTENCE_END = re.compile(r"[.!?](?:\s|$)")  # a full stop, ! or ? that ends a word
 _BRAND = re.compile(r'"(?:Brand|Manufacturer)": "([^"]+)"')
+
+
+def first_sentence(text: str) -> str | None:
+    """`text` up to the end of its first sentence, within its first line; None if none ends.
+
+    >>> first_sentence("Boils fast. Quiet!"), first_sentence("v2.0 kettle"), first_sentence(".")
+    ('Boils fast.', None, None)
+    """
+    end = _SENTENCE_END.search(text, 1)
+    return text[:end.start() + 1] if end and "\n" not in text[:end.start()] else None
 
 
 def first_entry(line: str) -> str:
@@ -110,11 +120,11 @@ class Outline:
         details = lines[-1] if lines and lines[-1].startswith("{") else ""
         brand = _BRAND.search(details)
         first = lists[0] if lists else ""
-        sentence = _SENTENCE.match(first)
+        sentence = first_sentence(first)
         facts = lists[1] if len(lists) > 1 and lists[1] else details[:200]
         return (f"Title: {title.strip()}\nCategory: {item.category.replace('_', ' ')}\n"
                 f"Brand: {brand.group(1) if brand else 'Unknown'}\n"
-                f"Description: {sentence.group(1) if sentence else first[:200]}\n"
+                f"Description: {sentence or first[:200]}\n"
                 f"Details: {facts}")
 
     def summarise(self, items: Sequence[Item2025], progress: bool = True) -> list[Item2025]:
