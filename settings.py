@@ -12,7 +12,7 @@ Reading `.env` never changes `os.environ`.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -80,10 +80,7 @@ def edition() -> str:
     >>> edition() in EDITIONS
     True
     """
-    value = get("PRICER_EDITION", "2024")
-    if value not in EDITIONS:
-        raise ValueError(f"PRICER_EDITION must be one of {', '.join(EDITIONS)}, not {value!r}")
-    return value
+    return choice("PRICER_EDITION", EDITIONS, "2024")
 
 
 def count(name: str, default: int) -> int:
@@ -96,6 +93,18 @@ def count(name: str, default: int) -> int:
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
     return int(value)
+
+
+def choice(name: str, choices: Sequence[str], default: str) -> str:
+    """A setting that names one of `choices` (in any case); `default` when unset.
+
+    >>> choice("PRICER_NO_SUCH_SETTING", ("exact", "fast"), "fast")
+    'fast'
+    """
+    value = get(name) or default
+    if value.lower() not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value.lower()
 
 
 # Up to this many items, models run on one thread unless PRICER_THREADS says otherwise: the
@@ -141,13 +150,8 @@ def embeddings() -> str:
     >>> embeddings() in EMBEDDING_MODES
     True
     """
-    mode = get("PRICER_EMBEDDINGS")
-    if mode is None:
-        return "exact" if source() == "sample" else "fast"
-    if mode.lower() not in EMBEDDING_MODES:
-        raise ValueError(f"PRICER_EMBEDDINGS must be one of {', '.join(EMBEDDING_MODES)} (or "
-                         f"unset: exact on the sample, fast elsewhere), not {mode!r}")
-    return mode.lower()
+    return choice("PRICER_EMBEDDINGS", EMBEDDING_MODES,
+                  "exact" if source() == "sample" else "fast")
 
 
 def cores() -> int:
@@ -173,10 +177,7 @@ def llm_precision() -> str:
     >>> llm_precision()
     'auto'
     """
-    value = (get("PRICER_LLM_PRECISION") or "auto").lower()
-    if value not in ("auto", "float32", "bf16"):
-        raise ValueError(f"PRICER_LLM_PRECISION must be auto, float32 or bf16, not {value!r}")
-    return value
+    return choice("PRICER_LLM_PRECISION", ("auto", "float32", "bf16"), "auto")
 
 
 def llm_runtime() -> str:
@@ -189,10 +190,7 @@ def llm_runtime() -> str:
     import importlib.util
 
     default = "llama.cpp" if importlib.util.find_spec("xllamacpp") else "transformers"
-    value = get("PRICER_LLM_RUNTIME") or default
-    if value not in ("llama.cpp", "transformers"):
-        raise ValueError(f"PRICER_LLM_RUNTIME must be llama.cpp or transformers, not {value!r}")
-    return value
+    return choice("PRICER_LLM_RUNTIME", ("llama.cpp", "transformers"), default)
 
 
 @contextmanager

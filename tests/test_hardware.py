@@ -57,7 +57,7 @@ def test_the_setting_overrides_the_choice(on, monkeypatch, tmp_path):
     monkeypatch.setenv("PRICER_LLM_PRECISION", "bf16")
     assert hardware.precision("cpu") == torch.bfloat16
     monkeypatch.setenv("PRICER_LLM_PRECISION", "fp8")
-    with pytest.raises(ValueError, match="auto, float32 or bf16"):
+    with pytest.raises(ValueError, match="PRICER_LLM_PRECISION must be one of auto, float32, bf16"):
         hardware.precision("cpu")
 
 
