@@ -28,7 +28,8 @@ table marks such figures. The growth exponent between two sizes is log(t2/t1)/lo
 Results go, one stage and size at a time, into scale/results.json in the data folder; a
 rerun skips what is there (delete a row, or the file, to measure again), and writes
 scale/results.md, the table that docs/benchmarks.md shows. Every row records the load
-average over its run and the CPU. `PRICER_THREADS` and the other settings apply as usual.
+average over its run and the CPU. `PRICER_THREADS` and the other settings apply as usual;
+the embeddings take the fast mode, as the hub's data does, unless PRICER_EMBEDDINGS says exact.
 """
 
 from __future__ import annotations
@@ -421,7 +422,8 @@ def measure(stage: str, size: int, source: str, budget: float, results: Results,
         rows = extrapolated(small, large, m, size)
     cpu = str(hardware.cpu())
     results.add([{**row, "key": stage, "size": size, "cpu": cpu,
-                  "threads": settings.threads(size)} for row in rows])
+                  "threads": settings.threads(size), "embeddings": settings.embeddings()}
+                 for row in rows])
 
 
 def table(results: Results, sizes: list[int]) -> str:
@@ -477,6 +479,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return child(args.child, args.size, args.limit, args.source)
+    # The synthetic corpus stands in for the hub's data, which embeds in the fast mode.
+    os.environ.setdefault("PRICER_EMBEDDINGS", "fast")
     sizes = sorted(int(s) for s in args.sizes.split(","))
     out = settings.data_dir() / "scale"
     results = Results(out / "results.json")
