@@ -91,13 +91,13 @@ class XGBoostPricer(baselines.LightGBMPricer):
 
     name = "XGBoost"
 
-    def make_regressor(self):
+    def make_regressor(self, items: int):
         import xgboost
 
         return xgboost.XGBRegressor(n_estimators=self.rounds, learning_rate=self.learning_rate,
                                     max_leaves=self.leaves, grow_policy="lossguide",
                                     tree_method="hist", random_state=self.seed,
-                                    n_jobs=settings.threads())
+                                    n_jobs=settings.threads(items))
 
 
 def scores(train: list[Item], test: list[Item], xgboost: bool) -> dict[str, tuple]:
