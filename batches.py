@@ -8,16 +8,18 @@
 
 Routes, as OpenAI's: POST and GET /v1/files, GET /v1/files/{id} and /v1/files/{id}/content;
 POST and GET /v1/batches, GET /v1/batches/{id}, POST /v1/batches/{id}/cancel. A batch's
-requests are sent one at a time, in order, to the server's own /v1/chat/completions, so that
-each is checked, bounded and answered exactly as a chat sent alone; its output file holds
-each answer under its `custom_id`, its error file the requests that failed. Batches run one
-after another, in a worker thread; a cancelled one stops before its next request and keeps
-the answers it has. Files live in memory, PRICER_SERVER_UPLOADS_MB at most, and go with the
+requests are sent to the server's own /v1/chat/completions, as many at once as the model
+answers at once (llama.cpp's slots: their tokens share each pass), so that each is checked,
+bounded and answered exactly as a chat sent alone; its output file holds each answer under
+its `custom_id`, in the requests' order, its error file the requests that failed. Batches run
+one after another, in a worker thread; a cancelled one sends no more requests and keeps the
+answers it has. Files live in memory, PRICER_SERVER_UPLOADS_MB at most, and go with the
 server. A server with batches serves no fine-tuning jobs (those have files of their own).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import json
 import queue
@@ -50,10 +52,11 @@ def refusal(status: int, message: str, code: str) -> HTTPException:
 
 
 class Batches:
-    """Files and batches of requests, answered by the server that serves this router: call
-    `begin(base_url, api_key)` once it listens."""
+    """Files and batches of requests, answered by the server that serves this router,
+    `at_once` requests at a time: call `begin(base_url, api_key)` once it listens."""
 
-    def __init__(self):
+    def __init__(self, at_once: int = 1):
+        self.at_once = at_once
         self.files: dict[str, dict] = {}
         self.contents: dict[str, bytes] = {}
         self.batches: dict[str, dict] = {}
@@ -169,30 +172,33 @@ class Batches:
         batch["request_counts"]["total"] = len(requests)
         answered, failed = [], []
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        root = self.base_url.removesuffix("/v1")
-        with httpx.Client(timeout=settings.server_timeout() + 5, headers=headers) as client:
-            for number, request in enumerate(requests):
-                if batch["status"] == "cancelling":
-                    break
-                line = {"id": f"batch_req_{batch['id'][-8:]}_{number}",
-                        "custom_id": request["custom_id"]}
-                try:
-                    response = client.post(root + request["url"], json=request["body"])
-                    body = response.json()
-                except (httpx.HTTPError, json.JSONDecodeError) as e:
-                    failed.append({**line, "response": None,
-                                   "error": {"code": "request_failed", "message": str(e)}})
-                    batch["request_counts"]["failed"] += 1
+        with (httpx.Client(timeout=settings.server_timeout() + 5, headers=headers) as client,
+              concurrent.futures.ThreadPoolExecutor(self.at_once) as pool):
+            for line in pool.map(lambda pair: self.answer(client, batch, *pair),
+                                 enumerate(requests)):
+                if line is None:  # not sent: the batch was cancelled
                     continue
-                result = {"status_code": response.status_code, "request_id": line["id"],
-                          "body": body}
-                if response.status_code == 200:
-                    answered.append({**line, "response": result, "error": None})
-                    batch["request_counts"]["completed"] += 1
-                else:
-                    failed.append({**line, "response": result, "error": None})
-                    batch["request_counts"]["failed"] += 1
+                ok = line["error"] is None and line["response"]["status_code"] == 200
+                (answered if ok else failed).append(line)
+                batch["request_counts"]["completed" if ok else "failed"] += 1
         self.finish(batch, answered, failed)
+
+    def answer(self, client: httpx.Client, batch: dict, number: int,
+               request: dict) -> dict | None:
+        """The output or error line of the batch's request `number`; None when the batch is
+        cancelled before it is sent."""
+        if batch["status"] == "cancelling":
+            return None
+        line = {"id": f"batch_req_{batch['id'][-8:]}_{number}", "custom_id": request["custom_id"]}
+        try:
+            response = client.post(self.base_url.removesuffix("/v1") + request["url"],
+                                   json=request["body"])
+            body = response.json()
+        except (httpx.HTTPError, json.JSONDecodeError) as e:
+            return {**line, "response": None,
+                    "error": {"code": "request_failed", "message": str(e)}}
+        return {**line, "response": {"status_code": response.status_code,
+                                     "request_id": line["id"], "body": body}, "error": None}
 
     def finish(self, batch: dict, answered: list[dict], failed: list[dict]) -> None:
         """Write the batch's output and error files, and mark it ended."""
@@ -247,15 +253,17 @@ def requests_in(data: bytes, endpoint: str) -> tuple[list[dict], list[dict]]:
 def start(predictor: Predictor | None = None, model: str | None = None,
           api_key: str | None = None, host: str = "127.0.0.1", port: int = 0) -> server.Running:
     """`server.start`, with files and batches: serve `predictor` as `model`, or without a
-    predictor the open LLM that `model` names (open_models.REGISTRY)."""
+    predictor the open LLM that `model` names (open_models.REGISTRY), on the runtime that
+    `server.open_llm` picks."""
+    own = None
     if predictor is None:
-        from open_chat import OpenChat
-
-        predictor = OpenChat(model)
+        predictor = own = server.open_llm(model)
     model = model or getattr(predictor, "name", None) or "pricer"
     app = server.app_for(predictor, model, api_key)
-    batches = Batches()
+    at_once = getattr(predictor, "at_once", 8)
+    batches = Batches(at_once)
     app.include_router(batches.router)
-    running = server.serve(app, model, host, port, api_key, getattr(predictor, "at_once", 8))
+    running = server.serve(app, model, host, port, api_key, at_once)
+    running.closes = getattr(own, "close", None)  # the model it made, freed when it stops
     batches.begin(running.base_url, api_key)
     return running

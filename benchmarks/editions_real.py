@@ -22,10 +22,11 @@ training size (`2024, same size`), so that the texts, not their number, are comp
 
 `--summarise N` takes N of the 2024 texts (seed 42), has the open LLM (PRICER_OPEN_MODEL,
 SmolLM2 135M by default) summarise each through `batches.start` and `summaries.BatchSummaries`
-(timed: summaries/s, tokens/s), then trains TF-IDF + ridge and LightGBM on four fifths of them
-and scores the rest, on the texts and on the summaries: the same pricer's error on both. A
-summary on a busy CPU can take longer than the server's 60 seconds (PRICER_SERVER_TIMEOUT):
-a request timed out is left without a summary, so the command raises the limit.
+(timed: summaries/s, tokens/s), then prices each product with TF-IDF + ridge and LightGBM
+trained on the other four fifths (5 folds), on the texts and on the summaries: the same
+pricer's error on the same products. A summary on a busy CPU can take longer than the
+server's 60 seconds (PRICER_SERVER_TIMEOUT): a request timed out is left without a summary,
+so the command raises the limit.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ import settings
 import summaries
 from chat_api import Cache, OpenAIChat
 from deep_network import DeepNetworkPricer
+from features import kfold
 from items import MAX_PRICE, MIN_PRICE, Item
 from items2025 import Item2025
 from testing import Tester
@@ -168,14 +170,27 @@ def summarise(args) -> None:
           f"{run.meter.input_tokens / len(products):.0f} tokens read a summary")
     for product in products[:2]:
         print(f"--- {product.full[:200]!r}...\n{product.summary}")
-    held = len(products) // 5
-    texts = [Item.from_text(p.full, p.price, p.category) for p in products]
     done = [p for p in products if p.summary is not None]
-    for name, pool in (("texts", texts), ("SmolLM2 summaries", done)):
-        train, test = pool[held:], pool[:held]
-        for model in (baselines.ConstantPricer(), baselines.TfidfRidgePricer(),
-                      baselines.LightGBMPricer()):
-            print(f"{name}: {Tester.test(model.fit(train), test, size=len(test), **QUIET)}")
+    texts = [Item.from_text(p.full, p.price, p.category) for p in done]
+    print(f"\nEach pricer's error over {len(done)} products, each priced by the model of the "
+          "5 folds that did not see it (mean, and the paired difference's standard error):")
+    for maker in (baselines.ConstantPricer, baselines.TfidfRidgePricer,
+                  baselines.LightGBMPricer):
+        on_texts, on_summaries = (out_of_fold(maker, pool) for pool in (texts, done))
+        change = on_summaries - on_texts
+        print(f"  {maker().name}: texts ${on_texts.mean():.2f}, summaries "
+              f"${on_summaries.mean():.2f}, difference ${change.mean():+.2f} ± "
+              f"{change.std(ddof=1) / np.sqrt(len(change)):.2f}")
+
+
+def out_of_fold(maker, items: list[Item], folds: int = 5) -> np.ndarray:
+    """Each item's absolute error by a fresh `maker()` fitted on the other folds."""
+    errors = np.empty(len(items))
+    for fit, held in kfold(len(items), folds, 42, "the comparison"):
+        model = maker().fit([items[i] for i in fit])
+        errors[held] = np.abs(model.predict_many([items[i] for i in held])
+                              - np.array([items[i].price for i in held]))
+    return errors
 
 
 def main() -> None:

@@ -172,3 +172,35 @@ def test_the_open_llm_summarises_through_a_batch(tmp_path):
         product = made()[3]
         assert run.summarise([product], progress=False) == []
     assert product.summary.strip() and 0 < run.meter.output_tokens <= 120
+
+
+def test_a_batch_is_answered_at_once_and_written_in_order():
+    """Requests go out as many at a time as the model answers (here 4): the first waits
+    for the fourth to arrive, and the output file still lists them as asked."""
+    import json
+    import threading
+    import time
+
+    arrived = threading.Barrier(4, timeout=10)
+
+    def summary(item):
+        if int(item.text.split()[-1]) < 4:
+            arrived.wait()  # the first four are answered together, or the barrier breaks
+        return 1.0
+
+    summary.at_once = 4
+    lines = [{"custom_id": f"p{n}", "method": "POST", "url": batches.ENDPOINT,
+              "body": {"model": "m", "messages": [{"role": "user", "content": f"Item {n}"}]}}
+             for n in range(6)]
+    with batches.start(summary, model="m") as running:
+        client = OpenAIChat("m", base_url=running.base_url).client
+        upload = "\n".join(map(json.dumps, lines)).encode()
+        file = client.files.create(file=("in.jsonl", upload), purpose="batch")
+        batch = client.batches.create(input_file_id=file.id, endpoint=batches.ENDPOINT,
+                                      completion_window="24h")
+        while batch.status not in summaries.DONE:
+            time.sleep(0.02)
+            batch = client.batches.retrieve(batch.id)
+        out = client.files.content(batch.output_file_id).text.splitlines()
+    assert batch.status == "completed" and batch.request_counts.completed == 6
+    assert [json.loads(line)["custom_id"] for line in out] == [f"p{n}" for n in range(6)]
