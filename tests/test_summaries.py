@@ -1,9 +1,12 @@
 """Summaries through the local server's batch API and its chats: submit, poll, fetch, apply;
 a run killed at any step resumes without asking for anything twice; the outline by rule."""
 
+import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter
 
 import pytest
@@ -177,10 +180,6 @@ def test_the_open_llm_summarises_through_a_batch(tmp_path):
 def test_a_batch_is_answered_at_once_and_written_in_order():
     """Requests go out as many at a time as the model answers (here 4): the first waits
     for the fourth to arrive, and the output file still lists them as asked."""
-    import json
-    import threading
-    import time
-
     arrived = threading.Barrier(4, timeout=10)
 
     def summary(item):
