@@ -52,11 +52,11 @@ def refusal(status: int, message: str, code: str) -> HTTPException:
 
 
 class Batches:
-    """Files and batches of requests, answered by the server that serves this router,
-    `at_once` requests at a time: call `begin(base_url, api_key)` once it listens."""
+    """Files and batches of requests, answered by the server that serves this router: call
+    `begin(base_url, api_key, at_once)` once it listens."""
 
-    def __init__(self, at_once: int = 1):
-        self.at_once = at_once
+    def __init__(self):
+        self.at_once = 1
         self.files: dict[str, dict] = {}
         self.contents: dict[str, bytes] = {}
         self.batches: dict[str, dict] = {}
@@ -75,9 +75,10 @@ class Batches:
         self.router.get("/v1/batches/{batch_id}")(self.retrieve)
         self.router.post("/v1/batches/{batch_id}/cancel")(self.cancel)
 
-    def begin(self, base_url: str, api_key: str | None = None) -> None:
-        """Start answering batches through the server at `base_url`."""
-        self.base_url, self.api_key = base_url, api_key
+    def begin(self, base_url: str, api_key: str | None = None, at_once: int = 1) -> None:
+        """Start answering batches through the server at `base_url`, sending `at_once` of a
+        batch's requests at a time (what the server answers at the same time)."""
+        self.base_url, self.api_key, self.at_once = base_url, api_key, at_once
         threading.Thread(target=self.work, daemon=True, name="batches").start()
 
     # --- files ----------------------------------------------------------------------------
@@ -252,18 +253,11 @@ def requests_in(data: bytes, endpoint: str) -> tuple[list[dict], list[dict]]:
 
 def start(predictor: Predictor | None = None, model: str | None = None,
           api_key: str | None = None, host: str = "127.0.0.1", port: int = 0) -> server.Running:
-    """`server.start`, with files and batches: serve `predictor` as `model`, or without a
-    predictor the open LLM that `model` names (open_models.REGISTRY), on the runtime that
-    `server.open_llm` picks."""
-    own = None
-    if predictor is None:
-        predictor = own = server.open_llm(model)
-    model = model or getattr(predictor, "name", None) or "pricer"
-    app = server.app_for(predictor, model, api_key)
-    at_once = getattr(predictor, "at_once", 8)
-    batches = Batches(at_once)
-    app.include_router(batches.router)
-    running = server.serve(app, model, host, port, api_key, at_once)
-    running.closes = getattr(own, "close", None)  # the model it made, freed when it stops
-    batches.begin(running.base_url, api_key)
+    """`server.start`, with files and batches: serve `predictor` as `model` (default its name),
+    or without a predictor the open LLM that `model` names (open_models.REGISTRY), on the
+    runtime that `server.open_llm` picks."""
+    batches = Batches()
+    running = server.start(predictor, model or getattr(predictor, "name", None), api_key, host,
+                           port, routers=[batches.router])
+    batches.begin(running.base_url, api_key, running.at_once)
     return running

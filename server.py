@@ -50,7 +50,7 @@ import threading
 import time
 import uuid
 from asyncio import FIRST_COMPLETED
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -580,19 +580,22 @@ def serve(app: FastAPI, model: str, host: str = "127.0.0.1", port: int = 0,
 
 def start(predictor: Predictor | OpenChat | None = None, model: str | None = None,
           api_key: str | None = None, host: str = "127.0.0.1", port: int = 0,
-          trainer: Trainer | None = None) -> Running:
+          trainer: Trainer | None = None, routers: Sequence[APIRouter] = ()) -> Running:
     """Serve `predictor` as `model` from a notebook: returns at once, with its base URL.
 
     Without a predictor, it serves the open LLM that `model` names (by default the
     PRICER_OPEN_MODEL setting), through `open_llm`, and frees it when the server stops.
+    `routers` add routes of their own (e.g. `batches.Batches`).
     """
     own = None
     if predictor is None:
         predictor = own = open_llm(model)
         model = predictor.name
     model = model or "pricer"
-    running = serve(app_for(predictor, model, api_key, trainer), model, host, port, api_key,
-                    getattr(predictor, "at_once", 8))
+    app = app_for(predictor, model, api_key, trainer)
+    for router in routers:
+        app.include_router(router)
+    running = serve(app, model, host, port, api_key, getattr(predictor, "at_once", 8))
     running.closes = getattr(own, "close", None)
     return running
 
