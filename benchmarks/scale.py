@@ -17,8 +17,10 @@ pricer's fit and its guesses for the 2,000 test items (the constant up to
 embeddings and its 5-neighbour queries, the fitted ensemble of `ensemble.cpu_members()`, and
 the Tester over the 2,000 test items with a pricer whose guesses are cached.
 
-Each stage runs in a child process of its own, so its peak resident memory (ru_maxrss) is
-its own; processes it starts (the loader's workers) are reported beside it. A stage that
+Each stage runs in a child process of its own, and its peak memory is the most that process
+and the processes it starts (the loader's and the stack's workers) held at once: their
+proportional set sizes summed, sampled twice a second, so that pages forked workers share
+count once. Each process's own peak RSS is kept beside it. A stage that
 would take longer than `--budget` seconds at a size (predicted from the smaller sizes, or
 found by a pilot run on 2,000 items, or by running past the budget) is measured on the
 first m and 2m training items instead and extrapolated with the exponent between them; the
@@ -43,6 +45,7 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -300,15 +303,65 @@ FIXED = ("tester",)  # work that does not grow with the training items
 
 
 def child(stage: str, size: int, limit: int | None, source: str) -> None:
-    """Run one stage here and print its rows, with this process's peak memory, as JSON."""
+    """Run one stage here and print its rows, with its peak memory, as JSON."""
     load_before = os.getloadavg()[0]
-    rows = stages()[stage](size, limit, source)
+    with TreePeak() as tree:
+        rows = stages()[stage](size, limit, source)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     for row in rows:
-        row.update(peak_mib=own, workers_peak_mib=workers,
+        row.update(peak_mib=max(tree.peak_mib, 0 if tree.peak_mib else own),
+                   own_peak_mib=own, workers_peak_mib=workers,
                    load=round((load_before + os.getloadavg()[0]) / 2, 2))
     print("ROWS " + json.dumps(rows), flush=True)
+
+
+class TreePeak(threading.Thread):
+    """The most memory this process and every process under it held at once, sampled every
+    `every` seconds: the sum of their proportional set sizes (PSS, /proc/<pid>/smaps_rollup),
+    which counts a page that forked workers share once, where their peak RSS counts it in
+    each. 0 where the kernel does not give PSS."""
+
+    def __init__(self, every: float = 0.5):
+        super().__init__(daemon=True)
+        self.every, self.peak_mib, self._done = every, 0.0, threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self.every):
+            self.peak_mib = max(self.peak_mib, sum(pss_mib(pid) for pid in tree(os.getpid())))
+
+    def __enter__(self) -> TreePeak:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self.join()
+
+
+def tree(pid: int) -> list[int]:
+    """`pid` and every process under it, from the kernel's lists of children."""
+    found, waiting = [], [pid]
+    while waiting:
+        pid = waiting.pop()
+        found.append(pid)
+        for task in Path(f"/proc/{pid}/task").glob("*/children"):
+            try:
+                waiting += [int(child) for child in task.read_text().split()]
+            except OSError:  # gone meanwhile
+                pass
+    return found
+
+
+def pss_mib(pid: int) -> float:
+    """The process's proportional set size in MiB; 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 # --- the parent: plan, measure, extrapolate, tabulate --------------------------------------
