@@ -135,3 +135,20 @@ def matmul_peak(dtype: str = "float32", threads: int | None = None, size: int = 
             a @ b
             best = min(best, time.perf_counter() - start)
     return 2 * size ** 3 / best / 1e9
+
+
+def fastest_runtime() -> str:
+    """The open-LLM runtime that answers chats fastest on this CPU, of those installed:
+    OpenVINO GenAI where the CPU has AMX, whose bf16 tiles it uses (7.1 chats/s there, against
+    1.2 through the prebuilt llama.cpp, built for AVX2 alone); llama.cpp elsewhere; else
+    transformers (docs/benchmarks.md).
+
+    >>> fastest_runtime() in ("openvino", "llama.cpp", "transformers")
+    True
+    """
+    import importlib.util
+
+    ranked = (["openvino"] if cpu().fastest == "amx" else []) + ["llama.cpp"]
+    packages = {"openvino": "openvino_genai", "llama.cpp": "xllamacpp"}
+    return next((runtime for runtime in ranked if importlib.util.find_spec(packages[runtime])),
+                "transformers")

@@ -22,11 +22,11 @@ size (cut short), or changed since with another digest makes the next load conve
 Hub models (Meta's Llama, gated: accept the licence and log in first) load from the hub as
 they are.
 
-llama.cpp (the local server's fast runtime) reads GGUF. `served_gguf()` writes a packaged
-Llama-architecture model's checkpoint back as GGUF once, in float32, so that llama.cpp
-computes with the very weights that transformers does; `export_gguf()` does the same for a
-fine-tuned model (LoRA adapters merged in), with the packaged file's tokenizer and chat
-template:
+llama.cpp and OpenVINO GenAI (the local server's fast runtimes) read GGUF. `served_gguf()`
+writes a packaged Llama-architecture model's checkpoint back as GGUF once: in float32 for
+llama.cpp, so that it computes with the very weights that transformers does; in float16 for
+OpenVINO GenAI, which reads no float32 GGUF. `export_gguf()` does the same for a fine-tuned
+model (LoRA adapters merged in), with the packaged file's tokenizer and chat template:
 
 >>> path = served_gguf("smollm2-135m")          # data/open-models/smollm2-135m/served.gguf
 ...                                                                        # doctest: +SKIP
@@ -50,7 +50,7 @@ import settings
 from files import owner, remove_stale, written
 
 DONE = "converted.json"  # written last into a checkpoint: what it was made from, its files
-SERVED = "served.gguf"  # the checkpoint written back as GGUF for llama.cpp (`served_gguf`)
+SERVED = "served.gguf"  # the checkpoint written back as GGUF, float32 (`served_gguf`)
 # Transformers' names of a Llama layer's weights -> GGUF's (llama.cpp's convert_hf_to_gguf.py)
 GGUF_NAMES = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
               "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
@@ -239,28 +239,29 @@ def load(name: str | None = None, progress: bool = True):
     return model, tokenizer
 
 
-def served_gguf(name: str | None = None, progress: bool = True) -> Path:
-    """The GGUF file that llama.cpp serves for the packaged model `name`: its checkpoint written
-    back as GGUF in float32 (`export_gguf`), once, and listed in the checkpoint's manifest so
-    that it is checked like the checkpoint's other files. ValueError for a model that is not
-    packaged, or not of Llama's architecture."""
+def served_gguf(name: str | None = None, progress: bool = True, kind: str = "F32") -> Path:
+    """The GGUF file that llama.cpp ("F32") or OpenVINO GenAI ("F16") serves for the packaged
+    model `name`: its checkpoint written back as GGUF (`export_gguf`), once, and listed in the
+    checkpoint's manifest so that it is checked like the checkpoint's other files. ValueError
+    for a model that is not packaged, or not of Llama's architecture."""
     folder = Path(checkpoint(name, progress))
     if spec(name).hub:
-        raise ValueError(f"{spec(name).name} is a hub model: llama.cpp serves packaged ones")
+        raise ValueError(f"{spec(name).name} is a hub model: GGUF runtimes serve packaged ones")
+    served = SERVED if kind == "F32" else f"served-{kind.lower()}.gguf"
     done = json.loads((folder / DONE).read_text())
-    if SERVED in done["files"]:
-        return folder / SERVED
+    if served in done["files"]:
+        return folder / served
     from transformers import AutoModelForCausalLM
 
     with settings.quiet_loading():
         model = AutoModelForCausalLM.from_pretrained(folder)
-    with written(folder / SERVED) as partial:
-        export_gguf(model, partial, name)
-    done["files"][SERVED] = [(folder / SERVED).stat().st_size,
-                             sha256(folder / SERVED, progress=False)]
+    with written(folder / served) as partial:
+        export_gguf(model, partial, name, kind)
+    done["files"][served] = [(folder / served).stat().st_size,
+                             sha256(folder / served, progress=False)]
     with written(folder / DONE) as partial:
         partial.write_text(json.dumps(done))
-    return folder / SERVED
+    return folder / served
 
 
 def export_gguf(model, path: Path, name: str | None = None, kind: str = "F32") -> Path:

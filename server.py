@@ -16,8 +16,9 @@ The chat that `chat.messages_for` builds is turned back into an Item, the predic
 prices it, and the answer comes back as "Price is $X.XX" in an OpenAI-shaped completion with
 token usage (counted with the Llama 3 tokenizer), so the same client code that calls OpenAI
 scores it over real HTTP. An open LLM (`open_chat.OpenChat`) answers the chat itself, through
-its chat template, greedily, counting its own tokens: through llama.cpp by default
-(`llamacpp_chat`, several chats at once), or transformers (PRICER_LLM_RUNTIME=transformers).
+its chat template, greedily, counting its own tokens, through the fastest runtime this CPU
+has (`hardware.fastest_runtime`): OpenVINO GenAI (`openvino_chat`), llama.cpp (`llamacpp_chat`,
+several chats at once), or transformers (PRICER_LLM_RUNTIME names one).
 The server also answers Anthropic's /v1/messages, continuing a prefill.
 
 Bad requests get clean 4xx errors: a chat body is limited to MAX_BODY bytes (413), a chat
@@ -62,6 +63,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
+import hardware
 import llama_tokens
 import settings
 from chat import answer, item_from_messages, until_stop
@@ -601,10 +603,17 @@ def start(predictor: Predictor | OpenChat | None = None, model: str | None = Non
 
 
 def open_llm(name: str | None = None) -> OpenChat:
-    """The open LLM `name` (default PRICER_OPEN_MODEL), answering chats through llama.cpp
-    where PRICER_LLM_RUNTIME allows it (the default, with xllamacpp installed) and llama.cpp can
-    read the model (`llamacpp_chat.available`), else through transformers."""
-    if settings.llm_runtime() == "llama.cpp":
+    """The open LLM `name` (default PRICER_OPEN_MODEL), answering chats through the runtime
+    that `settings.llm_runtime()` names (by default the fastest here) where that runtime can
+    read the model (`available`: packaged models of Llama's architecture), else through
+    transformers."""
+    runtime = settings.llm_runtime(hardware.fastest_runtime())
+    if runtime == "openvino":
+        import openvino_chat
+
+        if openvino_chat.available(name):
+            return openvino_chat.OpenVinoChat(name)
+    if runtime == "llama.cpp":
         import llamacpp_chat
 
         if llamacpp_chat.available(name):

@@ -180,17 +180,15 @@ def llm_precision() -> str:
     return choice("PRICER_LLM_PRECISION", ("auto", "float32", "bf16"), "auto")
 
 
-def llm_runtime() -> str:
-    """What answers an open LLM's chats in the local server (PRICER_LLM_RUNTIME): "llama.cpp"
-    (the default, through the xllamacpp wheel, when it is installed) or "transformers".
+def llm_runtime(default: str = "transformers") -> str:
+    """What answers an open LLM's chats in the local server (PRICER_LLM_RUNTIME): "openvino"
+    (OpenVINO GenAI), "llama.cpp" (through the xllamacpp wheel) or "transformers"; `default`
+    (the server's: `hardware.fastest_runtime()`) when unset.
 
-    >>> llm_runtime() in ("llama.cpp", "transformers")
+    >>> llm_runtime("llama.cpp") in ("openvino", "llama.cpp", "transformers")
     True
     """
-    import importlib.util
-
-    default = "llama.cpp" if importlib.util.find_spec("xllamacpp") else "transformers"
-    return choice("PRICER_LLM_RUNTIME", ("llama.cpp", "transformers"), default)
+    return choice("PRICER_LLM_RUNTIME", ("openvino", "llama.cpp", "transformers"), default)
 
 
 @contextmanager

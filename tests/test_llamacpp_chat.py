@@ -129,9 +129,10 @@ def test_its_own_listener_is_a_private_socket_behind_a_key(runtimes):
     assert reply.status_code == 401  # its random key is never handed out
 
 
-def test_the_server_picks_llama_cpp_unless_told_otherwise(monkeypatch):
+def test_the_server_serves_the_runtime_the_setting_names(monkeypatch):
     assert llamacpp_chat.available("smollm2-135m")
     assert not llamacpp_chat.available("gemma3-270m")  # not Llama's architecture
+    monkeypatch.setenv("PRICER_LLM_RUNTIME", "llama.cpp")
     chat = server.open_llm("smollm2-135m")
     assert isinstance(chat, llamacpp_chat.LlamaCppChat)
     chat.close()

@@ -1,6 +1,7 @@
 """The server's limits on every answer: tokens, the context, its time, a client that leaves, and
 what it cannot honour (n > 1); over real HTTP, with a tiny random model as the open LLM, on
-each runtime: transformers, and llama.cpp reading the same kind of model as GGUF."""
+each runtime: transformers, and llama.cpp and OpenVINO GenAI reading the same kind of model as
+GGUF."""
 
 import copy
 import threading
@@ -16,6 +17,7 @@ from chat import messages_for
 from items import Item
 from llamacpp_chat import LlamaCppChat, metrics
 from open_chat import OpenChat
+from openvino_chat import OpenVinoChat
 
 ITEM = Item.from_text("Kettle\nBoils water fast and switches itself off, with a filter.", 20)
 TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
@@ -25,7 +27,7 @@ CONTEXT = 4096
 
 class Counted:
     """An open LLM whose forward passes are counted: transformers' by a hook, llama.cpp's by
-    its own count of decoding passes."""
+    its own count of decoding passes, OpenVINO GenAI's by the tokens it has written."""
 
     def __init__(self, runtime: str, folder):
         if runtime == "transformers":
@@ -41,8 +43,13 @@ class Counted:
             model = lora.tiny_llama(max_position_embeddings=CONTEXT, vocab_size=len(tok),
                                     rope_parameters={"rope_type": "default",
                                                      "rope_theta": 10000.0})
-            gguf = open_models.export_gguf(model, folder / "tiny.gguf", "smollm2-135m")
-            self.chat = LlamaCppChat("tiny", gguf, tok, context=CONTEXT, slots=2)
+            if runtime == "llama.cpp":
+                gguf = open_models.export_gguf(model, folder / "tiny.gguf", "smollm2-135m")
+                self.chat = LlamaCppChat("tiny", gguf, tok, context=CONTEXT, slots=2)
+            else:
+                gguf = open_models.export_gguf(model, folder / "tiny.gguf", "smollm2-135m",
+                                               kind="F16")
+                self.chat = OpenVinoChat("tiny", gguf, tok, context=CONTEXT)
 
     def count(self) -> None:
         self.hooked += 1
@@ -51,6 +58,8 @@ class Counted:
     def passes(self) -> int:
         if isinstance(self.chat, LlamaCppChat):
             return int(metrics(self.chat.server).get("n_decode_total", 0))
+        if isinstance(self.chat, OpenVinoChat):
+            return self.chat.written
         return self.hooked
 
     def settled(self, seconds: float = 0.5, within: float = 20) -> int:
@@ -64,12 +73,12 @@ class Counted:
         raise AssertionError("the model is still running")
 
 
-@pytest.fixture(scope="module", params=["transformers", "llama.cpp"])
+@pytest.fixture(scope="module", params=["transformers", "llama.cpp", "openvino"])
 def llm(request, tmp_path_factory):
     counted = Counted(request.param, tmp_path_factory.mktemp("tiny"))
     with server.start(counted.chat, model="tiny") as running:
         yield running, counted
-    if isinstance(counted.chat, LlamaCppChat):
+    if hasattr(counted.chat, "close"):
         counted.chat.close()
 
 
@@ -138,8 +147,8 @@ def test_a_chat_that_fits_but_not_with_its_answer_is_refused(llm):
 
 def test_a_long_prompt_is_read_in_chunks(llm, monkeypatch):
     running, counted = llm
-    if isinstance(counted.chat, LlamaCppChat):
-        pytest.skip("llama.cpp reads a prompt in batches of its own (n_batch)")
+    if type(counted.chat) is not OpenChat:
+        pytest.skip("a runtime reads a prompt in batches of its own (llama.cpp's n_batch)")
     monkeypatch.setattr("open_chat.CHUNK", 100)
     before = counted.passes
     answer = ask(running, max_tokens=3).json()
@@ -149,10 +158,10 @@ def test_a_long_prompt_is_read_in_chunks(llm, monkeypatch):
 
 def test_an_answer_stops_when_its_client_goes_away(llm):
     running, counted = llm
+    before = counted.passes
     with pytest.raises(httpx.ReadTimeout):
         ask(running, max_tokens=4000, timeout=1)
-    passes = counted.settled()
-    assert passes < 1000  # far fewer than the 4,000 tokens asked for
+    assert counted.settled() - before < 2000  # far fewer than the 4,000 tokens asked for
     assert ask(running, max_tokens=2).status_code == 200  # the model is free again
 
 

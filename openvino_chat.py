@@ -1,0 +1,120 @@
+"""An open LLM answering chats through OpenVINO GenAI: Intel's runtime for LLMs, from the
+prebuilt `openvino-genai` wheel (no compiler), reading the model's GGUF file.
+
+>>> chat = OpenVinoChat("smollm2-135m")                                   # doctest: +SKIP
+>>> chat.reply(messages_for(test[0])).text                           # doctest: +SKIP
+'Price is $19.99'
+
+It answers as `open_chat.OpenChat` does, and the local server serves it the same way: the same
+chat template and tokens (this project's tokenizer reads the chat; OpenVINO gets token ids),
+greedy decoding, the same limits, stop strings and token counts, one answer at a time. What it
+adds: kernels compiled for this CPU, with AMX's and AVX-512's bf16 products where the CPU has
+them (float32 elsewhere), which the prebuilt llama.cpp, built for AVX2 alone, does not use.
+
+Its weights are the checkpoint's rounded to float16 (`open_models.served_gguf(kind="F16")`:
+OpenVINO GenAI reads no float32 GGUF), and on a CPU with native bf16 its products round to
+bf16, so its greedy answer can differ from transformers' where two digits are nearly tied
+(tests/test_openvino_chat.py bounds how often). It gives no next-token probabilities, so the
+digit-path decodings (`decoding`) run on transformers or llama.cpp.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import openvino_genai
+
+import open_models
+import settings
+from open_chat import OpenChat, called_off
+
+
+def available(name: str | None = None) -> bool:
+    """Whether OpenVINO GenAI can serve the open model `name` here: openvino-genai is
+    installed, and the model is a packaged one of Llama's architecture (written back as GGUF).
+
+    >>> available("meta-llama/Llama-3.1-8B")  # from the hub: transformers serves it
+    False
+    """
+    model = open_models.spec(name)
+    return (importlib.util.find_spec("openvino_genai") is not None
+            and model.package is not None and model.architecture == "llama")
+
+
+class OpenVinoChat(OpenChat):
+    """An open model (by registry name; or a float16 GGUF file of it, with its tokenizer and
+    context) answering chats through OpenVINO GenAI on `settings.llm_threads()` threads."""
+
+    def __init__(self, name: str | None = None, gguf: str | Path | None = None,
+                 tokenizer=None, context: int | None = None):
+        from transformers import AutoConfig, AutoTokenizer
+
+        self.name = name or settings.open_model()
+        if tokenizer is None or context is None:
+            folder = open_models.checkpoint(self.name, progress=False)
+            tokenizer = tokenizer or AutoTokenizer.from_pretrained(folder)
+            context = context or AutoConfig.from_pretrained(folder).max_position_embeddings
+        self.tokenizer, self._context = tokenizer, context
+        self.gguf = Path(gguf or open_models.served_gguf(self.name, progress=False, kind="F16"))
+        self.pipeline = openvino_genai.LLMPipeline(
+            str(self.gguf), "CPU", INFERENCE_NUM_THREADS=settings.llm_threads())
+        self._lock = threading.Lock()
+        self.written = 0  # tokens the model has written since it was loaded
+
+    @property
+    def context(self) -> int:
+        return self._context
+
+    def close(self) -> None:
+        """Free the compiled model; the chat answers no more."""
+        del self.pipeline
+
+    def generate(self, ids: list[int], max_tokens: int, stop: Sequence[str],
+                 cancel: threading.Event | None) -> tuple[list[int], bool]:
+        """As `OpenChat.generate`, by OpenVINO GenAI: its tokens arrive one by one, and it is
+        told to stop at the end of the turn, once a stop string is written, or once `cancel`
+        is set."""
+        new: list[int] = []
+        ended = False
+
+        def arrived(tokens) -> openvino_genai.StreamingStatus:
+            nonlocal ended
+            for token in [tokens] if isinstance(tokens, int) else tokens:
+                self.written += 1
+                if token == self.tokenizer.eos_token_id:
+                    ended = True
+                    return openvino_genai.StreamingStatus.STOP
+                new.append(token)
+            if (cancel is not None and cancel.is_set()) or self.wrote(new, stop):
+                return openvino_genai.StreamingStatus.STOP
+            return openvino_genai.StreamingStatus.RUNNING
+
+        config = openvino_genai.GenerationConfig(max_new_tokens=max_tokens, do_sample=False,
+                                                 ignore_eos=True)  # `arrived` ends the turn
+        inputs = openvino_genai.TokenizedInputs(ov.Tensor(np.array([ids], dtype=np.int64)),
+                                                ov.Tensor(np.ones((1, len(ids)), np.int64)))
+        with self.turn(cancel):
+            called_off(cancel)
+            self.pipeline.generate(inputs, config, Streamer(arrived))
+        called_off(cancel)
+        return new[:max_tokens], ended
+
+
+class Streamer(openvino_genai.StreamerBase):
+    """Hands each token OpenVINO GenAI writes to `arrived`, whose StreamingStatus says
+    whether to go on."""
+
+    def __init__(self, arrived: Callable[[int | list[int]], openvino_genai.StreamingStatus]):
+        super().__init__()
+        self.arrived = arrived
+
+    def write(self, tokens: int | list[int]) -> openvino_genai.StreamingStatus:
+        return self.arrived(tokens)
+
+    def end(self) -> None:
+        pass
