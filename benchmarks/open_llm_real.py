@@ -22,11 +22,13 @@ more for the weights' gradients when every weight trains (6 x for full fine-tuni
 LoRA, whose frozen weights need no gradient), over the parameters outside the embedding (the
 output layer runs only at the price's positions), against that precision's peak. Then the
 local server answers the notebooks' chats (`chat.messages_for`, greedy, 5 tokens): through
-transformers (one at a time, the path before), and through llama.cpp from 1, 4 and 16
-concurrent clients, each level on held-out items of its own: chats/s, p50/p99 latency, and
-llama.cpp's own prefill and decode tokens/s. Its bound: the float32 peak (the served GGUF is
-float32) over the FLOPs a chat needs, 2 x the parameters for each token read (the prompt's
-uncached tokens: the system prompt and template come from the cache) or written. With
+transformers (one at a time, the path before), and through llama.cpp and OpenVINO GenAI
+from 1, 4 and 16 concurrent clients, each level on held-out items of its own: chats/s,
+p50/p99 latency, and llama.cpp's own prefill and decode tokens/s. The bound: the peak of the
+precision the runtime multiplies in (llama.cpp: float32, the served GGUF's; OpenVINO GenAI:
+bf16 where the CPU multiplies it natively, else float32) over the FLOPs a chat needs, 2 x the
+parameters for each token read (llama.cpp's uncached tokens: the system prompt and template
+come from its cache) or written. With
 --speed, --served is the number of held-out items a level (transformers, then each number of
 clients), and --speed-minutes 0 measures the serving alone:
     PYTHONPATH=. python benchmarks/open_llm_real.py --data ... --speed --speed-minutes 0 \
@@ -80,6 +82,7 @@ from chat import messages_for  # noqa: E402
 from items import Item  # noqa: E402
 from llamacpp_chat import LlamaCppChat, metrics  # noqa: E402
 from open_chat import OpenChat  # noqa: E402
+from openvino_chat import OpenVinoChat  # noqa: E402
 
 MARKS = (5, 15, 30, 60)  # minutes at which the model is saved and scored
 FLAGS = {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16",
@@ -184,7 +187,7 @@ def speed(name: str, items: list[Item], test: list[Item], peaks: dict, minutes: 
     for full in (False, True) if minutes > 0 else ():
         train_speed(name, items, peaks, minutes, folder, full)
     os.environ.pop("PRICER_LLM_PRECISION", None)
-    serving(name, test, peaks["float32"])
+    serving(name, test, peaks)
 
 
 def train_speed(name: str, items: list[Item], peaks: dict, minutes: float, folder: Path,
@@ -219,11 +222,11 @@ def clients(running, items: list[Item], count: int) -> tuple[float, list[float]]
     return len(items) / (time.perf_counter() - start), latencies
 
 
-def serving(name: str, test: list[Item], peak: float, levels=(1, 4, 16),
-            baseline: bool = True) -> float:
+def serving(name: str, test: list[Item], peaks: dict, levels=(1, 4, 16),
+            baseline: bool = True) -> dict[str, float]:
     """Chats/s through the local server: transformers at 1 client (with `baseline`), then
-    llama.cpp at each level of concurrent clients, each level on its share of `test`;
-    llama.cpp's chats/s at the first level."""
+    llama.cpp and OpenVINO GenAI at each level of concurrent clients, each level on its share
+    of `test`; each runtime's chats/s at the first level."""
     params = layer_parameters(open_models.load(name, progress=False)[0])
     share = len(test) // (len(levels) + baseline)
     print(f"\nServed (the notebooks' chats, greedy, 5 tokens; {share} held-out items a level):",
@@ -235,32 +238,59 @@ def serving(name: str, test: list[Item], peak: float, levels=(1, 4, 16),
         print(f"  transformers, 1 client: {rate:.2f} chats/s, p50 "
               f"{np.percentile(latencies, 50):.2f} s, p99 {np.percentile(latencies, 99):.2f} s",
               flush=True)
-    chat, rates = LlamaCppChat(name), []
-    with server.start(chat, model=name) as running:
-        ask(running.base_url, name, test[-1])
-        for level, count in enumerate(levels):
-            items = test[share * level:share * (level + 1)]
-            before = metrics(chat.server)
-            rate, latencies = clients(running, items, count)
-            rates.append(rate)
-            done = {k: v - before.get(k, 0) for k, v in metrics(chat.server).items()}
-            read, written = (done[k] / len(items) for k in ("prompt_tokens_total",
-                                                              "tokens_predicted_total"))
-            cached = done.get("prompt_tokens_cached_total", 0) / len(items)
-            bound = peak * 1e9 / (2 * params * (read + written))
-            whole = peak * 1e9 / (2 * params * (read + cached + written))
-            prefill = done["prompt_tokens_total"] / done["prompt_seconds_total"]
-            decode = done["tokens_predicted_total"] / done["tokens_predicted_seconds_total"]
-            print(f"  llama.cpp, {count:2d} client(s): {rate:.2f} chats/s, p50 "
-                  f"{np.percentile(latencies, 50):.2f} s, p99 "
-                  f"{np.percentile(latencies, 99):.2f} s; prefill {prefill:.0f} tokens/s, "
-                  f"decode {decode:.0f} tokens/s (llama.cpp's clocks); a chat reads {read:.0f} "
-                  f"tokens (+{cached:.0f} cached), writes {written:.1f}: the float32 peak "
-                  f"bounds it at {bound:.1f} chats/s ({rate / bound:.0%} of that; "
-                  f"{whole:.1f} without the cache); load average {os.getloadavg()[0]:.2f}",
-                  flush=True)
-    chat.close()
-    return rates[0]
+    first = {}
+    for chat in (LlamaCppChat(name), OpenVinoChat(name)):
+        with server.start(chat, model=name) as running:
+            ask(running.base_url, name, test[-1])
+            for level, count in enumerate(levels):
+                items = test[share * level:share * (level + 1)]
+                before = counters(chat)
+                rate, latencies = clients(running, items, count)
+                first.setdefault(runtime_line(chat).split(" (")[0], rate)
+                print(f"  {runtime_line(chat)}, {count:2d} "
+                      f"client(s): {rate:.2f} chats/s, p50 {np.percentile(latencies, 50):.2f} s, "
+                      f"p99 {np.percentile(latencies, 99):.2f} s; "
+                      f"{bound_line(chat, before, items, params, peaks, rate)}; "
+                      f"load average {os.getloadavg()[0]:.2f}", flush=True)
+        chat.close()
+    return first
+
+
+def counters(chat) -> dict[str, float]:
+    """The runtime's own counts so far: llama.cpp's metrics, or OpenVINO's tokens written."""
+    return metrics(chat.server) if isinstance(chat, LlamaCppChat) else {"written": chat.written}
+
+
+def runtime_line(chat) -> str:
+    """The runtime's name and the precision its products run in."""
+    if isinstance(chat, LlamaCppChat):
+        return "llama.cpp (float32 GGUF)"
+    return f"OpenVINO GenAI (float16 GGUF, {'bf16' if hardware.cpu().bf16 else 'float32'})"
+
+
+def bound_line(chat, before: dict, items: list[Item], params: int, peaks: dict,
+               rate: float) -> str:
+    """Tokens a chat reads and writes, and the chats/s that the runtime's precision's peak
+    allows at 2 x the parameters a token (llama.cpp's cached prefix is not read again)."""
+    if isinstance(chat, LlamaCppChat):
+        done = {k: v - before.get(k, 0) for k, v in metrics(chat.server).items()}
+        read, written = (done[k] / len(items) for k in ("prompt_tokens_total",
+                                                          "tokens_predicted_total"))
+        cached = done.get("prompt_tokens_cached_total", 0) / len(items)
+        prefill = done["prompt_tokens_total"] / done["prompt_seconds_total"]
+        decode = done["tokens_predicted_total"] / done["tokens_predicted_seconds_total"]
+        peak, speeds = peaks["float32"], (f"prefill {prefill:.0f} tokens/s, decode "
+                                          f"{decode:.0f} tokens/s (llama.cpp's clocks); ")
+    else:
+        read = sum(len(chat.tokenizer(chat.prompt(messages_for(item)),
+                                      add_special_tokens=False)["input_ids"])
+                   for item in items) / len(items)
+        written, cached = (chat.written - before["written"]) / len(items), 0.0
+        peak, speeds = peaks["bf16" if hardware.cpu().bf16 else "float32"], ""
+    bound = peak * 1e9 / (2 * params * (read + written))
+    return (f"{speeds}a chat reads {read:.0f} tokens (+{cached:.0f} cached), writes "
+            f"{written:.1f}: the peak of {peak:.0f} GFLOP/s bounds it at {bound:.1f} chats/s "
+            f"({rate / bound:.0%} of that)")
 
 
 def decoded(model, tok, test: list[Item]) -> dict[str, np.ndarray]:
@@ -345,8 +375,7 @@ def main() -> None:
     model, tok = open_models.load(args.model)
     train_items, test = (shortened(part, tok, args.text_tokens) for part in (train_items, test))
     zero = {how: float(errors(g, test).mean()) for how, g in decoded(model, tok, test).items()}
-    served = serving(args.model, test[:args.served], peaks["float32"], levels=(1,),
-                     baseline=False)
+    served = serving(args.model, test[:args.served], peaks, levels=(1,), baseline=False)
     print("zero-shot: " + ", ".join(f"{how} ${e:.2f}" for how, e in zero.items()), flush=True)
 
     precisions = args.precision.split(",")
@@ -382,7 +411,9 @@ def main() -> None:
             summaries.append(f"{args.model} {kind}: constant ${constant:.2f}, zero-shot "
                              f"${zero[how]:.2f}, fine-tuned ${kept[last][how].mean():.2f} "
                              f"({run['examples']:,} examples, {run['minutes']:.3g} min, "
-                             f"{run['tokens_s']:.0f} tok/s); served {served:.2f} chats/s")
+                             f"{run['tokens_s']:.0f} tok/s); served " + ", ".join(
+                                 f"{runtime} {rate:.2f}" for runtime, rate in served.items())
+                             + " chats/s")
     ends = {kind: errors_ for (kind, _), errors_ in kept.items()}  # each run's last mark
     if len(precisions) == 2:
         for method in ("lora", "full"):
