@@ -21,7 +21,6 @@ user can reach it; the local server (`server.py`) is the way in, with its limits
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import secrets
 import tempfile
@@ -31,48 +30,29 @@ from pathlib import Path
 
 import torch
 
-import open_models
 import settings
-from open_chat import OpenChat, called_off
+from open_chat import GgufChat, called_off
 
 TOP = 32  # next tokens whose probabilities llama.cpp names: every digit that matters
 
 
-def available(name: str | None = None) -> bool:
-    """Whether llama.cpp can serve the open model `name` here: xllamacpp is installed, and the
-    model is a packaged one of Llama's architecture (whose checkpoint is written back as GGUF).
-
-    >>> available("meta-llama/Llama-3.1-8B")  # from the hub: transformers serves it
-    False
-    """
-    model = open_models.spec(name)
-    return (importlib.util.find_spec("xllamacpp") is not None and model.package is not None
-            and model.architecture == "llama")
-
-
-class LlamaCppChat(OpenChat):
+class LlamaCppChat(GgufChat):
     """An open model (by registry name; or a GGUF file of it, e.g. fine-tuned, with its
     tokenizer and context) answering chats through llama.cpp, `slots` at a time, on
-    `settings.llm_threads()` threads."""
+    `settings.llm_threads()` threads.
+
+    >>> LlamaCppChat.available("meta-llama/Llama-3.1-8B")  # from the hub: transformers serves it
+    False
+    """
+
+    package = "xllamacpp"
 
     def __init__(self, name: str | None = None, gguf: str | Path | None = None,
                  tokenizer=None, context: int | None = None, slots: int = 4):
-        from transformers import AutoConfig, AutoTokenizer
-
-        self.name = name or settings.open_model()
-        if tokenizer is None or context is None:
-            folder = open_models.checkpoint(self.name, progress=False)
-            tokenizer = tokenizer or AutoTokenizer.from_pretrained(folder)
-            context = context or AutoConfig.from_pretrained(folder).max_position_embeddings
-        self.tokenizer, self._context = tokenizer, context
-        self.gguf = Path(gguf or open_models.served_gguf(self.name, progress=False))
+        super().__init__(name, gguf, tokenizer, context)
         self.at_once = slots
         self._socket = tempfile.TemporaryDirectory(prefix="llama-cpp-")  # private: mode 700
         self.server = start(self.gguf, self._context, slots, self._socket.name)
-
-    @property
-    def context(self) -> int:
-        return self._context
 
     def close(self) -> None:
         """Stop llama.cpp's threads and free the model; the chat answers no more."""

@@ -16,10 +16,12 @@ before any of it is read (`TooLong`), and an answer can be called off between tw
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -145,6 +147,41 @@ class OpenChat:
             yield
         finally:
             self._lock.release()
+
+
+class GgufChat(OpenChat):
+    """An open model that a runtime of its own serves from the model's GGUF file (llama.cpp,
+    OpenVINO GenAI): this project's tokenizer reads the chat, and the runtime gets token ids.
+    By registry name, or a GGUF file of the model with its tokenizer and context."""
+
+    package = ""  # the runtime's Python package
+    kind = "F32"  # the type of the GGUF's weights that the runtime reads (`served_gguf`)
+
+    def __init__(self, name: str | None = None, gguf: str | Path | None = None,
+                 tokenizer=None, context: int | None = None):
+        from transformers import AutoConfig, AutoTokenizer
+
+        self.name = name or settings.open_model()
+        if tokenizer is None or context is None:
+            folder = open_models.checkpoint(self.name, progress=False)
+            tokenizer = tokenizer or AutoTokenizer.from_pretrained(folder)
+            context = context or AutoConfig.from_pretrained(folder).max_position_embeddings
+        self.tokenizer, self._context = tokenizer, context
+        self.gguf = Path(gguf or open_models.served_gguf(self.name, False, self.kind))
+        self._lock = threading.Lock()
+
+    @classmethod
+    def available(cls, name: str | None = None) -> bool:
+        """Whether the runtime can serve the open model `name` here: its package is
+        installed, and the model is a packaged one of Llama's architecture (whose checkpoint
+        is written back as GGUF)."""
+        model = open_models.spec(name)
+        return (importlib.util.find_spec(cls.package) is not None and model.package is not None
+                and model.architecture == "llama")
+
+    @property
+    def context(self) -> int:
+        return self._context
 
 
 @torch.inference_mode()

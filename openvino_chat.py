@@ -20,7 +20,6 @@ digit-path decodings (`decoding`) run on transformers or llama.cpp.
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,46 +28,26 @@ import numpy as np
 import openvino as ov
 import openvino_genai
 
-import open_models
 import settings
-from open_chat import OpenChat, called_off
+from open_chat import GgufChat, called_off
 
 
-def available(name: str | None = None) -> bool:
-    """Whether OpenVINO GenAI can serve the open model `name` here: openvino-genai is
-    installed, and the model is a packaged one of Llama's architecture (written back as GGUF).
+class OpenVinoChat(GgufChat):
+    """An open model (by registry name; or a float16 GGUF file of it, with its tokenizer and
+    context) answering chats through OpenVINO GenAI on `settings.llm_threads()` threads.
 
-    >>> available("meta-llama/Llama-3.1-8B")  # from the hub: transformers serves it
+    >>> OpenVinoChat.available("meta-llama/Llama-3.1-8B")  # from the hub: transformers serves it
     False
     """
-    model = open_models.spec(name)
-    return (importlib.util.find_spec("openvino_genai") is not None
-            and model.package is not None and model.architecture == "llama")
 
-
-class OpenVinoChat(OpenChat):
-    """An open model (by registry name; or a float16 GGUF file of it, with its tokenizer and
-    context) answering chats through OpenVINO GenAI on `settings.llm_threads()` threads."""
+    package, kind = "openvino_genai", "F16"
 
     def __init__(self, name: str | None = None, gguf: str | Path | None = None,
                  tokenizer=None, context: int | None = None):
-        from transformers import AutoConfig, AutoTokenizer
-
-        self.name = name or settings.open_model()
-        if tokenizer is None or context is None:
-            folder = open_models.checkpoint(self.name, progress=False)
-            tokenizer = tokenizer or AutoTokenizer.from_pretrained(folder)
-            context = context or AutoConfig.from_pretrained(folder).max_position_embeddings
-        self.tokenizer, self._context = tokenizer, context
-        self.gguf = Path(gguf or open_models.served_gguf(self.name, progress=False, kind="F16"))
+        super().__init__(name, gguf, tokenizer, context)
         self.pipeline = openvino_genai.LLMPipeline(
             str(self.gguf), "CPU", INFERENCE_NUM_THREADS=settings.llm_threads())
-        self._lock = threading.Lock()
         self.written = 0  # tokens the model has written since it was loaded
-
-    @property
-    def context(self) -> int:
-        return self._context
 
     def close(self) -> None:
         """Free the compiled model; the chat answers no more."""

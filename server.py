@@ -609,15 +609,11 @@ def open_llm(name: str | None = None) -> OpenChat:
     transformers."""
     runtime = settings.llm_runtime(hardware.fastest_runtime())
     if runtime == "openvino":
-        import openvino_chat
-
-        if openvino_chat.available(name):
-            return openvino_chat.OpenVinoChat(name)
-    if runtime == "llama.cpp":
-        import llamacpp_chat
-
-        if llamacpp_chat.available(name):
-            return llamacpp_chat.LlamaCppChat(name)
+        from openvino_chat import OpenVinoChat as Chat
+    elif runtime == "llama.cpp":
+        from llamacpp_chat import LlamaCppChat as Chat
+    if runtime != "transformers" and Chat.available(name):
+        return Chat(name)
     from open_chat import OpenChat
 
     return OpenChat(name)

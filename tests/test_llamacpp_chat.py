@@ -130,8 +130,8 @@ def test_its_own_listener_is_a_private_socket_behind_a_key(runtimes):
 
 
 def test_the_server_serves_the_runtime_the_setting_names(monkeypatch):
-    assert llamacpp_chat.available("smollm2-135m")
-    assert not llamacpp_chat.available("gemma3-270m")  # not Llama's architecture
+    assert llamacpp_chat.LlamaCppChat.available("smollm2-135m")
+    assert not llamacpp_chat.LlamaCppChat.available("gemma3-270m")  # not Llama's architecture
     monkeypatch.setenv("PRICER_LLM_RUNTIME", "llama.cpp")
     chat = server.open_llm("smollm2-135m")
     assert isinstance(chat, llamacpp_chat.LlamaCppChat)

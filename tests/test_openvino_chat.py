@@ -93,4 +93,4 @@ def test_the_server_serves_the_runtime_the_setting_names(monkeypatch):
     chat = server.open_llm("smollm2-135m")
     assert isinstance(chat, openvino_chat.OpenVinoChat)
     chat.close()
-    assert not openvino_chat.available("gemma3-270m")  # not Llama's architecture
+    assert not openvino_chat.OpenVinoChat.available("gemma3-270m")  # not Llama's architecture
