@@ -20,11 +20,12 @@ the Tester over the 2,000 test items with a pricer whose guesses are cached.
 Each stage runs in a child process of its own, and its peak memory is the most that process
 and the processes it starts (the loader's and the stack's workers) held at once: their
 proportional set sizes summed, sampled twice a second, so that pages forked workers share
-count once. Each process's own peak RSS is kept beside it. A stage that
-would take longer than `--budget` seconds at a size (predicted from the smaller sizes, or
-found by a pilot run on 2,000 items, or by running past the budget) is measured on the
-first m and 2m training items instead and extrapolated with the exponent between them; the
-table marks such figures. The growth exponent between two sizes is log(t2/t1)/log(n2/n1):
+count once. Each process's own peak RSS is kept beside it. A stage that would take longer
+than `--budget` seconds at a size (predicted from the smaller sizes, or found by a pilot run
+on 2,000 items, or by running past the budget) is measured on the first m and 2m training
+items instead and extrapolated with the exponent between them, or linearly where that
+exponent is below 1 (fixed costs weigh at small sizes); the table marks such figures, an
+upper bound where a stage's fixed costs are large (the stack's). The growth exponent between two sizes is log(t2/t1)/log(n2/n1):
 1 is linear, 2 quadratic.
 
 Results go, one stage and size at a time, into scale/results.json in the data folder; a
@@ -435,14 +436,18 @@ def growth(t1: float, t2: float, n1: int, n2: int) -> float:
 
 def extrapolated(small: list[dict], large: list[dict], m: int, size: int) -> list[dict]:
     """Rows at `size` from rows measured on m and 2m training items: time grown with the
-    exponent between them (a fixed-size row keeps the larger measurement), memory linearly."""
+    exponent between them, at least 1 (below it, fixed costs or noise weigh at the small
+    sizes: work that touches every item grows at least linearly), a fixed-size row keeping the
+    larger measurement; memory grown linearly."""
     rows = []
     for a, b in zip(small, large, strict=True):
         fixed = b.get("fixed", False)
-        exponent = 0.0 if fixed else growth(a["seconds"], b["seconds"], m, 2 * m)
+        measured = growth(a["seconds"], b["seconds"], m, 2 * m)
+        exponent = 0.0 if fixed else max(1.0, measured)
         grown = (size / (2 * m)) ** exponent
         row = {**b, "seconds": b["seconds"] * grown, "items": b["items"] if fixed else size,
-               "extrapolated": f"from {m:,} and {2 * m:,} items, exponent {exponent:.2f}",
+               "extrapolated": f"from {m:,} and {2 * m:,} items, exponent {measured:.2f}"
+                               + ("" if fixed or measured >= 1 else ", grown linearly"),
                "peak_mib": b["peak_mib"] + (0 if fixed else (b["peak_mib"] - a["peak_mib"])
                                             * (size - 2 * m) / m)}
         rows.append(row)
