@@ -25,8 +25,8 @@ than `--budget` seconds at a size (predicted from the smaller sizes, or found by
 on 2,000 items, or by running past the budget) is measured on the first m and 2m training
 items instead and extrapolated with the exponent between them, or linearly where that
 exponent is below 1 (fixed costs weigh at small sizes); the table marks such figures, an
-upper bound where a stage's fixed costs are large (the stack's). The growth exponent between two sizes is log(t2/t1)/log(n2/n1):
-1 is linear, 2 quadratic.
+upper bound where a stage's fixed costs are large (the stack's). The growth exponent between
+two sizes is log(t2/t1)/log(n2/n1): 1 is linear, 2 quadratic.
 
 Results go, one stage and size at a time, into scale/results.json in the data folder; a
 rerun skips what is there (delete a row, or the file, to measure again), and writes
