@@ -139,8 +139,8 @@ def matmul_peak(dtype: str = "float32", threads: int | None = None, size: int = 
 
 def fastest_runtime() -> str:
     """The open-LLM runtime that answers chats fastest on this CPU, of those installed:
-    OpenVINO GenAI where the CPU has AMX, whose bf16 tiles it uses (7.1 chats/s there, against
-    1.2 through the prebuilt llama.cpp, built for AVX2 alone); llama.cpp elsewhere; else
+    OpenVINO GenAI where the CPU has AMX, whose bf16 tiles it uses (there it answered 4.7 times
+    as many chats as the prebuilt llama.cpp, built for AVX2 alone); llama.cpp elsewhere; else
     transformers (docs/benchmarks.md).
 
     >>> fastest_runtime() in ("openvino", "llama.cpp", "transformers")

@@ -167,7 +167,8 @@ class GgufChat(OpenChat):
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(folder)
             context = context or AutoConfig.from_pretrained(folder).max_position_embeddings
         self.tokenizer, self._context = tokenizer, context
-        self.gguf = Path(gguf or open_models.served_gguf(self.name, False, self.kind))
+        self.gguf = Path(gguf or open_models.served_gguf(self.name, progress=False,
+                                                         kind=self.kind))
         self._lock = threading.Lock()
 
     @classmethod

@@ -25,11 +25,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import openvino as ov
-import openvino_genai
 
 import settings
 from open_chat import GgufChat, called_off
+
+ov = settings.openvino()  # its usage reporting off, before openvino_genai imports it
+import openvino_genai  # noqa: E402
 
 
 class OpenVinoChat(GgufChat):

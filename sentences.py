@@ -132,26 +132,12 @@ def _openvino_encode(texts_: Sequence[str], arithmetic: str, batch_size: int) ->
 
 @cache
 def openvino_encoder(arithmetic: str, threads: int):
-    """MiniLM's transformer compiled by OpenVINO for this CPU, with bf16 or float32 matrix
-    products (its layer norms and sums stay float32), on `threads` threads.
-
-    OpenVINO is imported with its usage reporting off: its converter would otherwise send
-    events to Google Analytics on import and on each conversion (openvino-telemetry, on until
-    one opts out), where Chroma's reporting is switched off too (vectors.client).
-    """
-    import sys
-
+    """MiniLM's transformer compiled by OpenVINO (`settings.openvino`: its usage reporting
+    off) for this CPU, with bf16 or float32 matrix products (its layer norms and sums stay
+    float32), on `threads` threads."""
     import torch
 
-    reporting = sys.modules.get("openvino_telemetry")
-    sys.modules["openvino_telemetry"] = None  # its import fails: OpenVINO uses its silent stub
-    try:
-        import openvino
-    finally:
-        if reporting is None:
-            del sys.modules["openvino_telemetry"]
-        else:
-            sys.modules["openvino_telemetry"] = reporting
+    openvino = settings.openvino()
     model = sentence_encoder("cpu", "float32")
     example = model.tokenizer(["a kettle", "a stainless steel kettle"], padding=True,
                               return_tensors="pt")

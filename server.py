@@ -612,7 +612,9 @@ def open_llm(name: str | None = None) -> OpenChat:
         from openvino_chat import OpenVinoChat as Chat
     elif runtime == "llama.cpp":
         from llamacpp_chat import LlamaCppChat as Chat
-    if runtime != "transformers" and Chat.available(name):
+    else:
+        Chat = None
+    if Chat is not None and Chat.available(name):
         return Chat(name)
     from open_chat import OpenChat
 

@@ -216,6 +216,29 @@ def open_model() -> str:
     return get("PRICER_OPEN_MODEL", "smollm2-135m")
 
 
+def openvino():
+    """OpenVINO, imported with its usage reporting off: its converter would otherwise send
+    events to Google Analytics on import and on each conversion (openvino-telemetry, on until
+    one opts out), where Chroma's reporting is switched off too (vectors.client). Every module
+    that uses OpenVINO, or a package that imports it (openvino-genai), imports it here first.
+
+    >>> openvino().__name__
+    'openvino'
+    """
+    import sys
+
+    reporting = sys.modules.get("openvino_telemetry")
+    sys.modules["openvino_telemetry"] = None  # its import fails: OpenVINO uses its silent stub
+    try:
+        import openvino
+    finally:
+        if reporting is None:
+            del sys.modules["openvino_telemetry"]
+        else:
+            sys.modules["openvino_telemetry"] = reporting
+    return openvino
+
+
 @contextmanager
 def quiet_loading() -> Iterator[None]:
     """No progress bar from transformers inside the block: loading weights takes a second,

@@ -12,6 +12,9 @@ of the chats may differ at all.
 """
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -94,3 +97,13 @@ def test_the_server_serves_the_runtime_the_setting_names(monkeypatch):
     assert isinstance(chat, openvino_chat.OpenVinoChat)
     chat.close()
     assert not openvino_chat.OpenVinoChat.available("gemma3-270m")  # not Llama's architecture
+
+
+def test_openvino_genai_leaves_openvinos_usage_reporting_off():
+    """openvino-genai imports OpenVINO: openvino_chat imports it first, its reporting off
+    (`settings.openvino`), in a process where nothing else imported it before."""
+    code = ("import openvino_chat\nfrom openvino.tools.ovc import convert_impl, telemetry_utils\n"
+            "print(convert_impl.tm.__name__, telemetry_utils.tm.__name__)")
+    printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True, cwd=Path(__file__).parents[1]).stdout.split()
+    assert printed == ["openvino.tools.ovc.telemetry_stub"] * 2
