@@ -246,8 +246,9 @@ def serving(name: str, test: list[Item], peaks: dict, levels=(1, 4, 16),
                 items = test[share * level:share * (level + 1)]
                 before = counters(chat)
                 rate, latencies = clients(running, items, count)
-                first.setdefault(runtime_line(chat).split(" (")[0], rate)
-                print(f"  {runtime_line(chat)}, {count:2d} "
+                runtime, arithmetic = described(chat)
+                first.setdefault(runtime, rate)
+                print(f"  {runtime} ({arithmetic}), {count:2d} "
                       f"client(s): {rate:.2f} chats/s, p50 {np.percentile(latencies, 50):.2f} s, "
                       f"p99 {np.percentile(latencies, 99):.2f} s; "
                       f"{bound_line(chat, before, items, params, peaks, rate)}; "
@@ -261,11 +262,11 @@ def counters(chat) -> dict[str, float]:
     return metrics(chat.server) if isinstance(chat, LlamaCppChat) else {"written": chat.written}
 
 
-def runtime_line(chat) -> str:
-    """The runtime's name and the precision its products run in."""
+def described(chat) -> tuple[str, str]:
+    """The runtime's name, and the weights and precision its products run in."""
     if isinstance(chat, LlamaCppChat):
-        return "llama.cpp (float32 GGUF)"
-    return f"OpenVINO GenAI (float16 GGUF, {'bf16' if hardware.cpu().bf16 else 'float32'})"
+        return "llama.cpp", "float32 GGUF"
+    return "OpenVINO GenAI", f"float16 GGUF, {'bf16' if hardware.cpu().bf16 else 'float32'}"
 
 
 def bound_line(chat, before: dict, items: list[Item], params: int, peaks: dict,

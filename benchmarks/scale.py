@@ -311,7 +311,7 @@ def child(stage: str, size: int, limit: int | None, source: str) -> None:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     for row in rows:
-        row.update(peak_mib=max(tree.peak_mib, 0 if tree.peak_mib else own),
+        row.update(peak_mib=tree.peak_mib or own,  # own RSS where the kernel gives no PSS
                    own_peak_mib=own, workers_peak_mib=workers,
                    load=round((load_before + os.getloadavg()[0]) / 2, 2))
     print("ROWS " + json.dumps(rows), flush=True)

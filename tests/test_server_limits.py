@@ -43,13 +43,11 @@ class Counted:
             model = lora.tiny_llama(max_position_embeddings=CONTEXT, vocab_size=len(tok),
                                     rope_parameters={"rope_type": "default",
                                                      "rope_theta": 10000.0})
-            if runtime == "llama.cpp":
-                gguf = open_models.export_gguf(model, folder / "tiny.gguf", "smollm2-135m")
-                self.chat = LlamaCppChat("tiny", gguf, tok, context=CONTEXT, slots=2)
-            else:
-                gguf = open_models.export_gguf(model, folder / "tiny.gguf", "smollm2-135m",
-                                               kind="F16")
-                self.chat = OpenVinoChat("tiny", gguf, tok, context=CONTEXT)
+            chat, slots = ((LlamaCppChat, {"slots": 2}) if runtime == "llama.cpp"
+                           else (OpenVinoChat, {}))
+            gguf = open_models.export_gguf(model, folder / "tiny.gguf", "smollm2-135m",
+                                           kind=chat.kind)  # the weights the runtime reads
+            self.chat = chat("tiny", gguf, tok, context=CONTEXT, **slots)
 
     def count(self) -> None:
         self.hooked += 1
