@@ -365,7 +365,9 @@ class EmbeddingPricer(RegressionPricer):
                                    n_jobs=settings.threads(items))
 
     def features(self, items: list[Item], fitting: bool = False) -> np.ndarray:
-        return embed(items, self.device, mode=self.embedding_mode)
+        # The float32 vectors, exactly, in float64: a float32 regressor (ridge, neighbours'
+        # distances) would sum 384 products in an order that differs by CPU and batch size.
+        return embed(items, self.device, mode=self.embedding_mode).astype(np.float64)
 
 
 class FixedEnsemble(Pricer):
