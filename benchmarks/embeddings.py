@@ -231,15 +231,15 @@ def accuracy(pool: list[Item], test_size: int, seeds: list[int]) -> None:
               f"{np.std(moved):.2f} |")
 
 
-def listings(pool: list[Item], vectors: np.ndarray, n: int,
-             rng: np.random.Generator) -> tuple[list[Item], np.ndarray]:
-    """`n` products made from the pool's: its text with a listing number, its vector moved by
-    noise to a cosine of about 0.9 with the original."""
+def listings(pool: list[Item], vectors: np.ndarray, n: int) -> tuple[list[Item], np.ndarray]:
+    """`n` products made from the pool's: its text with a listing number and `n`, its vector
+    moved by noise (seeded by `n`) to a cosine of about 0.9 with the original. The embedding
+    cache holds a text's first vector: a text names one vector, in every size and every run."""
     rows = np.arange(n) % len(pool)
-    made = vectors[rows] + rng.normal(0, 0.5 / math.sqrt(vectors.shape[1]),
-                                      (n, vectors.shape[1]))
+    made = vectors[rows] + np.random.default_rng(n).normal(
+        0, 0.5 / math.sqrt(vectors.shape[1]), (n, vectors.shape[1]))
     made = (made / np.linalg.norm(made, axis=1, keepdims=True)).astype(np.float32)
-    items = [Item.from_text(f"{pool[row].text}\nListing {i}", pool[row].price,
+    items = [Item.from_text(f"{pool[row].text}\nListing {i} of {n}", pool[row].price,
                             pool[row].category) for i, row in enumerate(rows)]
     return items, made
 
@@ -256,7 +256,7 @@ def store(pool: list[Item], sizes: list[int]) -> None:
           "| recall of the exact 5 nearest |\n|---:|---:|---:|---:|---:|---:|")
     rows = []
     for n in sizes:
-        items, made = listings(pool, vectors, n, rng)
+        items, made = listings(pool, vectors, n)
         cache = sentences._cache
         cache.add(arithmetic, {cache.key(item.text): (vector, 0.0)
                                for item, vector in zip(items, made, strict=True)})

@@ -20,7 +20,7 @@ def split():
 def test_a_store_holds_the_training_products_with_their_prices(split, tmp_path):
     train, _ = split
     store = VectorStore.build(train, tmp_path, progress=False)
-    assert len(store) == len(train)
+    assert len(store) == store.collection.count() == len(train)
     # A near-copy of a training product finds it first, with its price and category.
     copy = Item.from_text(train[3].text + " Brand new.", 0.0)
     found = store.similar([copy, train[7]], k=5)
@@ -57,7 +57,7 @@ def test_an_interrupted_build_is_never_served_and_resumes_with_what_is_missing(
     store = VectorStore.build(train, tmp_path, batch=8, progress=False)
     resumed = [row for rows in added[2:] for row in rows]
     assert resumed == list(range(16, len(train)))  # only what was missing
-    assert len(store) == len(train)
+    assert len(store) == store.collection.count() == len(train)
     assert store.collection.name == f"products-{vectors.items_digest(train)}"
 
 
