@@ -15,12 +15,13 @@ CPU multiplies bf16 natively, float32 elsewhere) and the peak GFLOP/s of torch's
 in float32 and bf16 on the threads used (`hardware.matmul_peak`), the bounds below.
 
 --speed: the course's LoRA recipe and full fine-tuning each train for --speed-minutes in
-float32 (the path before) and in bf16 autocast, on real examples; tokens/s count the real
-tokens of the examples trained (no padding), and the share of the bound counts a training
-step's useful FLOPs: per token, 2 x the parameters forward, 2 x backward to the inputs, and 2
-more for the weights' gradients when every weight trains (6 x for full fine-tuning, 4 x for
-LoRA, whose frozen weights need no gradient), over the parameters outside the embedding (the
-output layer runs only at the price's positions), against that precision's peak. Then the
+float32 (the path before) and, where the CPU multiplies bf16 natively, in bf16 autocast, on
+real examples; tokens/s count the real tokens of the examples trained (no padding), and the
+share of the bound counts a training step's useful FLOPs: per token, 2 x the parameters
+forward, 2 x backward to the inputs, and 2 more for the weights' gradients when every
+weight trains (6 x for full fine-tuning, 4 x for LoRA, whose frozen weights need no
+gradient), over the parameters outside the embedding (the output layer runs only at the
+price's positions), against that precision's peak. Then the
 local server answers the notebooks' chats (`chat.messages_for`, greedy, 5 tokens): through
 transformers (one at a time, the path before), and through llama.cpp and OpenVINO GenAI
 from 1, 4 and 16 concurrent clients, each level on held-out items of its own: chats/s,
@@ -192,11 +193,16 @@ def speed(name: str, items: list[Item], test: list[Item], peaks: dict, minutes: 
 
 def train_speed(name: str, items: list[Item], peaks: dict, minutes: float, folder: Path,
                 full: bool) -> None:
-    """LoRA's (or, `full`, full fine-tuning's) tokens/s in float32 and in bf16 autocast."""
+    """LoRA's (or, `full`, full fine-tuning's) tokens/s in float32 and, where the CPU
+    multiplies bf16 natively, in bf16 autocast (elsewhere torch emulates it, far slower)."""
     rate = lora.Hyperparameters.learning_rate / (10 if full else 1)
     h = lora.Hyperparameters(learning_rate=rate, full=full, max_minutes=minutes,
                              scheduler="constant")
-    for precision in ("float32", "bf16"):
+    native = named("auto") == "bf16"
+    if not native:
+        print(f"  {'full' if full else 'LoRA'} in bf16: not trained, this CPU has no native "
+              f"bf16 (torch's bf16 products: {peaks['bf16']:.0f} GFLOP/s)", flush=True)
+    for precision in ("float32", "bf16") if native else ("float32",):
         run = train(name, items, h, precision, folder / f"speed-{full}-{precision}")
         print(f"  {'full' if full else 'LoRA'} in {precision}: {run['tokens_s']:.0f} "
               f"tokens/s, {run['flops_s'] / 1e9:.0f} GFLOP/s = "
