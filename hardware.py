@@ -139,16 +139,18 @@ def matmul_peak(dtype: str = "float32", threads: int | None = None, size: int = 
 
 def fastest_runtime() -> str:
     """The open-LLM runtime that answers chats fastest on this CPU, of those installed:
-    OpenVINO GenAI where the CPU has AMX, whose bf16 tiles it uses (there it answered 4.7 times
-    as many chats as the prebuilt llama.cpp, built for AVX2 alone); llama.cpp elsewhere; else
-    transformers (docs/benchmarks.md).
+    OpenVINO GenAI on an x86 CPU with AVX2 or more, whose kernels it compiles for the CPU's
+    widest instructions (it answered 4.7 times as many chats as the prebuilt llama.cpp with
+    AMX, twice as many with AVX2 alone); llama.cpp elsewhere; else transformers
+    (docs/benchmarks.md).
 
     >>> fastest_runtime() in ("openvino", "llama.cpp", "transformers")
     True
     """
     import importlib.util
 
-    ranked = (["openvino"] if cpu().fastest == "amx" else []) + ["llama.cpp"]
+    x86 = cpu().fastest in ("amx", "avx512_bf16", "avx512", "avx2")
+    ranked = (["openvino"] if x86 else []) + ["llama.cpp"]
     packages = {"openvino": "openvino_genai", "llama.cpp": "xllamacpp"}
     return next((runtime for runtime in ranked if importlib.util.find_spec(packages[runtime])),
                 "transformers")
