@@ -140,8 +140,9 @@ class VectorStore:
         return cls(chroma.get_collection(done, embedding_function=None), train, mode)
 
     def __len__(self) -> int:
-        return len(self.items)  # what the build checked the collection holds; Chroma's own
-        # count reads its database, milliseconds a call at 50,000 items
+        # What the build checked the collection holds: Chroma's own count reads its database,
+        # milliseconds a call at 50,000 items, and every query asks.
+        return len(self.items)
 
     def similar(self, items: Sequence[Item], k: int = 5) -> list[list[Neighbour]]:
         """The `k` stored products most like each item, most similar first (never the item's
