@@ -18,20 +18,19 @@ in float32 and bf16 on the threads used (`hardware.matmul_peak`), the bounds bel
 float32 (the path before) and, where the CPU multiplies bf16 natively, in bf16 autocast, on
 real examples; tokens/s count the real tokens of the examples trained (no padding), and the
 share of the bound counts a training step's useful FLOPs: per token, 2 x the parameters
-forward, 2 x backward to the inputs, and 2 more for the weights' gradients when every
-weight trains (6 x for full fine-tuning, 4 x for LoRA, whose frozen weights need no
-gradient), over the parameters outside the embedding (the output layer runs only at the
-price's positions), against that precision's peak. Then the local server answers the
-notebooks' chats (`chat.messages_for`, greedy, 5 tokens): through transformers (one at a
-time, the path before), and through llama.cpp and OpenVINO GenAI from 1, 4 and 16 concurrent
-clients, each level on held-out items of its own: chats/s,
-p50/p99 latency, and llama.cpp's own prefill and decode tokens/s. The bound: the peak of the
-precision the runtime multiplies in (llama.cpp: float32, the served GGUF's; OpenVINO GenAI:
-bf16 where the CPU multiplies it natively, else float32) over the FLOPs a chat needs, 2 x the
-parameters for each token read (llama.cpp's uncached tokens: the system prompt and template
-come from its cache) or written. With
---speed, --served is the number of held-out items a level (transformers, then each number of
-clients), and --speed-minutes 0 measures the serving alone:
+forward, 2 x backward to the inputs, and 2 more for the weights' gradients when every weight
+trains (6 x for full fine-tuning, 4 x for LoRA, whose frozen weights need no gradient), over
+the parameters outside the embedding (the output layer runs only at the price's positions),
+against that precision's peak. Then the local server answers the notebooks' chats
+(`chat.messages_for`, greedy, 5 tokens): through transformers (one at a time, the path before),
+and through llama.cpp and OpenVINO GenAI from 1, 4 and 16 concurrent clients, each level on
+held-out items of its own: chats/s, p50/p99 latency, and llama.cpp's own prefill and decode
+tokens/s. The bound: the peak of the precision the runtime multiplies in (llama.cpp: float32,
+the served GGUF's; OpenVINO GenAI: bf16 where the CPU multiplies it natively, else float32)
+over the FLOPs a chat needs, 2 x the parameters for each token read (llama.cpp's uncached
+tokens: the system prompt and template come from its cache) or written. With --speed, --served
+is the number of held-out items a level (transformers, then each number of clients), and
+--speed-minutes 0 measures the serving alone:
     PYTHONPATH=. python benchmarks/open_llm_real.py --data ... --speed --speed-minutes 0 \
         --served 16
 
