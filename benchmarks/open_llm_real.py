@@ -197,13 +197,17 @@ def train_speed(name: str, items: list[Item], peaks: dict, minutes: float, folde
     rate = lora.Hyperparameters.learning_rate / (10 if full else 1)
     h = lora.Hyperparameters(learning_rate=rate, full=full, max_minutes=minutes,
                              scheduler="constant")
-    native = named("auto") == "bf16"
+    method, native = "full" if full else "LoRA", named("auto") == "bf16"
     if not native:
-        print(f"  {'full' if full else 'LoRA'} in bf16: not trained, this CPU has no native "
-              f"bf16 (torch's bf16 products: {peaks['bf16']:.0f} GFLOP/s)", flush=True)
+        print(f"  {method} in bf16: not trained, this CPU has no native bf16 (torch's bf16 "
+              f"products: {peaks['bf16']:.0f} GFLOP/s)", flush=True)
     for precision in ("float32", "bf16") if native else ("float32",):
         run = train(name, items, h, precision, folder / f"speed-{full}-{precision}")
-        print(f"  {'full' if full else 'LoRA'} in {precision}: {run['tokens_s']:.0f} "
+        if not np.isfinite(run["tokens_s"]):  # a step or two: nothing after the first to time
+            print(f"  {method} in {precision}: {run['examples'] // h.batch_size} step(s) in "
+                  f"{minutes:g} minutes, too few to time: give --speed-minutes more", flush=True)
+            continue
+        print(f"  {method} in {precision}: {run['tokens_s']:.0f} "
               f"tokens/s, {run['flops_s'] / 1e9:.0f} GFLOP/s = "
               f"{run['flops_s'] / 1e9 / peaks[precision]:.0%} of {peaks[precision]:.0f}; "
               f"load average {os.getloadavg()[0]:.2f}", flush=True)
