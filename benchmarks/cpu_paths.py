@@ -15,9 +15,11 @@ measures how far that figure can move:
   (other first weights, another order of examples).
 
 A trained model's tolerance is half again the largest move over the seeds and the paths: a
-margin for CPUs not sampled here. Chat models decode greedily and have no seed: their
-tolerance is twice the largest move over the kernel paths, and at least one answer of ten
-moving by the mean error.
+margin for CPUs not sampled here. Four seeds are enough where the scores cluster; the deep
+network's do not (a run in twenty scores twice the median), so its saved figure comes from
+many more (`--only "deep network" --seeds 24`, and its why in the fixture). Chat models
+decode greedily and have no seed: their tolerance is twice the largest move over the kernel
+paths, and at least one answer of ten moving by the mean error.
 
 It prints a table, and with --write saves this CPU's figures, their tolerances, why, and
 the CPU they came from. It takes about 40 minutes on 2 cores.
@@ -44,7 +46,7 @@ PATHS = {
             "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "OPENBLAS_CORETYPE": "Prescott",
             "NPY_DISABLE_CPU_FEATURES": NO_AVX512 + " AVX2 FMA3"},
 }
-SEEDS = (1, 2, 3, 4)
+SEEDS = 4  # retrained with seeds 1 to SEEDS
 CHAT_ITEMS = 10
 
 
@@ -125,7 +127,7 @@ def in_child(name: str, seed: int | None, env: dict[str, str]) -> float:
     return float(done.stdout.splitlines()[-1])
 
 
-def measure(name: str) -> dict:
+def measure(name: str, seeds: int = SEEDS) -> dict:
     by_path = {path: in_child(name, None, env) for path, env in PATHS.items()}
     value = by_path["this CPU"]
     path_move = max(abs(v - value) for v in by_path.values())
@@ -136,10 +138,10 @@ def measure(name: str) -> dict:
                f"paths (${path_move:.2f}), and at least one answer in {CHAT_ITEMS} moving by "
                "the mean error")
     else:
-        seed_move = max(abs(in_child(name, seed, {}) - value) for seed in SEEDS)
+        seed_move = max(abs(in_child(name, seed, {}) - value) for seed in range(1, seeds + 1))
         tolerance = 1.5 * max(seed_move, path_move)
-        why = (f"float32 training: half again the largest move over seeds "
-               f"{', '.join(map(str, SEEDS))} (${seed_move:.2f}) and over kernel paths and "
+        why = (f"training: half again the largest move over seeds 1 to {seeds} "
+               f"(${seed_move:.2f}) and over kernel paths and "
                f"threads (${path_move:.2f})")
     return {"value": round(value, 2), "tolerance": round(tolerance, 2), "why": why,
             "by_path": {p: round(v, 2) for p, v in by_path.items()}, "seed_move": seed_move}
@@ -149,6 +151,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", action="store_true", help=f"save the figures to {FIXTURE}")
     parser.add_argument("--only", help="comma-separated figure names (default: all)")
+    parser.add_argument("--seeds", type=int, default=SEEDS,
+                        help=f"retrain with seeds 1 to this (default {SEEDS})")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -163,7 +167,7 @@ def main() -> None:
     print("| figure | " + " | ".join(PATHS) + " | largest move over seeds | tolerance |")
     print("|---" * (len(PATHS) + 3) + "|")
     for name in names:
-        found = measure(name)
+        found = measure(name, args.seeds)
         seeds = "-" if found["seed_move"] is None else f"${found['seed_move']:.2f}"
         print(f"| {name} | " + " | ".join(f"${v:.2f}" for v in found["by_path"].values())
               + f" | {seeds} | ±${found['tolerance']:.2f} |", flush=True)
