@@ -511,8 +511,8 @@ class Running:
     `pricer()` hands out ChatPricers over it that share one reply cache, kept in a scratch
     folder until the server stops: its answers cost nothing, so nothing is worth keeping.
     They ask `at_once` items at a time, what the server answers at the same time (an open
-    LLM's `at_once`: 1 through transformers, its slots through llama.cpp), so that no request
-    waits in a queue long enough to time out on a slow machine.
+    LLM's `at_once`: 1 through transformers, its slots through llama.cpp and OpenVINO GenAI),
+    so that no request waits in a queue long enough to time out on a slow machine.
     """
 
     base_url: str

@@ -39,11 +39,11 @@ def test_serves_the_open_model_through_the_course_client(smollm):
 
 
 def test_its_pricers_ask_what_it_answers_at_once_within_the_servers_limit(smollm, monkeypatch):
-    """The model answers `at_once` chats together (llama.cpp's slots; one at a time through
-    OpenVINO GenAI or transformers): eight requests at once would wait for each other, and on
+    """The model answers `at_once` chats together (llama.cpp's and OpenVINO GenAI's slots; one
+    at a time through transformers): more requests at once would wait for each other, and on
     a slow machine time out; the client waits a little longer than the server's own limit."""
     runtime = settings.llm_runtime(hardware.fastest_runtime())
-    assert smollm.at_once == (4 if runtime == "llama.cpp" else 1)
+    assert smollm.at_once == {"llama.cpp": 4, "openvino": 16}.get(runtime, 1)
     assert smollm.pricer().concurrency == smollm.at_once
     with server.start(open_chat.OpenChat("tiny", lora.tiny_llama(), lora.tokenizer())) as one:
         assert one.at_once == 1 and one.pricer().concurrency == 1
