@@ -27,8 +27,8 @@ and through llama.cpp and OpenVINO GenAI from 1, 4 and 16 concurrent clients, ea
 held-out items of its own: chats/s, p50/p99 latency, and llama.cpp's own prefill and decode
 tokens/s. The bound: the peak of the precision the runtime multiplies in (llama.cpp: float32,
 the served GGUF's; OpenVINO GenAI: bf16 where the CPU multiplies it natively, else float32)
-over the FLOPs a chat needs, 2 x the parameters for each token read (llama.cpp's uncached
-tokens: the system prompt and template come from its cache) or written. With --speed, --served
+over the FLOPs a chat needs, 2 x the parameters for each token read (uncached tokens: the
+system prompt and template come from each runtime's prefix cache) or written. With --speed, --served
 is the number of held-out items a level (transformers, then each number of clients), and
 --speed-minutes 0 measures the serving alone:
     PYTHONPATH=. python benchmarks/open_llm_real.py --data ... --speed --speed-minutes 0 \
@@ -213,21 +213,21 @@ def train_speed(name: str, items: list[Item], peaks: dict, minutes: float, folde
               f"load average {os.getloadavg()[0]:.2f}", flush=True)
 
 
-def ask(base_url: str, model: str, item: Item) -> float:
+def ask(running, item: Item, client: httpx.Client) -> float:
     """Seconds for one of the notebooks' chats through the local server."""
-    body = {"model": model, "messages": messages_for(item), "max_tokens": 5, "seed": 42}
+    body = {"model": running.model, "messages": messages_for(item), "max_tokens": 5, "seed": 42}
     start = time.perf_counter()
-    reply = httpx.post(f"{base_url}/chat/completions", json=body, timeout=600)
-    reply.raise_for_status()
+    client.post(f"{running.base_url}/chat/completions", json=body).raise_for_status()
     return time.perf_counter() - start
 
 
 def clients(running, items: list[Item], count: int) -> tuple[float, list[float]]:
-    """(chats/s, latencies) for `items` asked by `count` concurrent clients."""
+    """(chats/s, latencies) for `items` asked by `count` concurrent clients, which share one
+    HTTP client, as a ChatPricer's requests do."""
     start = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(count) as pool:
-        latencies = list(pool.map(lambda item: ask(running.base_url, running.model, item),
-                                  items))
+    with (httpx.Client(timeout=600, limits=httpx.Limits(max_connections=count)) as client,
+          concurrent.futures.ThreadPoolExecutor(count) as pool):
+        latencies = list(pool.map(lambda item: ask(running, item, client), items))
     return len(items) / (time.perf_counter() - start), latencies
 
 
@@ -242,7 +242,7 @@ def serving(name: str, test: list[Item], peaks: dict, levels=(1, 4, 16),
           flush=True)
     if baseline:
         with server.start(OpenChat(name), model=name) as running:
-            ask(running.base_url, name, test[-1])  # warm up
+            clients(running, test[-1:], 1)  # warm up
             rate, latencies = clients(running, test[-1 - share:-1], 1)
         print(f"  transformers, 1 client: {rate:.2f} chats/s, p50 "
               f"{np.percentile(latencies, 50):.2f} s, p99 {np.percentile(latencies, 99):.2f} s",
@@ -250,7 +250,7 @@ def serving(name: str, test: list[Item], peaks: dict, levels=(1, 4, 16),
     first = {}
     for chat in (LlamaCppChat(name), OpenVinoChat(name)):
         with server.start(chat, model=name) as running:
-            ask(running.base_url, name, test[-1])
+            clients(running, test[-1:], 1)
             for level, count in enumerate(levels):
                 items = test[share * level:share * (level + 1)]
                 before = counters(chat)
@@ -281,7 +281,8 @@ def described(chat) -> tuple[str, str]:
 def bound_line(chat, before: dict, items: list[Item], params: int, peaks: dict,
                rate: float) -> str:
     """Tokens a chat reads and writes, and the chats/s that the runtime's precision's peak
-    allows at 2 x the parameters a token (llama.cpp's cached prefix is not read again)."""
+    allows at 2 x the parameters a token (a prefix cached from an earlier chat is not read
+    again: llama.cpp counts it, and OpenVINO GenAI's is what the chat shares with another)."""
     if isinstance(chat, LlamaCppChat):
         done = {k: v - before.get(k, 0) for k, v in metrics(chat.server).items()}
         read, written = (done[k] / len(items) for k in ("prompt_tokens_total",
@@ -292,10 +293,13 @@ def bound_line(chat, before: dict, items: list[Item], params: int, peaks: dict,
         peak, speeds = peaks["float32"], (f"prefill {prefill:.0f} tokens/s, decode "
                                           f"{decode:.0f} tokens/s (llama.cpp's clocks); ")
     else:
-        read = sum(len(chat.tokenizer(chat.prompt(messages_for(item)),
-                                      add_special_tokens=False)["input_ids"])
-                   for item in items) / len(items)
-        written, cached = (chat.written - before["written"]) / len(items), 0.0
+        asked = [chat.tokenizer(chat.prompt(messages_for(item)), add_special_tokens=False)
+                 ["input_ids"] for item in items]
+        # the beginning each chat shares with the others comes from the prefix cache
+        cached = np.mean([len(os.path.commonprefix([ids, asked[i - 1]]))
+                          for i, ids in enumerate(asked)])
+        read = np.mean([len(ids) for ids in asked]) - cached
+        written = (chat.written - before["written"]) / len(items)
         peak, speeds = peaks["bf16" if hardware.cpu().bf16 else "float32"], ""
     bound = peak * 1e9 / (2 * params * (read + written))
     return (f"{speeds}a chat reads {read:.0f} tokens (+{cached:.0f} cached), writes "
