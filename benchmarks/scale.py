@@ -22,11 +22,14 @@ and the processes it starts (the loader's and the stack's workers) held at once:
 proportional set sizes summed, sampled twice a second, so that pages forked workers share
 count once. Each process's own peak RSS is kept beside it. A stage that would take longer
 than `--budget` seconds at a size (predicted from the smaller sizes, or found by a pilot run
-on 2,000 items, or by running past the budget) is measured on the first m and 2m training
-items instead and extrapolated with the exponent between them, or linearly where that
-exponent is below 1 (fixed costs weigh at small sizes); the table marks such figures, an
-upper bound where a stage's fixed costs are large (the stack's). The growth exponent between
-two sizes is log(t2/t1)/log(n2/n1): 1 is linear, 2 quadratic.
+on 2,000 items, or by running past the budget) is extrapolated instead: from its whole runs
+at the two largest smaller sizes where it has them, else from runs on the first m and 2m
+training items of this size's split. Time grows with the exponent between the two, or
+linearly where that is below 1 (fixed costs weigh at small sizes), memory linearly; the
+table marks such figures, an upper bound where a stage's fixed costs are large (the
+stack's). The vector store and the fitted ensemble read cached embeddings, so they run whole
+only at sizes where the embeddings ran whole. The growth exponent between two sizes is
+log(t2/t1)/log(n2/n1): 1 is linear, 2 quadratic.
 
 Results go, one stage and size at a time, into scale/results.json in the data folder; a
 rerun skips what is there (delete a row, or the file, to measure again), and writes
@@ -301,6 +304,7 @@ def stages() -> dict:
 
 CORPUS = ("raw records", "curate", "balance", "save", "load")  # these run whole, in order
 FIXED = ("tester",)  # work that does not grow with the training items
+NEEDS_EMBEDDINGS = ("vector store", "fitted ensemble")
 
 
 def child(stage: str, size: int, limit: int | None, source: str) -> None:
@@ -434,40 +438,63 @@ def growth(t1: float, t2: float, n1: int, n2: int) -> float:
     return math.log(max(t2, 1e-9) / max(t1, 1e-9)) / math.log(n2 / n1)
 
 
-def extrapolated(small: list[dict], large: list[dict], m: int, size: int) -> list[dict]:
-    """Rows at `size` from rows measured on m and 2m training items: time grown with the
+def extrapolated(small: list[dict], large: list[dict], n1: int, n2: int, size: int,
+                 how: str) -> list[dict]:
+    """Rows at `size` from rows measured on n1 and n2 training items: time grown with the
     exponent between them, at least 1 (below it, fixed costs or noise weigh at the small
     sizes: work that touches every item grows at least linearly), a fixed-size row keeping the
     larger measurement; memory grown linearly."""
     rows = []
     for a, b in zip(small, large, strict=True):
         fixed = b.get("fixed", False)
-        measured = growth(a["seconds"], b["seconds"], m, 2 * m)
+        measured = growth(a["seconds"], b["seconds"], n1, n2)
         exponent = 0.0 if fixed else max(1.0, measured)
-        grown = (size / (2 * m)) ** exponent
+        grown = (size / n2) ** exponent
         row = {**b, "seconds": b["seconds"] * grown, "items": b["items"] if fixed else size,
-               "extrapolated": f"from {m:,} and {2 * m:,} items, exponent {measured:.2f}"
+               "extrapolated": f"from {how} of {n1:,} and {n2:,} items, exponent "
+                               f"{measured:.2f}"
                                + ("" if fixed or measured >= 1 else ", grown linearly"),
                "peak_mib": b["peak_mib"] + (0 if fixed else (b["peak_mib"] - a["peak_mib"])
-                                            * (size - 2 * m) / m)}
+                                            * (size - n2) / (n2 - n1))}
+        if b.get("note"):
+            row["note"] = f"{b['note']} on {n2:,} items"
         rows.append(row)
     return rows
 
 
+def whole_rows(results: Results, key: str, size: int) -> dict[int, list[dict]]:
+    """The stage's rows by smaller size, where it ran whole (on a split of that size)."""
+    found: dict[int, list[dict]] = {}
+    for row in results.rows:
+        if row["key"] == key and row["size"] < size:
+            found.setdefault(row["size"], []).append(row)
+    return {n: rows for n, rows in sorted(found.items())
+            if not any(r.get("extrapolated") for r in rows)}
+
+
 def measure(stage: str, size: int, source: str, budget: float, results: Results,
             log: Path) -> None:
-    """Measure `stage` at `size` whole when it fits the budget, else on m and 2m items."""
+    """Measure `stage` at `size` whole when it fits the budget; else grow it from its whole
+    runs at the two largest smaller sizes, or from runs on m and 2m of this split's items."""
     guess = predicted(results, stage, size)
     pilot = None
+    # The store and the ensemble read cached embeddings: whole only where they were made.
+    cached = stage not in NEEDS_EMBEDDINGS or results.done("embeddings", size) and not any(
+        r.get("extrapolated") for r in results.rows
+        if r["key"] == "embeddings" and r["size"] == size)
     if guess is None and stage not in CORPUS and stage not in FIXED and size > 2 * PILOT:
         pilot = run_child(stage, size, PILOT, source, budget, log)
         if pilot is not None:
             guess = pilot[0]["seconds"] * (size / PILOT) ** 1.5  # a cautious guess
     rows = None
-    if guess is None or guess <= budget or stage in CORPUS or stage in FIXED:
+    if stage in CORPUS or stage in FIXED or (cached and (guess is None or guess <= budget)):
         rows = run_child(stage, size, None, source, 3 * budget if stage in CORPUS else budget,
                          log)
-    if rows is None:  # too slow whole: two smaller runs, grown to size
+    whole = whole_rows(results, stage, size)
+    if rows is None and len(whole) >= 2:
+        (n1, small), (n2, large) = list(whole.items())[-2:]
+        rows = extrapolated(small, large, n1, n2, size, "whole runs")
+    if rows is None:  # too slow whole: two smaller runs on this split, grown to size
         m = size // 2
         while m > PILOT // 2 and (guess or math.inf) * (2 * m / size) ** 1.2 > budget / 2:
             m //= 2
@@ -477,7 +504,7 @@ def measure(stage: str, size: int, source: str, budget: float, results: Results,
         large = run_child(stage, size, 2 * m, source, budget, log)
         if small is None or large is None:
             raise RuntimeError(f"{stage} takes over {budget:.0f}s even on {2 * m:,} items")
-        rows = extrapolated(small, large, m, size)
+        rows = extrapolated(small, large, m, 2 * m, size, "runs")
     cpu = str(hardware.cpu())
     results.add([{**row, "key": stage, "size": size, "cpu": cpu,
                   "threads": settings.threads(size), "embeddings": settings.embeddings()}
