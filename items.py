@@ -50,7 +50,7 @@ _AMOUNT = re.compile(r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+")
 _AMBIGUOUS = re.compile(r"[1-9]\d{0,2}\.\d{3}")
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
 _JSON_PUNCTUATION = ':[]"{}【】'
-_DIGIT = re.compile(r"\d")  # a decimal digit, of any script
+_DIGIT = re.compile(r"[0-9]")
 
 
 def parse_price(raw: Any) -> tuple[float | None, str | None]:
@@ -411,31 +411,14 @@ def _drop_part_numbers(text: str) -> str:
     >>> _drop_part_numbers("Fits WR57X10051 and 2 more, model AB1234567 ®ZX¹23456")
     'Fits and 2 more, model'
     """
-    # Jump from digit to digit instead of looking at every word, reading the digits that are
-    # not decimal (superscripts, circled digits...) as 0s: `seen` is `text`, index for index.
-    seen = text if text.isascii() else text.translate(_other_digits())
-    pieces, start = [], 0
-    match = _DIGIT.search(seen)
-    while match:
-        left = text.rfind(" ", 0, match.start()) + 1
-        right = text.find(" ", match.start())
-        right = len(text) if right < 0 else right
-        if right - left >= 7:
-            pieces.append(text[start:left])  # up to the word, with the space before it
-            start = right + 1
-        match = _DIGIT.search(seen, right)
-    pieces.append(text[start:])
-    kept = "".join(pieces)
-    if start > len(text):  # the last word went, and not the space before it
-        return kept[:-1] if kept.endswith(" ") else kept
-    return kept
+    return " ".join(word for word in text.split(" ") if len(word) < 7 or not _has_digit(word))
 
 
-@cache
-def _other_digits() -> dict[int, str]:
-    """str.translate's table from each digit that is not decimal (which `\\d` misses) to 0."""
-    return {code: "0" for code in range(0x80, 0x110000)
-            if chr(code).isdigit() and not chr(code).isdecimal()}
+def _has_digit(word: str) -> bool:
+    """Whether `word` holds a digit: by regex where it is ASCII (most words, and fast)."""
+    if word.isascii():
+        return _DIGIT.search(word) is not None
+    return any(char.isdigit() for char in word)  # superscripts and circled digits too
 
 
 @cache

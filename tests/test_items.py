@@ -63,7 +63,7 @@ def test_scrub_drops_part_numbers_and_json_punctuation():
 
 
 def test_part_numbers_are_dropped_word_by_word_in_any_script():
-    """The digit-to-digit scan keeps what the plain rule keeps: words split at single spaces,
+    """The ASCII words' regex keeps what the plain rule keeps: words split at single spaces,
     those of 7+ characters with any character that str.isdigit calls a digit dropped."""
     def plain(text):
         return " ".join(w for w in text.split(" ")
