@@ -443,19 +443,19 @@ def extrapolated(small: list[dict], large: list[dict], n1: int, n2: int, size: i
     """Rows at `size` from rows measured on n1 and n2 training items: time grown with the
     exponent between them, at least 1 (below it, fixed costs or noise weigh at the small
     sizes: work that touches every item grows at least linearly), a fixed-size row keeping the
-    larger measurement; memory grown linearly."""
+    larger measurement; memory grown linearly, never below the larger measurement."""
     rows = []
     for a, b in zip(small, large, strict=True):
         fixed = b.get("fixed", False)
         measured = growth(a["seconds"], b["seconds"], n1, n2)
         exponent = 0.0 if fixed else max(1.0, measured)
         grown = (size / n2) ** exponent
+        more = 0.0 if fixed else max(0.0, b["peak_mib"] - a["peak_mib"]) * (size - n2) / (n2 - n1)
         row = {**b, "seconds": b["seconds"] * grown, "items": b["items"] if fixed else size,
                "extrapolated": f"from {how} of {n1:,} and {n2:,} items, exponent "
                                f"{measured:.2f}"
                                + ("" if fixed or measured >= 1 else ", grown linearly"),
-               "peak_mib": b["peak_mib"] + (0 if fixed else (b["peak_mib"] - a["peak_mib"])
-                                            * (size - n2) / (n2 - n1))}
+               "peak_mib": b["peak_mib"] + more}
         if b.get("note"):
             row["note"] = f"{b['note']} on {n2:,} items"
         rows.append(row)
