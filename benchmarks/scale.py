@@ -512,8 +512,11 @@ def measure(stage: str, size: int, source: str, budget: float, results: Results,
 
 
 def table(results: Results, sizes: list[int]) -> str:
-    """Markdown: a row per stage, a column group per size, the growth exponents last."""
-    names = list(dict.fromkeys(r["stage"] for r in results.rows))
+    """Markdown: a row per stage in the order a learner meets them, a column group per size,
+    the growth exponents last."""
+    order = {key: i for i, key in enumerate(stages())}
+    names = list(dict.fromkeys(r["stage"] for r in sorted(
+        results.rows, key=lambda r: order.get(r["key"], len(order)))))
     head = "| stage | " + " | ".join(f"{s:,}: time | items/s | peak MiB" for s in sizes)
     head += " | growth |"
     lines = [head, "|---|" + "---:|---:|---:|" * len(sizes) + "---|"]
