@@ -326,8 +326,9 @@ class LightGBMPricer(RegressionPricer):
 
 EMBEDDING_REGRESSORS = {"svr": "MiniLM + SVR", "ridge": "MiniLM + Ridge",
                         "neighbours": "MiniLM Nearest Neighbours"}
-# A kernel SVR's fit grows as the square of its items or faster (an hour at 100,000): past
-# the lite split's size it learns from a seeded sample of this many (docs/benchmarks.md).
+# A kernel SVR's fit grows as about n^2.2 (5 s on 6,000 real products, 26 s on 12,400; by
+# that, 2 minutes at 25,000 and 15 hours at 400,000): past the lite split's size it learns
+# from a seeded sample of this many (docs/benchmarks.md, "The course at its real sizes").
 SVR_ITEMS = 25_000
 
 

@@ -8,7 +8,7 @@ vectors at 50,000 items and more, with its 5-neighbour queries.
         --texts 96 --pool 1500 --test-size 500 --seeds 42 --store-sizes 5000   # a quick look
     ... --seeds "" --store-sizes ""                           # the encoding rates alone
     ... --texts 8 --pool 20000 --test-size 2000 --seeds "" --store-sizes "" --cache-vectors 0 \
-        --svr-items 1500,3000,6000,20000 --svr-seeds 42,7,1234   # what capping the SVR costs
+        --svr-items 1500,3000,6000,12500 --svr-seeds 42,7,1234   # what capping the SVR costs
 
 1. The CPU's model, flags, clock and cores (`hardware.cpu()`), and each precision's peak:
    the practical one, a 2,048-square matrix product in torch on every core (float64, float32,
