@@ -152,7 +152,9 @@ class BagOfWordsPricer(RegressionPricer):
     def make_regressor(self, items: int):
         from sklearn.linear_model import LinearRegression
 
-        return LinearRegression(tol=1e-10)  # lsqr to 10 digits: the same guess on any CPU
+        # lsqr to 10 digits, so that CPUs' roundings agree; on the real pool's 25k and more
+        # items it stops first at its limit of two steps a column
+        return LinearRegression(tol=1e-10)
 
     def features(self, items: list[Item], fitting: bool = False):
         from sklearn.feature_extraction.text import CountVectorizer
