@@ -5,6 +5,8 @@ the bound that this machine's measured matrix-product peak sets.
     PYTHONPATH=. python benchmarks/open_llm_real.py \
         --data ../shared/data/real_priced_items.jsonl.gz --speed
     PYTHONPATH=. python benchmarks/open_llm_real.py --data ... --train-minutes 30
+    PYTHONPATH=. python benchmarks/open_llm_real.py --data ... --train-minutes 30 \
+        --method full --batch-size 8 --marks 30 --no-zero-shot   # every weight, 8 a step
     PYTHONPATH=. python benchmarks/open_llm_real.py --data ... --train-minutes 5 --method both
     PYTHONPATH=. python benchmarks/open_llm_real.py --data ... --max-steps 100 \
         --precision float32,bf16        # the same steps in each precision, errors compared
@@ -40,9 +42,11 @@ floors. Zero-shot, the base model reads each item's plain test prompt (ending "P
 its price is read by each decoding (greedy digits, and the mean and median of the likeliest
 digit paths), and the first --served are asked through the local server. Then the course's
 recipe (LoRA; --method full trains every weight at a tenth of the learning rate, --method both
-the one after the other) trains for --train-minutes (or --max-steps), in each --precision, its
-learning rate over the budget's time (--schedule), and the model is saved at each budget mark
-(5, 15, 30, 60 minutes, whichever fit) and scored afterwards. --text-tokens cuts each
+the one after the other; a --batch-size above the course's 4 scales the rate by the root of
+the ratio) trains for --train-minutes (or --max-steps), in each --precision, its learning
+rate over the budget's time (--schedule), and the model is saved at each of --marks (5, 15,
+30, 60 minutes, whichever fit, and the budget's end) and scored afterwards; --no-zero-shot
+skips the base model's scores and serving. --text-tokens cuts each
 product's text to that many of the model's tokens, in training and when priced (fewer tokens
 an example, more examples a minute). With two precisions, the last lines give the paired
 difference of their errors on the same items, with a 95% bootstrap interval. The summary reads
@@ -55,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import math
 import os
 import resource
 import statistics
@@ -88,6 +93,17 @@ MARKS = (5, 15, 30, 60)  # minutes at which the model is saved and scored
 FLAGS = {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16",
          "amx_int8", "asimd"}
 HOWS = ("greedy", "mean", "median")
+
+
+def learning_rate(rate: float, batch_size: int, full: bool) -> float:
+    """The learning rate for a batch of `batch_size`, from LoRA's `rate` at the course's batch
+    of 4: a tenth of it to train every weight, and the square root of the batches' ratio
+    times it (Adam's square-root scaling rule, Malladi et al. 2022).
+
+    >>> learning_rate(1e-4, 16, full=True)
+    2e-05
+    """
+    return rate / (10 if full else 1) * math.sqrt(batch_size / 4)
 
 
 def machine() -> dict[str, float]:
@@ -355,7 +371,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--learning-rate", type=float, default=lora.Hyperparameters.learning_rate,
-                        help="LoRA's (default: the course's); full fine-tuning takes a tenth")
+                        help="LoRA's at batch size 4 (default: the course's); full fine-tuning "
+                             "takes a tenth; a larger batch, this times the root of its ratio")
+    parser.add_argument("--marks", default=",".join(f"{m:g}" for m in MARKS),
+                        help="minutes at which the model is saved and scored (with the budget's "
+                             "end), e.g. 30 to score the end of a 30-minute run alone")
+    parser.add_argument("--zero-shot", action=argparse.BooleanOptionalAction, default=True,
+                        help="score the base model and serve it first")
     parser.add_argument("--schedule", default="cosine", choices=list(lora.DECAYS),
                         help="the learning rate over the time budget")
     parser.add_argument("--text-tokens", type=int, help="cut each text to this many tokens")
@@ -388,21 +410,24 @@ def main() -> None:
 
     model, tok = open_models.load(args.model)
     train_items, test = (shortened(part, tok, args.text_tokens) for part in (train_items, test))
-    zero = {how: float(errors(g, test).mean()) for how, g in decoded(model, tok, test).items()}
-    served = serving(args.model, test[:args.served], peaks, levels=(1,), baseline=False)
-    print("zero-shot: " + ", ".join(f"{how} ${e:.2f}" for how, e in zero.items()), flush=True)
+    zero, served = {}, {}
+    if args.zero_shot:
+        zero = {how: float(errors(g, test).mean()) for how, g in decoded(model, tok, test).items()}
+        served = serving(args.model, test[:args.served], peaks, levels=(1,), baseline=False)
+        print("zero-shot: " + ", ".join(f"{how} ${e:.2f}" for how, e in zero.items()), flush=True)
 
     precisions = args.precision.split(",")
     kept, summaries = {}, []
     for full in {"lora": [False], "full": [True], "both": [False, True]}[args.method]:
         for precision in precisions:
             kind = f"{'full' if full else 'lora'}-{precision}"
-            rate = args.learning_rate / (10 if full else 1)
+            rate = learning_rate(args.learning_rate, args.batch_size, full)
             minutes = None if args.max_steps > 0 else args.train_minutes
             h = lora.Hyperparameters(batch_size=args.batch_size, learning_rate=rate, full=full,
                                      max_minutes=minutes, max_steps=args.max_steps,
                                      scheduler=args.schedule)
-            marks = [] if minutes is None else sorted({m for m in MARKS if m < minutes}
+            asked = {float(m) for m in args.marks.split(",")}
+            marks = [] if minutes is None else sorted({m for m in asked if m < minutes}
                                                       | {minutes})
             run = train(args.model, train_items, h, precision, args.out / kind, marks)
             bound = peaks[named(precision)]
@@ -422,12 +447,13 @@ def main() -> None:
                       + ", ".join(f"{how} ${e.mean():.2f}" for how, e in
                                   kept[(kind, at)].items()), flush=True)
             last, how = list(kept)[-1], lora.DIGIT_DECODING
-            summaries.append(f"{args.model} {kind}: constant ${constant:.2f}, zero-shot "
-                             f"${zero[how]:.2f}, fine-tuned ${kept[last][how].mean():.2f} "
-                             f"({run['examples']:,} examples, {run['minutes']:.3g} min, "
-                             f"{run['tokens_s']:.0f} tok/s); served " + ", ".join(
-                                 f"{runtime} {rate:.2f}" for runtime, rate in served.items())
-                             + " chats/s")
+            summaries.append(
+                f"{args.model} {kind}: constant ${constant:.2f}, "
+                + (f"zero-shot ${zero[how]:.2f}, " if zero else "")
+                + f"fine-tuned ${kept[last][how].mean():.2f} ({run['examples']:,} examples, "
+                f"{run['minutes']:.3g} min, {run['tokens_s']:.0f} tok/s)"
+                + ("; served " + ", ".join(f"{runtime} {rate:.2f}" for runtime, rate in
+                                           served.items()) + " chats/s" if served else ""))
     ends = {kind: errors_ for (kind, _), errors_ in kept.items()}  # each run's last mark
     if len(precisions) == 2:
         for method in ("lora", "full"):

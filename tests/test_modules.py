@@ -4,6 +4,7 @@ import up the layers that pyproject.toml's [tool.tach] states (which `tach check
 import ast
 import doctest
 import importlib
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,17 @@ def test_every_module_is_installed():
 def test_docstring_examples(name):
     result = doctest.testmod(importlib.import_module(name))
     assert result.failed == 0
+
+
+@pytest.mark.parametrize("path", [path for path in sorted(ROOT.glob("benchmarks/*.py"))
+                                  if ">>>" in path.read_text()], ids=lambda path: path.stem)
+def test_benchmarks_docstring_examples(path, monkeypatch):
+    monkeypatch.syspath_prepend(str(path.parent))  # a benchmark imports its neighbours
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
 
 
 def imports(name: str) -> set[str]:
