@@ -30,11 +30,14 @@ held-out items of its own: chats/s, p50/p99 latency, and llama.cpp's own prefill
 tokens/s. The bound: the peak of the precision the runtime multiplies in (llama.cpp: float32,
 the served GGUF's; OpenVINO GenAI: bf16 where the CPU multiplies it natively, else float32)
 over the FLOPs a chat needs, 2 x the parameters for each token read (uncached tokens: the
-system prompt and template come from each runtime's prefix cache) or written. With --speed, --served
-is the number of held-out items a level (transformers, then each number of clients), and
---speed-minutes 0 measures the serving alone:
+system prompt and template come from each runtime's prefix cache) or written. With --speed,
+--served is the number of held-out items a level (transformers, then each number of clients),
+--speed-minutes 0 measures the serving alone, --served 0 the training alone, and
+--batch-size trains that many examples a step (the course's 4 by default):
     PYTHONPATH=. python benchmarks/open_llm_real.py --data ... --speed --speed-minutes 0 \
         --served 16
+    PYTHONPATH=. python benchmarks/open_llm_real.py --data ... --speed --speed-minutes 1 \
+        --served 0 --batch-size 8
 
 Otherwise, the accuracy run: the real items (`baselines_real.load_items`) are split with a
 seed; the first --test-size held-out items are scored. The training mean and median are the
@@ -194,25 +197,26 @@ def train(name: str, items: list[Item], h: lora.Hyperparameters, precision: str,
 
 
 def speed(name: str, items: list[Item], test: list[Item], peaks: dict, minutes: float,
-          folder: Path) -> None:
-    """Training throughput by method and precision (unless `minutes` is 0), then serving,
-    against the bounds."""
+          folder: Path, batch_size: int = 4) -> None:
+    """Training throughput by method and precision (unless `minutes` is 0), then serving
+    (unless `test` is empty), against the bounds."""
     if minutes > 0:
         print(f"\nTraining, {minutes:g} minutes each (tokens/s; GFLOP/s of useful work; share "
               "of that precision's peak):", flush=True)
     for full in (False, True) if minutes > 0 else ():
-        train_speed(name, items, peaks, minutes, folder, full)
+        train_speed(name, items, peaks, minutes, folder, full, batch_size)
     os.environ.pop("PRICER_LLM_PRECISION", None)
-    serving(name, test, peaks)
+    if test:
+        serving(name, test, peaks)
 
 
 def train_speed(name: str, items: list[Item], peaks: dict, minutes: float, folder: Path,
-                full: bool) -> None:
+                full: bool, batch_size: int = 4) -> None:
     """LoRA's (or, `full`, full fine-tuning's) tokens/s in float32 and, where the CPU
     multiplies bf16 natively, in bf16 autocast (elsewhere torch emulates it, far slower)."""
-    rate = lora.Hyperparameters.learning_rate / (10 if full else 1)
-    h = lora.Hyperparameters(learning_rate=rate, full=full, max_minutes=minutes,
-                             scheduler="constant")
+    rate = learning_rate(lora.Hyperparameters.learning_rate, batch_size, full)
+    h = lora.Hyperparameters(batch_size=batch_size, learning_rate=rate, full=full,
+                             max_minutes=minutes, scheduler="constant")
     method, native = "full" if full else "LoRA", named("auto") == "bf16"
     if not native:
         print(f"  {method} in bf16: not trained, this CPU has no native bf16 (torch's bf16 "
@@ -388,7 +392,7 @@ def main() -> None:
                              "comma-separated list to train in each")
     parser.add_argument("--served", type=int, default=50,
                         help="held-out items asked through the local server (--speed: a "
-                             "level)")
+                             "level; 0: training speed alone)")
     parser.add_argument("--out", type=Path, default=settings.data_dir() / "open-llm-bench")
     args = parser.parse_args()
 
@@ -398,7 +402,7 @@ def main() -> None:
                                        args.seed)
     if args.speed:
         speed(args.model, train_items, test[:4 * args.served], peaks, args.speed_minutes,
-              args.out)
+              args.out, args.batch_size)
         return
     prices = sorted(item.price for item in train_items)
     mean, median = statistics.mean(prices), statistics.median(prices)
@@ -413,7 +417,8 @@ def main() -> None:
     zero, served = {}, {}
     if args.zero_shot:
         zero = {how: float(errors(g, test).mean()) for how, g in decoded(model, tok, test).items()}
-        served = serving(args.model, test[:args.served], peaks, levels=(1,), baseline=False)
+        if args.served:
+            served = serving(args.model, test[:args.served], peaks, levels=(1,), baseline=False)
         print("zero-shot: " + ", ".join(f"{how} ${e:.2f}" for how, e in zero.items()), flush=True)
 
     precisions = args.precision.split(",")
