@@ -45,8 +45,8 @@ floors. Zero-shot, the base model reads each item's plain test prompt (ending "P
 its price is read by each decoding (greedy digits, and the mean and median of the likeliest
 digit paths), and the first --served are asked through the local server. Then the course's
 recipe (LoRA; --method full trains every weight at a tenth of the learning rate, --method both
-the one after the other; a --batch-size above the course's 4 scales the rate by the root of
-the ratio) trains for --train-minutes (or --max-steps), in each --precision, its learning
+the one after the other; a --batch-size other than the course's 4 scales the rate by the
+root of the ratio) trains for --train-minutes (or --max-steps), in each --precision, its learning
 rate over the budget's time (--schedule), and the model is saved at each of --marks (5, 15,
 30, 60 minutes, whichever fit, and the budget's end) and scored afterwards; --no-zero-shot
 skips the base model's scores and serving. --text-tokens cuts each
@@ -107,6 +107,22 @@ def learning_rate(rate: float, batch_size: int, full: bool) -> float:
     2e-05
     """
     return rate / (10 if full else 1) * math.sqrt(batch_size / 4)
+
+
+def minutes_list(text: str) -> tuple[float, ...]:
+    """--marks: minutes, comma-separated, each above 0.
+
+    >>> minutes_list("5,30")
+    (5.0, 30.0)
+    """
+    try:
+        minutes = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not minutes separated by commas, e.g. "
+                                         "5,15,30") from None
+    if not all(m > 0 for m in minutes):
+        raise argparse.ArgumentTypeError(f"every mark is a number of minutes above 0: {text!r}")
+    return minutes
 
 
 def machine() -> dict[str, float]:
@@ -376,8 +392,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--learning-rate", type=float, default=lora.Hyperparameters.learning_rate,
                         help="LoRA's at batch size 4 (default: the course's); full fine-tuning "
-                             "takes a tenth; a larger batch, this times the root of its ratio")
-    parser.add_argument("--marks", default=",".join(f"{m:g}" for m in MARKS),
+                             "takes a tenth; another batch size, this times the root of its "
+                             "ratio to 4")
+    parser.add_argument("--marks", type=minutes_list, default=MARKS,
                         help="minutes at which the model is saved and scored (with the budget's "
                              "end), e.g. 30 to score the end of a 30-minute run alone")
     parser.add_argument("--zero-shot", action=argparse.BooleanOptionalAction, default=True,
@@ -431,8 +448,7 @@ def main() -> None:
             h = lora.Hyperparameters(batch_size=args.batch_size, learning_rate=rate, full=full,
                                      max_minutes=minutes, max_steps=args.max_steps,
                                      scheduler=args.schedule)
-            asked = {float(m) for m in args.marks.split(",")}
-            marks = [] if minutes is None else sorted({m for m in asked if m < minutes}
+            marks = [] if minutes is None else sorted({m for m in args.marks if m < minutes}
                                                       | {minutes})
             run = train(args.model, train_items, h, precision, args.out / kind, marks)
             bound = peaks[named(precision)]
