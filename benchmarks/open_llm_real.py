@@ -222,8 +222,7 @@ def speed(name: str, items: list[Item], test: list[Item], peaks: dict, minutes: 
     for full in (False, True) if minutes > 0 else ():
         train_speed(name, items, peaks, minutes, folder, full, batch_size)
     os.environ.pop("PRICER_LLM_PRECISION", None)
-    if test:
-        serving(name, test, peaks)
+    serving(name, test, peaks)
 
 
 def train_speed(name: str, items: list[Item], peaks: dict, minutes: float, folder: Path,
@@ -271,7 +270,9 @@ def serving(name: str, test: list[Item], peaks: dict, levels=(1, 4, 16),
             baseline: bool = True) -> dict[str, float]:
     """Chats/s through the local server: transformers at 1 client (with `baseline`), then
     llama.cpp and OpenVINO GenAI at each level of concurrent clients, each level on its share
-    of `test`; each runtime's chats/s at the first level."""
+    of `test`; each runtime's chats/s at the first level (none: `test` is empty)."""
+    if not test:
+        return {}
     params = layer_parameters(open_models.load(name, progress=False)[0])
     share = len(test) // (len(levels) + baseline)
     print(f"\nServed (the notebooks' chats, greedy, 5 tokens; {share} held-out items a level):",
@@ -434,8 +435,7 @@ def main() -> None:
     zero, served = {}, {}
     if args.zero_shot:
         zero = {how: float(errors(g, test).mean()) for how, g in decoded(model, tok, test).items()}
-        if args.served:
-            served = serving(args.model, test[:args.served], peaks, levels=(1,), baseline=False)
+        served = serving(args.model, test[:args.served], peaks, levels=(1,), baseline=False)
         print("zero-shot: " + ", ".join(f"{how} ${e:.2f}" for how, e in zero.items()), flush=True)
 
     precisions = args.precision.split(",")
